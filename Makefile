@@ -1,0 +1,40 @@
+# clusterlab — the two commands a new user needs: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PROFILE ?= workflow/profiles/local
+CONFIG ?= config/config.yaml
+RESULTS ?= results
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+# pip on these machines warns about every package its local index lacks; keep real messages only.
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: demo test mlflow-ui clean install
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip install --quiet -e '.[test]' 2>&1 | $(QUIET_PIP)
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
+	@echo ""
+	@echo "Report:  $(RESULTS)/reports/clustering.html  (notebook: $(RESULTS)/reports/clustering.ipynb)"
+	@echo "Table:   $(RESULTS)/tables/clustering.parquet"
+	@echo "MLflow:  make mlflow-ui, then open http://$(MLFLOW_HOST):$(MLFLOW_PORT)"
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+mlflow-ui: $(INSTALLED)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS)/mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+
+clean:
+	rm -rf $(RESULTS) .snakemake

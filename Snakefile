@@ -1,0 +1,24 @@
+# clusterlab: embeddings are the unit of work (see ../shared/DESIGN.md and README.md).
+# Rules are thin: each calls a function in lightning_modules. Nothing heavy is imported here, so a dry
+# run or a no-op rerun stays fast.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# `--configfile` replaces the embedded default instead of being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/tracking.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/cluster.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        clustering_report=results("reports/clustering.html"),
+    default_target: True

@@ -1,0 +1,118 @@
+"""Config validation: the JSON schema (config/schema.yaml, through snakemake.utils.validate) and the
+checks a schema cannot express (registry names, K against dataset sizes). Every failure is one line that
+names the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning_modules.registry import UnknownNameError, did_you_mean
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _key_path(parts) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top level>"
+
+
+def _allowed_keys(schema: dict) -> list[str]:
+    return sorted(schema.get("properties", {}))
+
+
+def describe_schema_error(error) -> str:
+    """A jsonschema ValidationError as one line naming the key and what is allowed."""
+    where = _key_path(error.absolute_path)
+    kind, expected, instance = error.validator, error.validator_value, error.instance
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = _allowed_keys(error.schema)
+        unknown = [key for key in instance if key not in allowed]
+        key = unknown[0] if unknown else "?"
+        prefix = f"{where}." if error.absolute_path else ""
+        return f"unknown key '{prefix}{key}'{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}"
+    if kind == "required":
+        return f"{where}: {error.message}"
+    if kind == "minimum":
+        return f"{where} = {instance!r} is too small; allowed: integers >= {expected}"
+    if kind == "minItems":
+        return f"{where} is empty; give at least {expected} value(s)"
+    if kind == "minProperties":
+        return f"{where} is empty; give at least {expected} entry"
+    if kind == "uniqueItems":
+        seen, repeated = set(), []
+        for item in instance:
+            if item in seen:
+                repeated.append(item)
+            seen.add(item)
+        return f"{where} lists {', '.join(map(repr, repeated))} more than once; values must be unique"
+    if kind == "enum":
+        return f"{where} = {instance!r}{did_you_mean(instance, expected)}; allowed: {', '.join(map(str, expected))}"
+    if kind == "type":
+        return f"{where} = {instance!r} has the wrong type; allowed: {expected}"
+    if kind == "pattern":
+        return f"{where} = {instance!r} is not a valid name; allowed: lower-case letters, digits, '.', '_', '-'"
+    return f"{where}: {error.message}"
+
+
+def validate_schema(config: dict, schema_path: str | Path) -> None:
+    """Validate against the schema (filling in its defaults) with snakemake.utils.validate."""
+    import jsonschema
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(Path(schema_path).resolve()), set_default=True)
+    except Exception as error:  # snakemake raises a WorkflowError while handling the jsonschema error
+        cause = error.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise
+        raise ConfigError(f"config error: {describe_schema_error(cause)}") from None
+
+
+def check_registries_and_sizes(config: dict) -> None:
+    """Names must be registered; K must fit every dataset whose size is known without loading it."""
+    from lightning_modules.backbones import BACKBONES, split_spec
+    from lightning_modules.clustering import METHODS
+    from lightning_modules.data import DATASETS, known_size
+    from lightning_modules.naming import backbone_slug
+
+    def registered(registry, name: str, key: str):
+        try:
+            return registry.entry(name)
+        except UnknownNameError as error:
+            raise ConfigError(f"config error: {key}: {error}") from None
+
+    for name, dataset in config["datasets"].items():
+        splits = registered(DATASETS, dataset["source"], f"datasets.{name}.source").info.get("splits")
+        if splits is not None and dataset["split"] not in splits:
+            raise ConfigError(
+                f"config error: datasets.{name}.split = '{dataset['split']}'"
+                f"{did_you_mean(dataset['split'], splits)}; allowed: {', '.join(splits)}"
+            )
+    slugs: dict[str, str] = {}
+    for index, spec in enumerate(config["backbones"]):
+        registered(BACKBONES, split_spec(spec)[0], f"backbones[{index}]")
+        slug = backbone_slug(spec)
+        if slug in slugs:
+            raise ConfigError(f"config error: backbones '{slugs[slug]}' and '{spec}' share the name '{slug}'")
+        slugs[slug] = spec
+    for method in config["clustering"]["methods"]:
+        registered(METHODS, method, f"clustering.methods.{method}")
+
+    for name, dataset in config["datasets"].items():
+        size = known_size(dataset["source"], dataset["split"])
+        too_large = [k for k in config["clustering"]["k"] if size is not None and k > size]
+        if too_large:
+            raise ConfigError(
+                f"config error: clustering.k = {too_large[0]} is larger than dataset '{name}' "
+                f"({size} samples in split '{dataset['split']}'); allowed: 2..{size}"
+            )
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    validate_schema(config, schema_path)
+    check_registries_and_sizes(config)
+    return config

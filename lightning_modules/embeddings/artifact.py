@@ -1,0 +1,51 @@
+"""The embedding artifact: `{split}.npy` (float16/32, memory-mappable), `{split}.labels.npy` (int64,
+-1 = unknown) and `{split}.meta.json` in `results/{dataset}/{backbone}/embeddings/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lightning_modules.io import load_npy, read_json, save_npy, write_json
+
+
+def artifact_paths(embeddings_dir: str | Path, split: str) -> dict[str, Path]:
+    root = Path(embeddings_dir)
+    return {
+        "embeddings": root / f"{split}.npy",
+        "labels": root / f"{split}.labels.npy",
+        "meta": root / f"{split}.meta.json",
+    }
+
+
+def check_embeddings(embeddings: np.ndarray, labels: np.ndarray, source: str = "embeddings") -> None:
+    """Raise ValueError with one line if the pair cannot be used downstream."""
+    if embeddings.ndim != 2:
+        raise ValueError(f"{source}: expected a 2-D (samples, dims) array, got shape {embeddings.shape}")
+    if len(embeddings) != len(labels):
+        raise ValueError(f"{source}: {len(embeddings)} embeddings but {len(labels)} labels")
+    if not np.isfinite(embeddings).all():
+        bad = int((~np.isfinite(embeddings)).any(axis=1).sum())
+        raise ValueError(f"{source}: {bad} rows contain NaN or inf; re-extract them or drop those samples")
+
+
+def write_embeddings(embeddings_dir, split: str, embeddings: np.ndarray, labels: np.ndarray, meta: dict) -> None:
+    check_embeddings(embeddings, labels)
+    paths = artifact_paths(embeddings_dir, split)
+    save_npy(paths["embeddings"], embeddings)
+    save_npy(paths["labels"], labels.astype(np.int64))
+    # meta last: its presence says the pair beside it is complete
+    write_json(paths["meta"], {**meta, "count": int(len(embeddings)), "dims": int(embeddings.shape[1]),
+                               "dtype": str(embeddings.dtype)})
+
+
+def read_embeddings(embeddings_dir, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    paths = artifact_paths(embeddings_dir, split)
+    embeddings, labels = load_npy(paths["embeddings"], mmap), load_npy(paths["labels"], mmap)
+    check_embeddings(embeddings, labels, source=str(paths["embeddings"]))
+    return embeddings, labels
+
+
+def read_meta(embeddings_dir, split: str) -> dict:
+    return read_json(artifact_paths(embeddings_dir, split)["meta"])

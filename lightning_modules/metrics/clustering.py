@@ -1,0 +1,65 @@
+"""Clustering metrics: pure functions of (labels_true, labels_pred) arrays.
+
+Every metric here uses the ground-truth labels: they evaluate a clustering and never choose one.
+Samples labelled -1 (unknown) are left out of every label-based metric.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn import metrics as skm
+from sklearn.metrics.cluster import contingency_matrix
+
+LABEL_METRICS = ("acc", "acc_majority", "nmi", "ari", "ami")
+
+
+def _labelled(labels_true, labels_pred) -> tuple[np.ndarray, np.ndarray]:
+    labels_true = np.asarray(labels_true)
+    labels_pred = np.asarray(labels_pred)
+    if labels_true.shape != labels_pred.shape or labels_true.ndim != 1:
+        raise ValueError(f"labels of shape {labels_true.shape} and assignments of shape {labels_pred.shape} differ")
+    known = labels_true != -1
+    return labels_true[known], labels_pred[known]
+
+
+def hungarian_accuracy(labels_true, labels_pred, n_clusters: int | None = None) -> float:
+    """Accuracy under the best one-to-one cluster->class map (scipy's linear_sum_assignment).
+
+    Defined for K <= number of classes (K = `n_clusters`, else the number of distinct assignments);
+    NaN otherwise, where a one-to-one map would leave clusters unmatched: use `majority_accuracy` there.
+    """
+    labels_true, labels_pred = _labelled(labels_true, labels_pred)
+    n_classes = len(np.unique(labels_true))
+    n_clusters = len(np.unique(labels_pred)) if n_clusters is None else n_clusters
+    if n_clusters > n_classes or len(labels_true) == 0:
+        return float("nan")
+    table = contingency_matrix(labels_true, labels_pred)  # classes x clusters
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / len(labels_true))
+
+
+def majority_accuracy(labels_true, labels_pred) -> float:
+    """Accuracy when each cluster is labelled with its majority class (the overclustering metric)."""
+    labels_true, labels_pred = _labelled(labels_true, labels_pred)
+    if len(labels_true) == 0:
+        return float("nan")
+    table = contingency_matrix(labels_true, labels_pred)
+    return float(table.max(axis=0).sum() / len(labels_true))
+
+
+def clustering_metrics(labels_true, labels_pred, n_clusters: int | None = None) -> dict[str, float]:
+    """acc, acc_majority, nmi, ari, ami (label-based) and clusters_used (label-free)."""
+    clusters_used = int(len(np.unique(np.asarray(labels_pred))))
+    known_true, known_pred = _labelled(labels_true, labels_pred)
+    if len(known_true) == 0:
+        scores = {name: float("nan") for name in LABEL_METRICS}
+    else:
+        scores = {
+            "acc": hungarian_accuracy(known_true, known_pred, n_clusters),
+            "acc_majority": majority_accuracy(known_true, known_pred),
+            "nmi": float(skm.normalized_mutual_info_score(known_true, known_pred)),
+            "ari": float(skm.adjusted_rand_score(known_true, known_pred)),
+            "ami": float(skm.adjusted_mutual_info_score(known_true, known_pred)),
+        }
+    return {**scores, "clusters_used": clusters_used}

@@ -1,0 +1,20 @@
+"""Names used as Snakemake wildcards and in artifact paths: slugs of `[a-z0-9._-]+`."""
+
+from __future__ import annotations
+
+import re
+
+SLUG_PATTERN = r"[a-z0-9._-]+"
+_NOT_SLUG = re.compile(r"[^a-z0-9._-]+")
+
+
+def slugify(text: str) -> str:
+    """`timm/vit_small_patch16_224.dino` -> `timm-vit_small_patch16_224.dino`; the one place specs become names."""
+    slug = _NOT_SLUG.sub("-", text.strip().lower()).strip("-")
+    if not slug:
+        raise ValueError(f"'{text}' has no characters usable in a name")
+    return slug
+
+
+def backbone_slug(spec: str) -> str:
+    return slugify(spec)

@@ -1,0 +1,120 @@
+"""MLflow in one place: run naming, tags, params, metrics, artifacts.
+
+A tracking failure is logged as a warning and never loses a result: the artifacts on disk (metrics.json)
+are the source of truth and MLflow mirrors them. MlflowClient is used instead of the fluent API so no
+process-global "active run" state is involved.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable, Iterable, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRIES = 5
+
+
+def default_tracking_uri(results_dir: str | Path) -> str:
+    return f"sqlite:///{Path(results_dir).as_posix()}/mlflow.db"
+
+
+def _with_retries(action: Callable[[], T], what: str, retries: int = RETRIES) -> T:
+    """SQLite under parallel jobs answers 'database is locked' now and then: back off and retry."""
+    for attempt in range(retries):
+        try:
+            return action()
+        except Exception as error:  # noqa: BLE001 - any store error is retried, then reported by the caller
+            if attempt == retries - 1:
+                raise
+            wait = 0.5 * 2**attempt
+            log.info("%s failed (%s); retrying in %.1f s", what, error, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _experiment_id(client, experiment: str, artifact_root: str | None = None) -> str:
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(experiment, artifact_location=artifact_root)
+
+
+def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None) -> dict:
+    """Create the store and the sweep's experiment once, before parallel jobs touch them: concurrent
+    first use of a fresh SQLite store crashes in its schema migrations."""
+    if artifact_root is not None and not tracking_uri.startswith(("http://", "https://")):
+        artifact_root = Path(artifact_root).resolve().as_uri()
+    else:
+        artifact_root = None  # a tracking server chooses its own artifact store
+    try:
+        client = _client(tracking_uri)
+        experiment_id = _with_retries(lambda: _experiment_id(client, experiment, artifact_root), "create experiment")
+        return {"tracking_uri": tracking_uri, "experiment": experiment, "experiment_id": experiment_id}
+    except Exception as error:  # noqa: BLE001 - see module docstring
+        log.warning("MLflow tracking unavailable at %s (%s); results are still written to disk", tracking_uri, error)
+        return {"tracking_uri": tracking_uri, "experiment": experiment, "error": str(error)}
+
+
+def _loggable_metrics(metrics: dict) -> dict[str, float]:
+    return {
+        name: float(value)
+        for name, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value is not None
+        and math.isfinite(float(value))
+    }
+
+
+def _flat_params(params: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_params(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def log_run(
+    tracking_uri: str, experiment: str, run_name: str, tags: dict, params: dict, metrics: dict,
+    artifacts: Iterable[str | Path] = (),
+) -> str | None:
+    """Log one finished run; returns its run id, or None (with a warning) if tracking failed."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    try:
+        client = _client(tracking_uri)
+        experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
+        run = _with_retries(
+            lambda: client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()}),
+            "create run",
+        )
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        _with_retries(
+            lambda: client.log_batch(
+                run_id,
+                metrics=[Metric(k, v, now, 0) for k, v in _loggable_metrics(metrics).items()],
+                params=[Param(k, v) for k, v in _flat_params(params).items()],
+                tags=[RunTag("clusterlab.artifact_path", run_name)],
+            ),
+            "log batch",
+        )
+        for path in artifacts:
+            _with_retries(lambda: client.log_artifact(run_id, str(path)), f"log artifact {path}")
+        _with_retries(lambda: client.set_terminated(run_id), "finish run")
+        return run_id
+    except Exception as error:  # noqa: BLE001 - see module docstring
+        log.warning("MLflow logging of %s to %s failed (%s); the result on disk is intact", run_name, tracking_uri, error)
+        return None

@@ -1,0 +1,15 @@
+rule embed:
+    # The one GPU-heavy step per dataset x backbone; every later stage reads its artifact.
+    output:
+        embeddings=results("{dataset}/{backbone}/embeddings/{split}.npy"),
+        labels=results("{dataset}/{backbone}/embeddings/{split}.labels.npy"),
+        meta=results("{dataset}/{backbone}/embeddings/{split}.meta.json"),
+    log:
+        results("logs/embed/{dataset}/{backbone}/{split}.log"),
+    params:
+        dataset=lambda wc: DATASETS[wc.dataset],
+        backbone_spec=lambda wc: BACKBONES[wc.backbone],
+        options=config["embed"],
+    threads: 2
+    script:
+        "../scripts/embed.py"

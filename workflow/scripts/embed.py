@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from lightning_modules.embeddings.extract import extract_dataset_embeddings
+from lightning_modules.jobs import job_logging
+
+with job_logging(snakemake.log[0]):
+    p = snakemake.params
+    extract_dataset_embeddings(
+        dataset_name=snakemake.wildcards.dataset,
+        dataset_cfg=p.dataset,
+        split=snakemake.wildcards.split,
+        backbone_spec=p.backbone_spec,
+        embeddings_dir=Path(snakemake.output.embeddings).parent,
+        **p.options,
+    )

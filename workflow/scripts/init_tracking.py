@@ -1,0 +1,7 @@
+from lightning_modules.io import write_json
+from lightning_modules.jobs import job_logging
+from lightning_modules.tracking import init_tracking
+
+with job_logging(snakemake.log[0]):
+    p = snakemake.params
+    write_json(snakemake.output[0], init_tracking(p.tracking_uri, p.experiment, p.artifact_root))
