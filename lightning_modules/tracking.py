@@ -23,8 +23,9 @@ def default_tracking_uri(results_dir: str | Path) -> str:
     return f"sqlite:///{Path(results_dir).as_posix()}/mlflow.db"
 
 
-def _with_retries(action: Callable[[], T], what: str, retries: int = RETRIES) -> T:
+def _with_retries(action: Callable[[], T], what: str) -> T:
     """SQLite under parallel jobs answers 'database is locked' now and then: back off and retry."""
+    retries = RETRIES
     for attempt in range(retries):
         try:
             return action()

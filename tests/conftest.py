@@ -1,9 +1,11 @@
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))  # the one installed beside this Python
 
 
 @pytest.fixture(scope="session")

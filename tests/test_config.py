@@ -1,0 +1,112 @@
+import copy
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO, SNAKEMAKE
+from lightning_modules.clustering import METHODS
+from lightning_modules.config import ConfigError, validate_config
+
+SCHEMA = REPO / "config" / "schema.yaml"
+
+
+@pytest.fixture
+def default_config():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_gets_defaults(default_config):
+    config = validate_config(default_config, SCHEMA)
+    assert config["results_dir"] == "results"
+    assert config["embed"]["num_workers"] == 0
+    assert config["clustering"]["methods"]["kmeans"]["use_gpu"] == "auto"
+
+
+def test_schema_methods_match_the_registry():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert sorted(schema["properties"]["clustering"]["properties"]["methods"]["properties"]) == METHODS.names()
+
+
+def _set(config, dotted, value):
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+def _rename(config, dotted, new_name):
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[new_name] = node.pop(last)
+
+
+_DELETE = object()
+
+BAD_VALUES = [
+    ("datasets.digits.source", "digitz", ["datasets.digits.source", "did you mean 'digits'", "allowed: digits"]),
+    ("datasets.digits.split", "validation", ["datasets.digits.split", "allowed: all, train, test"]),
+    ("backbones", ["pixles"], ["backbones[0]", "did you mean 'pixels'"]),
+    ("clustering.k", [1, 10], ["clustering.k[0]", ">= 2"]),
+    ("clustering.k", [10, 5000], ["clustering.k = 5000", "1797 samples", "allowed: 2..1797"]),
+    ("clustering.k", [], ["clustering.k is empty"]),
+    ("clustering.k", [5, 10, 5], ["clustering.k lists 5 more than once"]),
+    ("clustering.k", "10", ["clustering.k", "wrong type", "array"]),
+    ("clustering.seeds", [-1], ["clustering.seeds[0]"]),
+    ("clustering.methods.kmeans.n_init", 0, ["clustering.methods.kmeans.n_init", ">= 1"]),
+    ("clustering.methods.kmeans.spherical", "yes", ["clustering.methods.kmeans.spherical", "boolean"]),
+    ("embed.dtype", "float64", ["embed.dtype", "allowed: float32, float16"]),
+    ("sweep", "My Sweep", ["sweep", "lower-case"]),
+    ("datasets", {}, ["datasets is empty"]),
+    ("clustering.methods.kmeans", _DELETE, ["clustering.methods is empty"]),
+]
+
+
+@pytest.mark.parametrize("key,value,expected", BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
+def test_bad_values_fail_in_one_line_naming_key_and_allowed(default_config, key, value, expected):
+    config = copy.deepcopy(default_config)
+    _set(config, key, value)
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config, SCHEMA)
+    message = str(raised.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message
+
+
+MISSPELT_KEYS = [
+    ("clustering", "clusterng", "unknown key 'clusterng' (did you mean 'clustering'?)"),
+    ("clustering.methods.kmeans", "kmean", "unknown key 'clustering.methods.kmean' (did you mean 'kmeans'?)"),
+    ("clustering.methods.kmeans.n_init", "ninit", "unknown key 'clustering.methods.kmeans.ninit' (did you mean 'n_init'?)"),
+    ("embed.batch_size", "batchsize", "unknown key 'embed.batchsize' (did you mean 'batch_size'?)"),
+]
+
+
+@pytest.mark.parametrize("key,new_name,expected", MISSPELT_KEYS, ids=[m[1] for m in MISSPELT_KEYS])
+def test_misspelt_keys_get_a_suggestion(default_config, key, new_name, expected):
+    _rename(default_config, key, new_name)
+    with pytest.raises(ConfigError, match="allowed: ") as raised:
+        validate_config(default_config, SCHEMA)
+    assert expected in str(raised.value)
+
+
+def test_snakemake_stops_before_any_job_with_one_line(tmp_path, default_config):
+    default_config["clustering"]["k"] = [1]
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text(yaml.safe_dump(default_config))
+    result = subprocess.run(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+         str(config_file), "--cores", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "config error: clustering.k[0] = 1 is too small; allowed: integers >= 2"
+    ], result.stderr
+    assert not (tmp_path / "results").exists()
