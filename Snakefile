@@ -14,6 +14,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/embed.smk"
+include: "workflow/rules/knn.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/report.smk"
 

@@ -102,13 +102,27 @@ def check_registries_and_sizes(config: dict) -> None:
     for method in config["clustering"]["methods"]:
         registered(METHODS, method, f"clustering.methods.{method}")
 
+    methods = config["clustering"]["methods"]
+    grids = {"clustering.k": config["clustering"]["k"]}
+    grids.update({f"clustering.methods.{m}.k": own["k"] for m, own in methods.items() if "k" in own})
+    bound_k = config["clustering"]["upper_bound"].get("k")
+    if config["clustering"]["upper_bound"]["enabled"] and bound_k:
+        grids["clustering.upper_bound.k"] = [bound_k]
     for name, dataset in config["datasets"].items():
         size = known_size(dataset["source"], dataset["split"])
-        too_large = [k for k in config["clustering"]["k"] if size is not None and k > size]
-        if too_large:
+        if size is None:
+            continue
+        for key, ks in grids.items():
+            too_large = [k for k in ks if k > size]
+            if too_large:
+                raise ConfigError(
+                    f"config error: {key} = {too_large[0]} is larger than dataset '{name}' "
+                    f"({size} samples in split '{dataset['split']}'); allowed: 2..{size}"
+                )
+        if config["knn"]["k"] >= size:
             raise ConfigError(
-                f"config error: clustering.k = {too_large[0]} is larger than dataset '{name}' "
-                f"({size} samples in split '{dataset['split']}'); allowed: 2..{size}"
+                f"config error: knn.k = {config['knn']['k']} leaves no neighbour to exclude in dataset '{name}' "
+                f"({size} samples); allowed: 1..{size - 1}"
             )
 
 

@@ -12,15 +12,25 @@ from lightning_modules.io import atomic_path, read_json
 CLUSTERING_COLUMNS = [
     "dataset", "backbone", "method", "k", "seed",
     "acc", "acc_majority", "nmi", "ari", "ami", "clusters_used",
-    "inertia", "n_samples", "seconds",
+    "effective_clusters", "knn_agreement", "inertia", "train_loss", "selected_head", "n_samples", "seconds",
 ]
+BOUND_COLUMNS = ["dataset", "backbone", "k_trained", "bound", "clusters_used", "effective_clusters", "seed"]
 
 
 def collect_table(metrics_files: Iterable[str | Path], columns: list[str]) -> pd.DataFrame:
-    records = [read_json(path) for path in metrics_files]
+    records = [{**_identity(path), **read_json(path)} for path in metrics_files]
     frame = pd.DataFrame.from_records(records, columns=columns)
     keys = [c for c in columns if c in ("dataset", "backbone", "method", "k", "seed", "ood", "scorer", "cond")]
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _identity(path: str | Path) -> dict:
+    """dataset and backbone from `{dataset}/{backbone}/clusters/...` paths (for files that do not say)."""
+    parts = Path(path).parts
+    if "clusters" in parts:
+        at = parts.index("clusters")
+        return {"dataset": parts[at - 2], "backbone": parts[at - 1]}
+    return {}
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
@@ -30,5 +40,12 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
 
 def build_clustering_table(metrics_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
     frame = collect_table(metrics_files, CLUSTERING_COLUMNS)
+    write_table(frame, out_path)
+    return frame
+
+
+def build_bounds_table(bound_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
+    """One row per dataset x backbone with an upper cluster bound (an empty table when none was asked for)."""
+    frame = collect_table(bound_files, BOUND_COLUMNS)
     write_table(frame, out_path)
     return frame

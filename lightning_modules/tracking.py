@@ -87,21 +87,40 @@ def _flat_params(params: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def lightning_logger(tracking_uri: str, experiment: str, run_name: str, tags: dict):
+    """Lightning's MLFlowLogger for a run's training curves, or None (with a warning) if the store is
+    unusable: training goes on without curves rather than failing."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    try:
+        logger = MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri,
+                              tags={k: str(v) for k, v in tags.items()})
+        _with_retries(lambda: logger.run_id, "create run")  # creates the run now, not mid-training
+        return logger
+    except Exception as error:  # noqa: BLE001 - see module docstring
+        log.warning("MLflow logging of %s to %s failed (%s); training continues without curves",
+                    run_name, tracking_uri, error)
+        return None
+
+
 def log_run(
     tracking_uri: str, experiment: str, run_name: str, tags: dict, params: dict, metrics: dict,
-    artifacts: Iterable[str | Path] = (),
+    artifacts: Iterable[str | Path] = (), run_id: str | None = None,
 ) -> str | None:
-    """Log one finished run; returns its run id, or None (with a warning) if tracking failed."""
+    """Log one finished run (into `run_id` when a logger already created it); returns its run id, or
+    None (with a warning) if tracking failed."""
     from mlflow.entities import Metric, Param, RunTag
 
     try:
         client = _client(tracking_uri)
-        experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
-        run = _with_retries(
-            lambda: client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()}),
-            "create run",
-        )
-        run_id = run.info.run_id
+        if run_id is None:
+            experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
+            run = _with_retries(
+                lambda: client.create_run(experiment_id, run_name=run_name,
+                                          tags={k: str(v) for k, v in tags.items()}),
+                "create run",
+            )
+            run_id = run.info.run_id
         now = int(time.time() * 1000)
         _with_retries(
             lambda: client.log_batch(

@@ -1,9 +1,23 @@
 """Clustering method registry. Every method is an estimator `Method(n_clusters, seed, **params)` with
-`fit_predict(embeddings) -> int assignments`; `needs_knn` says whether it also reads the kNN graph."""
+`fit_predict(embeddings, **inputs) -> int assignments`. Registry info: `needs_knn` (inputs gain
+`neighbours`, the kNN graph) and `lightning` (inputs gain `logger`, an MLFlowLogger or None)."""
 
 from lightning_modules.registry import Registry
 
 METHODS = Registry("clustering method")
-METHODS.register("kmeans", "lightning_modules.clustering.kmeans:FaissKMeans", needs_knn=False)
+METHODS.register("kmeans", "lightning_modules.clustering.kmeans:FaissKMeans", needs_knn=False, lightning=False)
+_HEADS = "lightning_modules.clustering.heads.estimator"
+METHODS.register("temi", f"{_HEADS}:TEMIClustering", needs_knn=True, lightning=True)
+METHODS.register("scan", f"{_HEADS}:SCANClustering", needs_knn=True, lightning=True)
+METHODS.register("sinkhorn", f"{_HEADS}:SinkhornClustering", needs_knn=True, lightning=True)
+METHODS.register("dec", f"{_HEADS}:DECClustering", needs_knn=False, lightning=True)
 
-__all__ = ["METHODS"]
+
+GRID_KEYS = ("k", "seeds")  # a method's own K grid and seeds in config; not estimator parameters
+
+
+def estimator_params(method_config: dict) -> dict:
+    return {key: value for key, value in method_config.items() if key not in GRID_KEYS}
+
+
+__all__ = ["METHODS", "GRID_KEYS", "estimator_params"]

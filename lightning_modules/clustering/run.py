@@ -1,4 +1,5 @@
-"""One clustering run: embeddings -> assignments.npy + metrics.json (the source of truth for the run)."""
+"""One clustering run: embeddings (+ kNN graph) -> assignments.npy, probs.npy and metrics.json (the source
+of truth for the run), mirrored to MLflow."""
 
 from __future__ import annotations
 
@@ -10,30 +11,52 @@ import numpy as np
 from lightning_modules.clustering import METHODS
 from lightning_modules.embeddings.artifact import read_embeddings
 from lightning_modules.io import save_npy, write_json
-from lightning_modules.metrics.clustering import LABEL_METRICS, clustering_metrics
+from lightning_modules.metrics.clustering import LABEL_METRICS, clustering_metrics, effective_clusters, knn_agreement
 
 # What a run measured (mirrored to MLflow as metrics; the run's identity goes to tags and params).
-RUN_METRICS = (*LABEL_METRICS, "clusters_used", "inertia", "n_samples", "seconds")
+RUN_METRICS = (*LABEL_METRICS, "clusters_used", "effective_clusters", "knn_agreement", "inertia", "train_loss",
+               "n_samples", "seconds")
+AGREEMENT_NEIGHBOURS = 10  # knn_agreement is measured on the 10 nearest neighbours
 
 
 def cluster_embeddings(
     embeddings_dir, split: str, method: str, params: dict, k: int, seed: int, out_dir,
-    run_info: dict | None = None, threads: int | None = None,
+    run_info: dict | None = None, threads: int | None = None, knn_dir=None, graph_k: int | None = None,
+    logger=None,
 ) -> dict:
     """Fit `method` with K clusters on the split's embeddings; labels are read only to score the result.
 
-    Writes `assignments.npy` (int32) and then `metrics.json` into `out_dir`; returns the metrics record.
+    Methods that need the kNN graph read `{knn_dir}/{split}.k{graph_k}.npy`, which must have been built from
+    these embeddings. Writes `assignments.npy` (int32), `probs.npy` (float16, for methods with soft
+    assignments) and then `metrics.json` into `out_dir`; returns the metrics record.
     """
     if threads:
         import faiss
 
         faiss.omp_set_num_threads(threads)
+        if METHODS.entry(method).info.get("lightning"):
+            import torch
+
+            torch.set_num_threads(threads)
     embeddings, labels = read_embeddings(embeddings_dir, split)
     if not 2 <= k <= len(embeddings):
         raise ValueError(f"clustering.k: K={k} must be between 2 and the number of samples ({len(embeddings)})")
-    estimator = METHODS.get(method)(n_clusters=k, seed=seed, **params)
+    entry = METHODS.entry(method)
+    fit_inputs = {}
+    neighbours = None
+    if knn_dir is not None:
+        from lightning_modules.clustering.knn import read_knn_graph
+
+        neighbours = np.asarray(read_knn_graph(knn_dir, split, graph_k, embeddings))
+    if entry.info.get("needs_knn"):
+        if neighbours is None:
+            raise ValueError(f"clustering method '{method}' needs the kNN graph (knn_dir)")
+        fit_inputs["neighbours"] = neighbours
+    if entry.info.get("lightning"):
+        fit_inputs["logger"] = logger
+    estimator = entry.load()(n_clusters=k, seed=seed, **params)
     started = time.perf_counter()
-    assignments = np.asarray(estimator.fit_predict(np.asarray(embeddings)), dtype=np.int32)
+    assignments = np.asarray(estimator.fit_predict(np.asarray(embeddings), **fit_inputs), dtype=np.int32)
     seconds = time.perf_counter() - started
 
     record = {
@@ -45,11 +68,39 @@ def cluster_embeddings(
         "n_samples": int(len(assignments)),
         "seconds": seconds,
         "inertia": getattr(estimator, "inertia_", None),
+        "train_loss": getattr(estimator, "train_loss_", None),
+        "selected_head": getattr(estimator, "selected_head_", None),
+        "effective_clusters": effective_clusters(assignments),
+        "knn_agreement": None if neighbours is None else knn_agreement(assignments, neighbours[:, :AGREEMENT_NEIGHBOURS]),
         **clustering_metrics(labels, assignments, n_clusters=k),
         # Which numbers used the ground truth (evaluation only; nothing was selected with them).
         "label_metrics": list(LABEL_METRICS),
     }
+    if record["selected_head"] is not None:
+        record["head_selection"] = "lowest mean training loss over the last epoch (labels not used)"
     out_dir = Path(out_dir)
     save_npy(out_dir / "assignments.npy", assignments)
+    if getattr(estimator, "probs_", None) is not None:
+        save_npy(out_dir / "probs.npy", estimator.probs_.astype(np.float16))
     write_json(out_dir / "metrics.json", record)
+    return record
+
+
+def run_clustering_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
+    """`cluster_embeddings` plus tracking: training curves (Lightning methods) and the final record go
+    to one MLflow run named after the run's folder. Tracking failures only warn."""
+    from lightning_modules.tracking import lightning_logger, log_run
+
+    run_name = str(run["out_dir"])
+    logger = None
+    if METHODS.entry(run["method"]).info.get("lightning"):
+        logger = lightning_logger(tracking_uri, experiment, run_name, tags)
+    record = cluster_embeddings(**run, logger=logger)
+    log_run(
+        tracking_uri, experiment, run_name, tags,
+        params={"split": run["split"], "k": run["k"], "seed": run["seed"], **run["params"]},
+        metrics={name: record[name] for name in RUN_METRICS},
+        artifacts=[Path(run["out_dir"]) / "metrics.json"],
+        run_id=getattr(logger, "run_id", None),
+    )
     return record

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,15 @@ def check_embeddings(embeddings: np.ndarray, labels: np.ndarray, source: str = "
         raise ValueError(f"{source}: {bad} rows contain NaN or inf; re-extract them or drop those samples")
 
 
+def array_fingerprint(array: np.ndarray) -> str:
+    """sha256 of an array's shape, dtype and values: what downstream artifacts record to prove their source."""
+    digest = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
+    rows_per_chunk = max(1, (64 << 20) // max(1, array[:1].nbytes))  # bounded memory for memory-mapped arrays
+    for start in range(0, len(array), rows_per_chunk):
+        digest.update(np.ascontiguousarray(array[start:start + rows_per_chunk]).tobytes())
+    return digest.hexdigest()
+
+
 def write_embeddings(embeddings_dir, split: str, embeddings: np.ndarray, labels: np.ndarray, meta: dict) -> None:
     check_embeddings(embeddings, labels)
     paths = artifact_paths(embeddings_dir, split)
@@ -37,7 +47,7 @@ def write_embeddings(embeddings_dir, split: str, embeddings: np.ndarray, labels:
     save_npy(paths["labels"], labels.astype(np.int64))
     # meta last: its presence says the pair beside it is complete
     write_json(paths["meta"], {**meta, "count": int(len(embeddings)), "dims": int(embeddings.shape[1]),
-                               "dtype": str(embeddings.dtype)})
+                               "dtype": str(embeddings.dtype), "embeddings_fingerprint": array_fingerprint(embeddings)})
 
 
 def read_embeddings(embeddings_dir, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:

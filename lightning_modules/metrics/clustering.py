@@ -63,3 +63,18 @@ def clustering_metrics(labels_true, labels_pred, n_clusters: int | None = None) 
             "ami": float(skm.adjusted_mutual_info_score(known_true, known_pred)),
         }
     return {**scores, "clusters_used": clusters_used}
+
+
+# Label-free diagnostics: usable for choosing settings, unlike everything above.
+
+def effective_clusters(labels_pred) -> float:
+    """exp(entropy of the cluster sizes): K for perfectly balanced clusters, 1 for a single cluster."""
+    _, sizes = np.unique(np.asarray(labels_pred), return_counts=True)
+    shares = sizes / sizes.sum()
+    return float(np.exp(-(shares * np.log(shares)).sum()))
+
+
+def knn_agreement(labels_pred, neighbours) -> float:
+    """Fraction of (sample, neighbour) pairs of the kNN graph that share a cluster."""
+    labels_pred = np.asarray(labels_pred)
+    return float((labels_pred[np.asarray(neighbours)] == labels_pred[:, None]).mean())

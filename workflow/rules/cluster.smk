@@ -1,7 +1,6 @@
 rule cluster:
     input:
-        embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
-        labels=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.labels.npy",
+        unpack(clustering_inputs),
         # ancient: logging to the store must not make finished runs look out of date
         tracking=ancient(results("tracking/experiment.json")),
     output:
@@ -11,9 +10,28 @@ rule cluster:
         results("logs/cluster/{dataset}/{backbone}/{method}/k{k}/seed{seed}.log"),
     params:
         split=clustering_split,
-        method_params=lambda wc: CLUSTERING["methods"][wc.method],
+        method_params=lambda wc: method_params(wc.method),
+        graph_k=config["knn"]["k"],
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
-    threads: 1
+    threads: 1  # small jobs: two single-threaded ones beat one using both cores
     script:
         "../scripts/cluster.py"
+
+
+checkpoint upper_cluster_bound:
+    # TEMI with beta = 1 at a large K: the clusters it uses bound the useful K (no labels involved).
+    input:
+        embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
+        knn=lambda wc: knn_file(wc),
+    output:
+        results("{dataset}/{backbone}/clusters/bound.json"),
+    log:
+        results("logs/cluster/{dataset}/{backbone}/bound.log"),
+    params:
+        split=clustering_split,
+        graph_k=config["knn"]["k"],
+        bound=CLUSTERING["upper_bound"],
+    threads: 2
+    script:
+        "../scripts/upper_cluster_bound.py"

@@ -1,7 +1,9 @@
 # Config -> names and file lists. Rule files stay declarative and use what is defined here.
+import json
 import sys
 from pathlib import Path
 
+from lightning_modules.clustering import estimator_params
 from lightning_modules.config import ConfigError, validate_config
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
 from lightning_modules.tracking import default_tracking_uri
@@ -43,13 +45,57 @@ def clustering_split(wildcards):
     return DATASETS[wildcards.dataset]["split"]
 
 
+def knn_file(wildcards):
+    return results(f"{wildcards.dataset}/{wildcards.backbone}/knn/{clustering_split(wildcards)}.k{config['knn']['k']}.npy")
+
+
+def clustering_inputs(wildcards):
+    """Every method gets the kNN graph: heads train on it, and every run reports its kNN agreement."""
+    split_files = f"{embeddings_dir(wildcards)}/{clustering_split(wildcards)}"
+    return {"embeddings": f"{split_files}.npy", "labels": f"{split_files}.labels.npy", "knn": knn_file(wildcards)}
+
+
+def method_params(method):
+    return estimator_params(CLUSTERING["methods"][method])
+
+
+def method_grid(method):
+    """A method's K grid and seeds: its own where config gives them, else the sweep's."""
+    own = CLUSTERING["methods"][method]
+    return own.get("k", CLUSTERING["k"]), own.get("seeds", CLUSTERING["seeds"])
+
+
+def bound_files():
+    if not CLUSTERING["upper_bound"]["enabled"]:
+        return []
+    return expand(results("{dataset}/{backbone}/clusters/bound.json"), dataset=DATASETS, backbone=BACKBONES)
+
+
+def upper_bound(dataset, backbone):
+    """The bound for one dataset x backbone; waits for the checkpoint, so only call from input functions."""
+    path = checkpoints.upper_cluster_bound.get(dataset=dataset, backbone=backbone).output[0]
+    with open(path) as handle:
+        return json.load(handle)["bound"]
+
+
 def clustering_runs(filename):
-    """`filename` of every clustering run in the sweep: datasets x backbones x methods x K x seeds."""
-    return expand(
-        results("{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}/" + filename),
-        dataset=DATASETS,
-        backbone=BACKBONES,
-        method=CLUSTERING["methods"],
-        k=CLUSTERING["k"],
-        seed=CLUSTERING["seeds"],
-    )
+    """Input function: `filename` of every clustering run in the sweep (datasets x backbones x methods x
+    their K grid x their seeds), K truncated at the upper cluster bound when config asks for it."""
+
+    def runs(wildcards):
+        truncate = CLUSTERING["upper_bound"]["enabled"] and CLUSTERING["upper_bound"]["truncate_k"]
+        paths = []
+        for dataset in DATASETS:
+            for backbone in BACKBONES:
+                limit = upper_bound(dataset, backbone) if truncate else None
+                for method in CLUSTERING["methods"]:
+                    ks, seeds = method_grid(method)
+                    paths += [
+                        results(f"{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}/{filename}")
+                        for k in ks
+                        if limit is None or k <= limit
+                        for seed in seeds
+                    ]
+        return paths
+
+    return runs

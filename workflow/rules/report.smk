@@ -1,8 +1,10 @@
 rule clustering_table:
     input:
-        clustering_runs("metrics.json"),
+        metrics=clustering_runs("metrics.json"),
+        bounds=bound_files(),
     output:
-        results("tables/clustering.parquet"),
+        runs=results("tables/clustering.parquet"),
+        bounds=results("tables/cluster_bounds.parquet"),
     log:
         results("logs/tables/clustering.log"),
     script:
@@ -12,6 +14,7 @@ rule clustering_table:
 rule clustering_report:
     input:
         table=results("tables/clustering.parquet"),
+        bounds=results("tables/cluster_bounds.parquet"),
         template=os.path.join(workflow.basedir, "reports", "clustering.ipynb"),
     output:
         notebook=results("reports/clustering.ipynb"),

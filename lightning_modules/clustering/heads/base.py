@@ -1,0 +1,107 @@
+"""What every clustering head shares: H heads as one batched network, the training loop configuration
+(AdamW, warm-up then cosine decay), per-head loss bookkeeping and label-free head selection."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiHead(nn.Module):
+    """H heads, each Linear(d->hidden) -> GELU -> Linear(hidden->bottleneck) -> L2-normalise ->
+    weight-normalised Linear(bottleneck->K, no bias), evaluated in one batched computation.
+
+    The first layer is one GEMM for all heads (its input is shared); the others are batched matmuls
+    over stacked weights. As in DINO/TEMI the last layer's weight norm is fixed at 1, so logits are
+    cosine similarities in [-1, 1].
+    """
+
+    def __init__(self, in_dim: int, n_clusters: int, n_heads: int = 16, hidden_dim: int = 512,
+                 bottleneck_dim: int = 256):
+        super().__init__()
+        self.n_heads, self.hidden_dim = n_heads, hidden_dim
+        self.first = nn.Linear(in_dim, n_heads * hidden_dim)
+        self.second_weight = nn.Parameter(torch.empty(n_heads, hidden_dim, bottleneck_dim))
+        self.second_bias = nn.Parameter(torch.zeros(n_heads, 1, bottleneck_dim))
+        self.last_direction = nn.Parameter(torch.empty(n_heads, bottleneck_dim, n_clusters))
+        for weight in (self.first.weight, self.second_weight, self.last_direction):
+            nn.init.trunc_normal_(weight, std=0.02)
+        nn.init.zeros_(self.first.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, d) -> (H, B, K) logits."""
+        hidden = F.gelu(self.first(x)).view(len(x), self.n_heads, self.hidden_dim).transpose(0, 1)
+        bottleneck = F.normalize(torch.baddbmm(self.second_bias, hidden, self.second_weight), dim=-1)
+        return torch.bmm(bottleneck, F.normalize(self.last_direction, dim=1))
+
+
+class ClusteringHead(pl.LightningModule):
+    """Base LightningModule: subclasses define `head_losses(anchors, neighbours) -> (H,)` and
+    `cluster_logits(x) -> (H, B, K)` (probabilities are their softmax)."""
+
+    def __init__(self, in_dim: int, n_clusters: int, n_heads: int = 16, lr: float = 1e-4,
+                 weight_decay: float = 1e-4, warmup_epochs: int = 0, batch_size: int = 256):
+        super().__init__()
+        self.save_hyperparameters()
+        self.register_buffer("epoch_loss_sum", torch.zeros(n_heads), persistent=False)
+        self.register_buffer("last_epoch_head_loss", torch.full((n_heads,), float("nan")))
+        self.epoch_batches = 0
+
+    def head_losses(self, anchors: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def cluster_logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_loss_sum.zero_()
+        self.epoch_batches = 0
+
+    def training_step(self, batch, batch_idx):
+        losses = self.head_losses(*batch)
+        self.epoch_loss_sum += losses.detach()
+        self.epoch_batches += 1
+        # Heads share no parameters: the sum trains each one as if it were alone.
+        return losses.sum()
+
+    def on_train_epoch_end(self) -> None:
+        if self.epoch_batches:
+            self.last_epoch_head_loss.copy_(self.epoch_loss_sum / self.epoch_batches)
+            # logged once per epoch from our own sums: self.log on every step costs more than a small step
+            self.log("train/loss_mean_over_heads", self.last_epoch_head_loss.mean(), prog_bar=True)
+            self.log("train/loss_best_head", self.last_epoch_head_loss.min())
+
+    def selected_head(self) -> int:
+        """The head with the lowest mean training loss over the last epoch: no labels involved."""
+        return int(torch.argmin(self.last_epoch_head_loss).item())
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        # linear scaling of the learning rate with the batch size, as in TEMI / DINO
+        # fused: one kernel for all parameters (on CPU too); the per-tensor loop dominated small steps
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr * hp.batch_size / 256,
+                                      weight_decay=hp.weight_decay, fused=True)
+        total = max(1, self.trainer.estimated_stepping_batches)
+        warmup = min(total - 1, hp.warmup_epochs * total // max(1, self.trainer.max_epochs))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @torch.no_grad()
+    def cluster_probabilities(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """(N, d) -> (H, N, K) probabilities, in input order."""
+        was_training = self.training
+        self.eval()
+        chunks = [self.cluster_logits(embeddings[i:i + batch_size].to(self.device)).softmax(-1).cpu()
+                  for i in range(0, len(embeddings), batch_size)]
+        self.train(was_training)
+        return torch.cat(chunks, dim=1)

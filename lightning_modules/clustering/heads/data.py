@@ -1,0 +1,55 @@
+"""The DataModule every head shares: embeddings and their kNN graph, served as (anchor, neighbour) pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def _as_batch(batch):
+    return batch  # __getitems__ already returns whole tensors
+
+
+class NeighbourPairs(Dataset):
+    """Item i -> (x_i, x_j), j drawn uniformly from i's kNN list anew every time i is fetched.
+
+    Batches are gathered with one indexing operation (`__getitems__`) instead of per-sample calls: on
+    small embeddings the per-sample Python overhead would dominate a training step.
+    """
+
+    def __init__(self, embeddings: torch.Tensor, neighbours: torch.Tensor | None, seed: int = 0):
+        self.embeddings = embeddings
+        self.neighbours = neighbours
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices)
+        if self.neighbours is None:  # heads that ignore neighbours (DEC) see each anchor twice
+            return self.embeddings[index], self.embeddings[index]
+        pick = torch.randint(0, self.neighbours.shape[1], (len(index),), generator=self.generator)
+        return self.embeddings[index], self.embeddings[self.neighbours[index, pick].long()]
+
+
+class EmbeddingPairsDataModule(pl.LightningDataModule):
+    def __init__(self, embeddings: np.ndarray, neighbours: np.ndarray | None, batch_size: int, seed: int = 0):
+        super().__init__()
+        self.embeddings = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+        self.neighbours = None if neighbours is None else torch.from_numpy(np.ascontiguousarray(neighbours))
+        self.batch_size = min(batch_size, len(self.embeddings))
+        self.seed = seed
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            NeighbourPairs(self.embeddings, self.neighbours, self.seed),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,  # a last batch of a handful of samples would skew batch statistics
+            collate_fn=_as_batch,
+            generator=torch.Generator().manual_seed(self.seed),
+            num_workers=0,  # the data is one in-memory tensor; worker processes would only add overhead
+        )

@@ -1,0 +1,120 @@
+"""Clustering heads behind the same estimator contract as k-means:
+`Method(n_clusters, seed, **params).fit_predict(embeddings, neighbours=..., logger=...)`."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class HeadClustering:
+    """Train a clustering head LightningModule, keep the head with the lowest training loss.
+
+    After `fit`: labels_ (N,) int32, probs_ (N, K) of the selected head, selected_head_, head_losses_ (H,).
+    """
+
+    module_path: str  # "module:Class" of the LightningModule
+    needs_neighbours = True
+    defaults: dict = {}
+
+    def __init__(self, n_clusters: int, seed: int = 0, epochs: int = 100, batch_size: int = 256,
+                 lr: float = 1e-4, weight_decay: float = 1e-4, warmup_epochs: int = 0, knn_k: int | None = None,
+                 progress: bool = True, **head_params):
+        self.n_clusters = n_clusters
+        self.seed = seed
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.training = {"lr": lr, "weight_decay": weight_decay, "warmup_epochs": warmup_epochs,
+                         "batch_size": batch_size}
+        self.knn_k = knn_k  # how many of the stored neighbours to sample from (None: all)
+        self.progress = progress
+        self.head_params = {**self.defaults, **head_params}
+
+    def build_module(self, embeddings: np.ndarray):
+        import importlib
+
+        module_name, _, class_name = self.module_path.partition(":")
+        module_class = getattr(importlib.import_module(module_name), class_name)
+        return module_class(embeddings.shape[1], self.n_clusters, **self.head_params, **self.training)
+
+    def fit(self, embeddings: np.ndarray, neighbours: np.ndarray | None = None, logger=None) -> "HeadClustering":
+        import pytorch_lightning as pl
+        import torch
+        from pytorch_lightning.callbacks import TQDMProgressBar
+
+        from lightning_modules.clustering.heads.data import EmbeddingPairsDataModule
+
+        n = len(embeddings)
+        if not 2 <= self.n_clusters <= n:
+            raise ValueError(f"clustering.k: K={self.n_clusters} must be between 2 and the number of samples ({n})")
+        if self.needs_neighbours:
+            if neighbours is None:
+                raise ValueError(f"{type(self).__name__} needs the kNN graph of the embeddings")
+            neighbours = neighbours[:, : self.knn_k] if self.knn_k else neighbours
+        else:
+            neighbours = None
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        datamodule = EmbeddingPairsDataModule(embeddings, neighbours, self.batch_size, self.seed)
+        module = self.build_module(embeddings)
+        steps_per_epoch = max(1, n // datamodule.batch_size)
+        trainer = pl.Trainer(
+            max_epochs=self.epochs,
+            accelerator="auto",
+            devices=1,
+            logger=logger if logger is not None else False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=self.progress,
+            callbacks=[TQDMProgressBar(refresh_rate=max(1, steps_per_epoch))] if self.progress else [],
+            log_every_n_steps=max(1, min(50, steps_per_epoch)),
+            deterministic=True,
+        )
+        with warnings.catch_warnings():
+            # in-memory tensors: worker processes would only add overhead
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            trainer.fit(module, datamodule=datamodule)
+        probs = module.cluster_probabilities(torch.from_numpy(embeddings))
+        self.head_losses_ = module.last_epoch_head_loss.cpu().numpy().astype(np.float64)
+        self.selected_head_ = module.selected_head()
+        self.probs_ = probs[self.selected_head_].numpy()
+        self.labels_ = self.probs_.argmax(1).astype(np.int32)
+        self.train_loss_ = float(self.head_losses_[self.selected_head_])
+        log.info("kept head %d of %d (lowest training loss %.4f)", self.selected_head_, len(self.head_losses_),
+                 self.train_loss_)
+        return self
+
+    def fit_predict(self, embeddings: np.ndarray, neighbours: np.ndarray | None = None, logger=None) -> np.ndarray:
+        return self.fit(embeddings, neighbours, logger).labels_
+
+
+class TEMIClustering(HeadClustering):
+    module_path = "lightning_modules.clustering.heads.temi:TEMI"
+
+
+class SCANClustering(HeadClustering):
+    module_path = "lightning_modules.clustering.heads.scan:SCAN"
+
+
+class SinkhornClustering(HeadClustering):
+    module_path = "lightning_modules.clustering.heads.sinkhorn:Sinkhorn"
+
+
+class DECClustering(HeadClustering):
+    module_path = "lightning_modules.clustering.heads.dec:DEC"
+    needs_neighbours = False
+    defaults = {"n_heads": 1}
+
+    def build_module(self, embeddings: np.ndarray):
+        from lightning_modules.clustering.kmeans import FaissKMeans
+
+        n_heads = self.head_params.get("n_heads", 1)
+        # one k-means restart per head, each from its own seed: the heads start from different optima
+        initial = np.stack([FaissKMeans(self.n_clusters, seed=self.seed * 1000 + h, n_init=1).fit(embeddings)
+                            .cluster_centers_ for h in range(n_heads)])
+        self.head_params = {**self.head_params, "initial_centroids": initial}
+        return super().build_module(embeddings)

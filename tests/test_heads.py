@@ -1,0 +1,123 @@
+"""Head losses against direct, unvectorised evaluations of their formulas; the batched multi-head network
+against H separate heads; Sinkhorn marginals."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_modules.clustering.heads.base import MultiHead
+from lightning_modules.clustering.heads.dec import dec_head_losses, student_t_logits
+from lightning_modules.clustering.heads.scan import scan_head_losses
+from lightning_modules.clustering.heads.sinkhorn import sinkhorn_targets
+from lightning_modules.clustering.heads.temi import TEMI, temi_head_losses
+
+H, B, K = 3, 5, 4
+
+
+@pytest.fixture
+def logits():
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(H, B, K, generator=generator, dtype=torch.float64) for _ in range(4)]
+
+
+def softmax(values):
+    exps = [math.exp(v) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def test_temi_loss_matches_the_formula_term_by_term(logits):
+    student_x, student_y, teacher_x, teacher_y = logits
+    prior = torch.rand(H, K, generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 0.1
+    prior /= prior.sum(-1, keepdim=True)
+    beta, tau = 0.6, 0.1
+    got = temi_head_losses(student_x, student_y, teacher_x, teacher_y, prior, beta, tau)
+
+    def q(t, h, b):
+        return softmax([v / tau for v in t[h, b].tolist()])
+
+    expected = []
+    for h in range(H):
+        total = 0.0
+        for b in range(B):
+            weight = sum(sum(a * c for a, c in zip(q(teacher_x, g, b), q(teacher_y, g, b))) for g in range(H)) / H
+            forward = sum((s * t) ** beta / prior[h, k].item()
+                          for k, (s, t) in enumerate(zip(q(student_x, h, b), q(teacher_y, h, b))))
+            backward = sum((s * t) ** beta / prior[h, k].item()
+                           for k, (s, t) in enumerate(zip(q(student_y, h, b), q(teacher_x, h, b))))
+            total += -weight * (math.log(forward) + math.log(backward)) / 2
+        expected.append(total / B)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9)
+
+
+def test_scan_loss_matches_the_formula_term_by_term(logits):
+    logits_x, logits_y = logits[:2]
+    got = scan_head_losses(logits_x, logits_y, entropy_weight=5.0)
+    expected = []
+    for h in range(H):
+        p_x = [softmax(logits_x[h, b].tolist()) for b in range(B)]
+        p_y = [softmax(logits_y[h, b].tolist()) for b in range(B)]
+        consistency = sum(-math.log(sum(a * c for a, c in zip(p_x[b], p_y[b]))) for b in range(B)) / B
+        mean_p = [sum(p_x[b][k] for b in range(B)) / B for k in range(K)]
+        entropy = -sum(p * math.log(p) for p in mean_p)
+        expected.append(consistency - 5.0 * entropy)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9)
+
+
+def test_dec_loss_matches_the_formula_term_by_term():
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(B, 2, generator=generator, dtype=torch.float64)
+    centroids = torch.randn(1, K, 2, generator=generator, dtype=torch.float64)
+    got = dec_head_losses(student_t_logits(x, centroids, alpha=1.0), prior_weight=0.5)
+    kernel = [[1 / (1 + sum((a - c) ** 2 for a, c in zip(x[b].tolist(), centroids[0, k].tolist()))) for k in range(K)]
+              for b in range(B)]
+    q = [[v / sum(row) for v in row] for row in kernel]
+    f = [sum(q[b][k] for b in range(B)) for k in range(K)]
+    p_raw = [[q[b][k] ** 2 / f[k] for k in range(K)] for b in range(B)]
+    p = [[v / sum(row) for v in row] for row in p_raw]
+    kl = sum(p[b][k] * math.log(p[b][k] / q[b][k]) for b in range(B) for k in range(K)) / B
+    freq = [fk / B for fk in f]
+    prior = sum(v * math.log(v * K) for v in freq)
+    assert got.item() == pytest.approx(kl + 0.5 * prior, rel=1e-9)
+
+
+def test_sinkhorn_targets_have_the_right_marginals():
+    generator = torch.Generator().manual_seed(3)
+    scores = torch.randn(2, 64, 8, generator=generator) * 0.2
+    imbalance = {}
+    for iterations in (3, 500):
+        q = sinkhorn_targets(scores, epsilon=0.05, iterations=iterations)
+        assert (q >= 0).all()
+        torch.testing.assert_close(q.sum(-1), torch.ones(2, 64))  # every sample: one unit of mass
+        imbalance[iterations] = (q.sum(1) / (64 / 8) - 1).abs().max().item()  # every cluster: B/K at convergence
+    plain = (scores / 0.05).softmax(-1)
+    assert imbalance[500] < 1e-3
+    assert imbalance[3] < (plain.sum(1) / (64 / 8) - 1).abs().max().item()
+
+
+def test_batched_heads_equal_separate_heads():
+    torch.manual_seed(0)
+    network = MultiHead(in_dim=6, n_clusters=K, n_heads=H, hidden_dim=8, bottleneck_dim=5)
+    x = torch.randn(B, 6)
+    batched = network(x)
+    for h in range(H):
+        first = torch.nn.functional.gelu(x @ network.first.weight[h * 8:(h + 1) * 8].T + network.first.bias[h * 8:(h + 1) * 8])
+        bottleneck = torch.nn.functional.normalize(first @ network.second_weight[h] + network.second_bias[h], dim=-1)
+        direction = network.last_direction[h] / network.last_direction[h].norm(dim=0, keepdim=True)
+        torch.testing.assert_close(batched[h], bottleneck @ direction)
+    assert batched.abs().max() <= 1 + 1e-6  # cosine logits
+
+
+def test_temi_teacher_follows_the_student_and_prior_stays_a_distribution():
+    torch.manual_seed(0)
+    module = TEMI(in_dim=6, n_clusters=K, n_heads=H, hidden_dim=8, bottleneck_dim=5, teacher_momentum=0.5)
+    with torch.no_grad():
+        for parameter in module.student.parameters():
+            parameter.add_(1.0)
+    before = [p.clone() for p in module.teacher.parameters()]
+    module.on_train_batch_end(None, None, 0)
+    for old, teacher, student in zip(before, module.teacher.parameters(), module.student.parameters()):
+        torch.testing.assert_close(teacher, (old + student) / 2)
+    module.head_losses(torch.randn(B, 6), torch.randn(B, 6))
+    torch.testing.assert_close(module.cluster_prior.sum(-1), torch.ones(H))

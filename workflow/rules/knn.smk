@@ -1,0 +1,16 @@
+rule knn_graph:
+    # Once per dataset x backbone x split; every neighbour-based head reads it.
+    input:
+        embeddings=results("{dataset}/{backbone}/embeddings/{split}.npy"),
+        meta=results("{dataset}/{backbone}/embeddings/{split}.meta.json"),
+    output:
+        indices=results("{dataset}/{backbone}/knn/{split}.k{n}.npy"),
+        similarities=results("{dataset}/{backbone}/knn/{split}.k{n}.dist.npy"),
+        meta=results("{dataset}/{backbone}/knn/{split}.k{n}.meta.json"),
+    log:
+        results("logs/knn/{dataset}/{backbone}/{split}.k{n}.log"),
+    params:
+        query_batch=config["knn"]["query_batch"],
+    threads: 2
+    script:
+        "../scripts/knn_graph.py"

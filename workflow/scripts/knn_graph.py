@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from lightning_modules.clustering.knn import build_knn_graph
+from lightning_modules.jobs import job_logging
+
+with job_logging(snakemake.log[0]):
+    build_knn_graph(
+        embeddings_dir=Path(snakemake.input.embeddings).parent,
+        split=snakemake.wildcards.split,
+        k=int(snakemake.wildcards.n),
+        knn_dir=Path(snakemake.output.indices).parent,
+        query_batch=snakemake.params.query_batch,
+    )
