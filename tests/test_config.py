@@ -1,4 +1,5 @@
 import copy
+import re
 import subprocess
 
 import pytest
@@ -21,6 +22,20 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
     assert config["results_dir"] == "results"
     assert config["embed"]["num_workers"] == 0
     assert config["clustering"]["methods"]["kmeans"]["use_gpu"] == "auto"
+    assert config["clustering"]["methods"]["temi"]["beta"] == 0.6  # schema default
+    assert config["knn"]["query_batch"] == 65536
+
+
+def test_method_grids_and_truncation_at_the_bound(default_config):
+    from lightning_modules.sweep import clustering_run_dirs
+
+    config = validate_config(default_config, SCHEMA)
+    runs = clustering_run_dirs(config, ["pixels"])
+    assert len(runs) == 4 * 3 + 4 * 2 * 3  # kmeans: 4 K x 3 seeds; four heads: 2 K x 3 seeds
+    assert "digits/pixels/clusters/temi/k20/seed2" in runs
+    assert "digits/pixels/clusters/temi/k50/seed0" not in runs
+    truncated = clustering_run_dirs(config, ["pixels"], bound=lambda dataset, backbone: 13)
+    assert {int(re.search(r"/k(\d+)/", run).group(1)) for run in truncated} == {5, 10}
 
 
 def test_schema_methods_match_the_registry():
@@ -64,7 +79,12 @@ BAD_VALUES = [
     ("embed.dtype", "float64", ["embed.dtype", "allowed: float32, float16"]),
     ("sweep", "My Sweep", ["sweep", "lower-case"]),
     ("datasets", {}, ["datasets is empty"]),
-    ("clustering.methods.kmeans", _DELETE, ["clustering.methods is empty"]),
+    ("clustering.methods", {}, ["clustering.methods is empty"]),
+    ("clustering.methods.temi.k", [10, 2000], ["clustering.methods.temi.k = 2000", "allowed: 2..1797"]),
+    ("clustering.methods.temi.teacher_momentum", 1.5, ["clustering.methods.temi.teacher_momentum"]),
+    ("clustering.methods.dec.n_heads", 0, ["clustering.methods.dec.n_heads", ">= 1"]),
+    ("clustering.upper_bound.k", 5000, ["clustering.upper_bound.k = 5000", "allowed: 2..1797"]),
+    ("knn.k", 1797, ["knn.k = 1797", "allowed: 1..1796"]),
 ]
 
 

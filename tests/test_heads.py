@@ -121,3 +121,51 @@ def test_temi_teacher_follows_the_student_and_prior_stays_a_distribution():
         torch.testing.assert_close(teacher, (old + student) / 2)
     module.head_losses(torch.randn(B, 6), torch.randn(B, 6))
     torch.testing.assert_close(module.cluster_prior.sum(-1), torch.ones(H))
+
+
+def blobs(n_per_cluster=60, n_clusters=4, dims=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 6, (n_clusters, dims))
+    x = np.concatenate([c + rng.normal(0, 0.5, (n_per_cluster, dims)) for c in centres]).astype(np.float32)
+    return x, np.repeat(np.arange(n_clusters), n_per_cluster)
+
+
+@pytest.mark.parametrize("method", ["temi", "scan", "sinkhorn", "dec"])
+def test_heads_recover_well_separated_clusters(method):
+    from lightning_modules.clustering import METHODS
+    from lightning_modules.clustering.knn import knn_graph
+    from lightning_modules.metrics.clustering import hungarian_accuracy
+
+    x, y = blobs()
+    neighbours, _ = knn_graph(x, k=10)
+    params = {"epochs": 30, "batch_size": 32, "lr": 4e-3, "progress": False}
+    if method != "dec":
+        params.update(n_heads=4, hidden_dim=32, bottleneck_dim=16)
+    if method == "temi":
+        params["teacher_momentum"] = 0.9  # a few hundred steps: the teacher must keep up
+    model = METHODS.get(method)(n_clusters=4, seed=0, **params)
+    labels = model.fit_predict(x, neighbours=neighbours)  # no labels reach the model
+    assert hungarian_accuracy(y, labels) > 0.95
+    assert model.probs_.shape == (len(x), 4)
+    np.testing.assert_allclose(model.probs_.sum(1), 1, rtol=1e-5)
+    assert model.selected_head_ == int(np.argmin(model.head_losses_))  # the lowest training loss wins
+
+
+def test_head_training_is_reproducible():
+    from lightning_modules.clustering.heads.estimator import TEMIClustering
+
+    x, _ = blobs(n_per_cluster=20)
+    neighbours = np.tile(np.arange(5), (len(x), 1))
+    kwargs = {"epochs": 2, "batch_size": 16, "n_heads": 2, "hidden_dim": 8, "bottleneck_dim": 4, "progress": False}
+    first = TEMIClustering(4, seed=3, **kwargs).fit(x, neighbours)
+    second = TEMIClustering(4, seed=3, **kwargs).fit(x, neighbours)
+    np.testing.assert_array_equal(first.probs_, second.probs_)
+
+
+@pytest.mark.parametrize("k", [1, 81])
+def test_k_outside_range_fails_before_training(k):
+    from lightning_modules.clustering.heads.estimator import SCANClustering
+
+    x, _ = blobs(n_per_cluster=20)
+    with pytest.raises(ValueError, match="clustering.k"):
+        SCANClustering(k, progress=False).fit(x, np.zeros((80, 3), dtype=np.int32))

@@ -96,3 +96,15 @@ def test_invariant_to_renaming_clusters():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ"):
         clustering_metrics([0, 1, 2], [0, 1])
+
+
+def test_label_free_diagnostics_by_hand():
+    from lightning_modules.metrics.clustering import effective_clusters, knn_agreement
+
+    assert effective_clusters([0, 0, 1, 1]) == pytest.approx(2.0)
+    assert effective_clusters([0, 0, 0, 0]) == pytest.approx(1.0)
+    # sizes 3 and 1: exp(-(0.75 ln 0.75 + 0.25 ln 0.25))
+    assert effective_clusters([5, 5, 5, 9]) == pytest.approx(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))
+    neighbours = np.array([[1, 2], [0, 2], [3, 0], [2, 1]])
+    # pairs sharing a cluster: (0,1) yes (0,2) no (1,0) yes (1,2) no (2,3) yes (2,0) no (3,2) yes (3,1) no
+    assert knn_agreement([0, 0, 1, 1], neighbours) == pytest.approx(4 / 8)

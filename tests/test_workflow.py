@@ -10,12 +10,25 @@ from mlflow.tracking import MlflowClient
 
 from conftest import REPO, SNAKEMAKE
 
+SMALL_HEAD = {"epochs": 2, "batch_size": 64, "n_heads": 2, "hidden_dim": 16, "bottleneck_dim": 8, "progress": False}
 TINY = {
     "sweep": "tiny",
     "datasets": {"digits": {"source": "digits", "split": "test"}},
     "backbones": ["pixels"],
-    "clustering": {"k": [5, 10], "seeds": [0, 1], "methods": {"kmeans": {"n_init": 2, "max_iter": 20}}},
+    "knn": {"k": 10},
+    "clustering": {
+        "k": [5, 10],
+        "seeds": [0, 1],
+        "methods": {
+            "kmeans": {"n_init": 2, "max_iter": 20},
+            "temi": {"k": [10], **SMALL_HEAD},
+            "dec": {"k": [10], "seeds": [0], "epochs": 2, "batch_size": 64, "progress": False},
+        },
+        "upper_bound": {"enabled": True, "k": 30, "temi": SMALL_HEAD},
+    },
 }
+RUNS = [("kmeans", 5, 0), ("kmeans", 5, 1), ("kmeans", 10, 0), ("kmeans", 10, 1), ("temi", 10, 0), ("temi", 10, 1),
+        ("dec", 10, 0)]
 
 
 def run_workflow(workdir, *extra):
@@ -39,15 +52,24 @@ def test_table_has_one_row_per_run(sweep):
     table = pd.read_parquet(sweep / "results" / "tables" / "clustering.parquet")
     assert list(table.columns[:11]) == ["dataset", "backbone", "method", "k", "seed", "acc", "acc_majority", "nmi",
                                         "ari", "ami", "clusters_used"]
-    assert sorted(zip(table.k, table.seed)) == [(5, 0), (5, 1), (10, 0), (10, 1)]
-    assert set(table.dataset) == {"digits"} and set(table.backbone) == {"pixels"} and set(table.method) == {"kmeans"}
+    assert sorted(zip(table.method, table.k, table.seed)) == sorted(RUNS)
+    assert set(table.dataset) == {"digits"} and set(table.backbone) == {"pixels"}
     assert (table.n_samples == 360).all()
-    assert table.loc[table.k == 10, "acc"].min() > 0.5
+    assert table.loc[table.method == "kmeans"].loc[table.k == 10, "acc"].min() > 0.5
+    assert table.knn_agreement.between(0, 1).all()
+    assert table.loc[table.method == "temi", "selected_head"].isin([0, 1]).all()
+    bounds = pd.read_parquet(sweep / "results" / "tables" / "cluster_bounds.parquet")
+    assert len(bounds) == 1 and bounds.k_trained[0] == 30 and 1 <= bounds.bound[0] <= 30
 
 
 def test_artifacts_follow_the_documented_layout(sweep):
-    run = sweep / "results" / "digits" / "pixels" / "clusters" / "kmeans" / "k10" / "seed1"
-    assert {p.name for p in run.iterdir()} == {"assignments.npy", "metrics.json"}
+    clusters = sweep / "results" / "digits" / "pixels" / "clusters"
+    assert {p.name for p in (clusters / "kmeans" / "k10" / "seed1").iterdir()} == {"assignments.npy", "metrics.json"}
+    assert {p.name for p in (clusters / "temi" / "k10" / "seed1").iterdir()} == {"assignments.npy", "probs.npy",
+                                                                              "metrics.json"}
+    assert (clusters / "bound.json").exists()
+    knn = sweep / "results" / "digits" / "pixels" / "knn"
+    assert {p.name for p in knn.iterdir()} == {"test.k10.npy", "test.k10.dist.npy", "test.k10.meta.json"}
     embeddings = sweep / "results" / "digits" / "pixels" / "embeddings"
     assert {p.name for p in embeddings.iterdir()} == {"test.npy", "test.labels.npy", "test.meta.json"}
     assert (sweep / "results" / "logs" / "cluster" / "digits" / "pixels" / "kmeans" / "k10" / "seed1.log").exists()
@@ -65,9 +87,13 @@ def test_one_mlflow_run_per_table_row(sweep):
     client = MlflowClient(f"sqlite:///{sweep}/results/mlflow.db")
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 4
-    assert {(r.data.tags["k"], r.data.tags["seed"]) for r in runs} == {("5", "0"), ("5", "1"), ("10", "0"), ("10", "1")}
+    assert sorted((r.data.tags["method"], int(r.data.tags["k"]), int(r.data.tags["seed"])) for r in runs) == sorted(RUNS)
     assert all("acc" in r.data.metrics and r.info.status == "FINISHED" for r in runs)
+    # heads log their training curves into the same run as their final metrics
+    temi = [r for r in runs if r.data.tags["method"] == "temi"]
+    assert all("train/loss_mean_over_heads" in r.data.metrics for r in temi)
+    history = client.get_metric_history(temi[0].info.run_id, "train/loss_mean_over_heads")
+    assert len(history) == 2  # one point per epoch
 
 
 def test_second_run_has_nothing_to_do(sweep):

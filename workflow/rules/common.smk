@@ -6,6 +6,7 @@ from pathlib import Path
 from lightning_modules.clustering import estimator_params
 from lightning_modules.config import ConfigError, validate_config
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
+from lightning_modules.sweep import clustering_run_dirs
 from lightning_modules.tracking import default_tracking_uri
 
 try:
@@ -59,12 +60,6 @@ def method_params(method):
     return estimator_params(CLUSTERING["methods"][method])
 
 
-def method_grid(method):
-    """A method's K grid and seeds: its own where config gives them, else the sweep's."""
-    own = CLUSTERING["methods"][method]
-    return own.get("k", CLUSTERING["k"]), own.get("seeds", CLUSTERING["seeds"])
-
-
 def bound_files():
     if not CLUSTERING["upper_bound"]["enabled"]:
         return []
@@ -79,23 +74,13 @@ def upper_bound(dataset, backbone):
 
 
 def clustering_runs(filename):
-    """Input function: `filename` of every clustering run in the sweep (datasets x backbones x methods x
-    their K grid x their seeds), K truncated at the upper cluster bound when config asks for it."""
+    """Input function: `filename` of every clustering run in the sweep, K truncated at the upper cluster
+    bound when config asks for it (then it waits for the bound's checkpoint)."""
+    bound = CLUSTERING["upper_bound"]
+    truncate = bound["enabled"] and bound["truncate_k"]
 
     def runs(wildcards):
-        truncate = CLUSTERING["upper_bound"]["enabled"] and CLUSTERING["upper_bound"]["truncate_k"]
-        paths = []
-        for dataset in DATASETS:
-            for backbone in BACKBONES:
-                limit = upper_bound(dataset, backbone) if truncate else None
-                for method in CLUSTERING["methods"]:
-                    ks, seeds = method_grid(method)
-                    paths += [
-                        results(f"{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}/{filename}")
-                        for k in ks
-                        if limit is None or k <= limit
-                        for seed in seeds
-                    ]
-        return paths
+        run_dirs = clustering_run_dirs(config, BACKBONES, upper_bound if truncate else None)
+        return [results(f"{run_dir}/{filename}") for run_dir in run_dirs]
 
     return runs
