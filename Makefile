@@ -13,7 +13,7 @@ MLFLOW_PORT ?= 5000
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test mlflow-ui clean install
+.PHONY: demo test bench mlflow-ui clean install
 
 install: $(INSTALLED)
 
@@ -32,6 +32,9 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)
+	$(BIN)/python -m benchmarks.heads
 
 mlflow-ui: $(INSTALLED)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS)/mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)

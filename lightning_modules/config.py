@@ -24,38 +24,34 @@ def _allowed_keys(schema: dict) -> list[str]:
     return sorted(schema.get("properties", {}))
 
 
+_MESSAGES = {  # jsonschema keyword -> one line naming the key and what is allowed
+    "required": "{where}: {message}",
+    "minimum": "{where} = {instance!r} is too small; allowed: values >= {expected}",
+    "exclusiveMinimum": "{where} = {instance!r} is too small; allowed: values > {expected}",
+    "maximum": "{where} = {instance!r} is too large; allowed: values <= {expected}",
+    "minItems": "{where} is empty; give at least {expected} value(s)",
+    "minProperties": "{where} is empty; give at least {expected} entry",
+    "type": "{where} = {instance!r} has the wrong type; allowed: {expected}",
+    "pattern": "{where} = {instance!r} is not a valid name; allowed: lower-case letters, digits, '.', '_', '-'",
+}
+
+
 def describe_schema_error(error) -> str:
     """A jsonschema ValidationError as one line naming the key and what is allowed."""
     where = _key_path(error.absolute_path)
     kind, expected, instance = error.validator, error.validator_value, error.instance
     if kind == "additionalProperties" and isinstance(instance, dict):
         allowed = _allowed_keys(error.schema)
-        unknown = [key for key in instance if key not in allowed]
-        key = unknown[0] if unknown else "?"
+        key = next((key for key in instance if key not in allowed), "?")
         prefix = f"{where}." if error.absolute_path else ""
         return f"unknown key '{prefix}{key}'{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}"
-    if kind == "required":
-        return f"{where}: {error.message}"
-    if kind == "minimum":
-        return f"{where} = {instance!r} is too small; allowed: integers >= {expected}"
-    if kind == "minItems":
-        return f"{where} is empty; give at least {expected} value(s)"
-    if kind == "minProperties":
-        return f"{where} is empty; give at least {expected} entry"
     if kind == "uniqueItems":
-        seen, repeated = set(), []
-        for item in instance:
-            if item in seen:
-                repeated.append(item)
-            seen.add(item)
+        repeated = [item for index, item in enumerate(instance) if item in instance[:index]]
         return f"{where} lists {', '.join(map(repr, repeated))} more than once; values must be unique"
     if kind == "enum":
         return f"{where} = {instance!r}{did_you_mean(instance, expected)}; allowed: {', '.join(map(str, expected))}"
-    if kind == "type":
-        return f"{where} = {instance!r} has the wrong type; allowed: {expected}"
-    if kind == "pattern":
-        return f"{where} = {instance!r} is not a valid name; allowed: lower-case letters, digits, '.', '_', '-'"
-    return f"{where}: {error.message}"
+    template = _MESSAGES.get(kind, "{where}: {message}")
+    return template.format(where=where, instance=instance, expected=expected, message=error.message)
 
 
 def validate_schema(config: dict, schema_path: str | Path) -> None:

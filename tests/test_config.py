@@ -127,6 +127,6 @@ def test_snakemake_stops_before_any_job_with_one_line(tmp_path, default_config):
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "config error: clustering.k[0] = 1 is too small; allowed: integers >= 2"
+        "config error: clustering.k[0] = 1 is too small; allowed: values >= 2"
     ], result.stderr
     assert not (tmp_path / "results").exists()

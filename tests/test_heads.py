@@ -169,3 +169,32 @@ def test_k_outside_range_fails_before_training(k):
     x, _ = blobs(n_per_cluster=20)
     with pytest.raises(ValueError, match="clustering.k"):
         SCANClustering(k, progress=False).fit(x, np.zeros((80, 3), dtype=np.int32))
+
+
+def test_self_label_loss_matches_the_formula_term_by_term(logits):
+    from lightning_modules.clustering.heads.scan import self_label_head_losses
+
+    sharp = logits[0] * 4  # some samples above the threshold, some below
+    threshold = 0.9
+    got = self_label_head_losses(sharp, threshold)
+    for h in range(H):
+        probs = [softmax(sharp[h, b].tolist()) for b in range(B)]
+        confident = [(b, max(range(K), key=lambda k: p[k])) for b, p in enumerate(probs) if max(p) > threshold]
+        if not confident:
+            assert got[h].item() == 0
+            continue
+        counts = {k: sum(1 for _, label in confident if label == k) for _, k in confident}
+        weights = {k: len(confident) / count for k, count in counts.items()}
+        expected = sum(-weights[k] * math.log(probs[b][k]) for b, k in confident) / sum(weights[k] for _, k in confident)
+        assert got[h].item() == pytest.approx(expected, rel=1e-9)
+    assert any(got[h].item() != 0 for h in range(H))  # the example does exercise the confident case
+
+
+def test_scan_self_labelling_runs_after_the_clustering_epochs():
+    from lightning_modules.clustering.heads.estimator import SCANClustering
+
+    x, y = blobs()
+    neighbours = np.stack([np.roll(np.arange(len(x)), -1)] * 3, 1)
+    model = SCANClustering(4, epochs=2, self_label_epochs=2, batch_size=32, n_heads=2, hidden_dim=16,
+                           bottleneck_dim=8, progress=False).fit(x, neighbours)
+    assert model.epochs == 2 and model.probs_.shape == (len(x), 4)

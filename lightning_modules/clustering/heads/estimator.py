@@ -97,7 +97,17 @@ class TEMIClustering(HeadClustering):
 
 
 class SCANClustering(HeadClustering):
+    """`epochs` of SCAN, then `self_label_epochs` of self-labelling (0 by default)."""
+
     module_path = "lightning_modules.clustering.heads.scan:SCAN"
+
+    def fit(self, embeddings, neighbours=None, logger=None):
+        epochs = self.epochs
+        self.epochs = epochs + self.head_params.get("self_label_epochs", 0)
+        try:
+            return super().fit(embeddings, neighbours, logger)
+        finally:
+            self.epochs = epochs
 
 
 class SinkhornClustering(HeadClustering):

@@ -1,0 +1,32 @@
+"""What every benchmark shares: this machine's fp32 GEMM peak (the denominator) and the results table."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+
+def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best-of-`repeats` fp32 torch.mm throughput on square matrices: this machine's practical peak."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def report(name: str, rows: list[tuple[str, float, str]], out_dir: str | Path = "results/bench") -> None:
+    """Print `rows` (metric, value, note) as a table and save them to `{out_dir}/{name}.json`."""
+    width = max(len(metric) for metric, _, _ in rows)
+    print(f"\n{name}")
+    for metric, value, note in rows:
+        print(f"  {metric:<{width}}  {value:>12.4g}  {note}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({m: v for m, v, _ in rows}, indent=2) + "\n")

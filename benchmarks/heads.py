@@ -1,0 +1,112 @@
+"""Clustering-head throughput: are the H heads one batched computation?
+
+    .venv/bin/python -m benchmarks.heads [--quick]
+
+- digits (overhead-bound): epoch time with H = 16 over H = 1, through the real Trainer path, at the demo's
+  head size (128/64) and the paper's (512/256); target <= 3.
+- N = 100k, d = 384 synthetic embeddings (FLOP-bound): TEMI training samples/s and the fraction of the fp32
+  GEMM peak, counting student forward + backward (taken as 2x forward, the usual convention) and teacher
+  forward; target >= 50%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import warnings
+
+import numpy as np
+
+
+class _EpochTimer:
+    def __init__(self):
+        import pytorch_lightning as pl
+
+        timer = self
+
+        class Callback(pl.Callback):
+            def on_train_epoch_start(self, trainer, module):
+                timer.started = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer, module):
+                timer.epochs.append(time.perf_counter() - timer.started)
+
+        self.epochs: list[float] = []
+        self.callback = Callback()
+
+
+def train_temi(x, neighbours, n_clusters, n_heads, batch_size, epochs, hidden_dim, bottleneck_dim,
+               limit_batches=None) -> list[float]:
+    """Seconds per epoch of TEMI training through the same DataModule/LightningModule/Trainer the workflow uses."""
+    import pytorch_lightning as pl
+
+    from lightning_modules.clustering.heads.data import EmbeddingPairsDataModule
+    from lightning_modules.clustering.heads.temi import TEMI
+
+    timer = _EpochTimer()
+    module = TEMI(x.shape[1], n_clusters, n_heads=n_heads, hidden_dim=hidden_dim, bottleneck_dim=bottleneck_dim,
+                  batch_size=batch_size)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, enable_progress_bar=False, callbacks=[timer.callback],
+                         limit_train_batches=limit_batches)
+    trainer.fit(module, datamodule=EmbeddingPairsDataModule(x, neighbours, batch_size))
+    return timer.epochs
+
+
+def temi_step_flops(rows: int, dims: int, n_clusters: int, n_heads: int, hidden_dim: int, bottleneck_dim: int) -> float:
+    """FLOPs of one step on `rows` anchors: 2*rows embeddings through student forward (1x) + backward (2x)
+    and teacher forward (1x) = 4 forwards."""
+    per_row_head = 2 * (dims * hidden_dim + hidden_dim * bottleneck_dim + bottleneck_dim * n_clusters)
+    return 4 * (2 * rows) * n_heads * per_row_head
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and steps (a smoke run)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    from sklearn.datasets import load_digits
+
+    from lightning_modules.clustering.knn import knn_graph
+
+    from benchmarks.common import gemm_gflops, report
+
+    peak = gemm_gflops()
+    rows = [("gemm_gflops", peak, "fp32 torch.mm 2048^2, best of 5")]
+
+    digits = (load_digits().data / 16).astype(np.float32)
+    digits_knn, _ = knn_graph(digits, 50)
+    epochs = 3 if args.quick else 6
+    for hidden, bottleneck in ((128, 64), (512, 256)):
+        per_epoch = {}
+        for heads in (1, 16):
+            times = train_temi(digits, digits_knn, 10, heads, 32, epochs, hidden, bottleneck)
+            per_epoch[heads] = float(np.median(times[1:]))  # the first epoch includes warm-up
+        rows += [
+            (f"digits_epoch_s_h1_{hidden}x{bottleneck}", per_epoch[1], "batch 32, K=10, median over epochs"),
+            (f"digits_epoch_s_h16_{hidden}x{bottleneck}", per_epoch[16], ""),
+            (f"temi_h16_over_h1_{hidden}x{bottleneck}", per_epoch[16] / per_epoch[1], "target <= 3"),
+        ]
+
+    n, dims, n_clusters, heads, batch = 100_000, 384, 100, 16, 1024
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, dims), dtype=np.float32)
+    neighbours = rng.integers(0, n, (n, 10), dtype=np.int32)  # throughput does not depend on which neighbours
+    steps = 6 if args.quick else 20
+    started = time.perf_counter()
+    times = train_temi(x, neighbours, n_clusters, heads, batch, 2, 512, 256, limit_batches=steps)
+    seconds = times[1]  # the second epoch: warmed up
+    flops = temi_step_flops(batch, dims, n_clusters, heads, 512, 256) * steps
+    rows += [
+        ("temi_100k_samples_per_s", steps * batch / seconds, f"N={n}, d={dims}, K={n_clusters}, H={heads}, batch {batch}"),
+        ("temi_gflops", flops / seconds / 1e9, "student fwd+bwd (3x) + teacher fwd (1x)"),
+        ("temi_pct_peak", 100 * flops / seconds / 1e9 / peak, "target >= 50"),
+        ("bench_seconds", time.perf_counter() - started, "the 100k part"),
+    ]
+    report("heads", rows)
+
+
+if __name__ == "__main__":
+    main()
