@@ -32,14 +32,15 @@ class NeighbourPairs(Dataset):
         if self.neighbours is None:  # heads that ignore neighbours (DEC) see each anchor twice
             return self.embeddings[index], self.embeddings[index]
         pick = torch.randint(0, self.neighbours.shape[1], (len(index),), generator=self.generator)
-        return self.embeddings[index], self.embeddings[self.neighbours[index, pick].long()]
+        return self.embeddings[index], self.embeddings[self.neighbours[index, pick]]
 
 
 class EmbeddingPairsDataModule(pl.LightningDataModule):
     def __init__(self, embeddings: np.ndarray, neighbours: np.ndarray | None, batch_size: int, seed: int = 0):
         super().__init__()
-        self.embeddings = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-        self.neighbours = None if neighbours is None else torch.from_numpy(np.ascontiguousarray(neighbours))
+        self.embeddings = torch.from_numpy(np.array(embeddings, dtype=np.float32))
+        # a copy: the graph usually arrives memory-mapped read-only, and int64 indexes without conversion
+        self.neighbours = None if neighbours is None else torch.from_numpy(np.array(neighbours, dtype=np.int64))
         self.batch_size = min(batch_size, len(self.embeddings))
         self.seed = seed
 

@@ -43,7 +43,6 @@ class HeadClustering:
 
     def fit(self, embeddings: np.ndarray, neighbours: np.ndarray | None = None, logger=None) -> "HeadClustering":
         import pytorch_lightning as pl
-        import torch
         from pytorch_lightning.callbacks import TQDMProgressBar
 
         from lightning_modules.clustering.heads.data import EmbeddingPairsDataModule
@@ -78,7 +77,7 @@ class HeadClustering:
             # in-memory tensors: worker processes would only add overhead
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             trainer.fit(module, datamodule=datamodule)
-        probs = module.cluster_probabilities(torch.from_numpy(embeddings))
+        probs = module.cluster_probabilities(datamodule.embeddings)
         self.head_losses_ = module.last_epoch_head_loss.cpu().numpy().astype(np.float64)
         self.selected_head_ = module.selected_head()
         self.probs_ = probs[self.selected_head_].numpy()
