@@ -40,6 +40,12 @@ def describe_schema_error(error) -> str:
     """A jsonschema ValidationError as one line naming the key and what is allowed."""
     where = _key_path(error.absolute_path)
     kind, expected, instance = error.validator, error.validator_value, error.instance
+    if kind in ("oneOf", "anyOf") and error.context:
+        from jsonschema.exceptions import best_match
+
+        # the alternative of the same type as the value says most (an object's unknown key, say)
+        same_type = [e for e in error.context if e.validator != "type"] or list(error.context)
+        return describe_schema_error(best_match(same_type))
     if kind == "additionalProperties" and isinstance(instance, dict):
         allowed = _allowed_keys(error.schema)
         key = next((key for key in instance if key not in allowed), "?")
@@ -69,10 +75,11 @@ def validate_schema(config: dict, schema_path: str | Path) -> None:
 
 
 def check_registries_and_sizes(config: dict) -> None:
-    """Names must be registered; K must fit every dataset whose size is known without loading it."""
+    """Names must be registered, dataset options known to their loader and data roots present; K must fit
+    every dataset whose size is known without loading it. Backbones become `{spec, options…}` dicts."""
     from lightning_modules.backbones import BACKBONES, split_spec
     from lightning_modules.clustering import METHODS
-    from lightning_modules.data import DATASETS, known_size
+    from lightning_modules.data import DATASETS, check_options, dataset_options, known_size
     from lightning_modules.naming import backbone_slug
 
     def registered(registry, name: str, key: str):
@@ -81,15 +88,31 @@ def check_registries_and_sizes(config: dict) -> None:
         except UnknownNameError as error:
             raise ConfigError(f"config error: {key}: {error}") from None
 
+    missing_roots = []
     for name, dataset in config["datasets"].items():
-        splits = registered(DATASETS, dataset["source"], f"datasets.{name}.source").info.get("splits")
+        entry = registered(DATASETS, dataset["source"], f"datasets.{name}.source")
+        splits = entry.info.get("splits")
         if splits is not None and dataset["split"] not in splits:
             raise ConfigError(
                 f"config error: datasets.{name}.split = '{dataset['split']}'"
                 f"{did_you_mean(dataset['split'], splits)}; allowed: {', '.join(splits)}"
             )
+        try:
+            check_options(dataset["source"], dataset_options(dataset), key_prefix=f"datasets.{name}.")
+        except TypeError as error:
+            raise ConfigError(f"config error: {error}") from None
+        if entry.info.get("needs_root"):
+            if "root" not in dataset:
+                raise ConfigError(f"config error: datasets.{name}.root is required for source '{dataset['source']}'")
+            if not Path(dataset["root"]).expanduser().exists():
+                missing_roots.append(f"datasets.{name}.root = {dataset['root']}")
+    if missing_roots:
+        raise ConfigError(f"config error: data not found: {'; '.join(missing_roots)} (download the data sets "
+                          f"there, or point root at them)")
+    config["backbones"] = [{"spec": b} if isinstance(b, str) else b for b in config["backbones"]]
     slugs: dict[str, str] = {}
-    for index, spec in enumerate(config["backbones"]):
+    for index, backbone in enumerate(config["backbones"]):
+        spec = backbone["spec"]
         registered(BACKBONES, split_spec(spec)[0], f"backbones[{index}]")
         slug = backbone_slug(spec)
         if slug in slugs:

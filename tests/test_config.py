@@ -65,7 +65,7 @@ def _rename(config, dotted, new_name):
 _DELETE = object()
 
 BAD_VALUES = [
-    ("datasets.digits.source", "digitz", ["datasets.digits.source", "did you mean 'digits'", "allowed: digits"]),
+    ("datasets.digits.source", "digitz", ["datasets.digits.source", "did you mean 'digits'", "allowed: cifar10, cifar100, digits"]),
     ("datasets.digits.split", "validation", ["datasets.digits.split", "allowed: all, train, test"]),
     ("backbones", ["pixles"], ["backbones[0]", "did you mean 'pixels'"]),
     ("clustering.k", [1, 10], ["clustering.k[0]", ">= 2"]),
@@ -130,3 +130,30 @@ def test_snakemake_stops_before_any_job_with_one_line(tmp_path, default_config):
         "config error: clustering.k[0] = 1 is too small; allowed: values >= 2"
     ], result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_every_missing_data_root_is_listed_in_one_line(default_config, tmp_path):
+    default_config["datasets"] = {
+        "c10": {"source": "cifar10", "split": "train", "root": str(tmp_path / "nowhere")},
+        "inet": {"source": "imagefolder", "split": "train", "root": str(tmp_path / "imagenet")},
+        "digits": {"source": "digits"},
+    }
+    with pytest.raises(ConfigError) as raised:
+        validate_config(default_config, SCHEMA)
+    message = str(raised.value)
+    assert "\n" not in message and "datasets.c10.root" in message and "datasets.inet.root" in message
+
+
+def test_dataset_options_are_checked_against_the_loader(default_config):
+    default_config["datasets"]["digits"]["roots"] = "/data"
+    with pytest.raises(ConfigError, match=r"unknown key 'datasets.digits.roots' for source 'digits'; allowed: none"):
+        validate_config(default_config, SCHEMA)
+
+
+def test_backbones_may_carry_options(default_config):
+    default_config["backbones"] = ["pixels", {"spec": "timm/vit_tiny_patch16_224", "pretrained": False}]
+    config = validate_config(default_config, SCHEMA)
+    assert config["backbones"][0] == {"spec": "pixels"} and config["backbones"][1]["pretrained"] is False
+    default_config["backbones"] = [{"spec": "timm/x", "pretrianed": False}]
+    with pytest.raises(ConfigError, match=r"unknown key 'backbones\[0\].pretrianed' \(did you mean 'pretrained'\?\)"):
+        validate_config(default_config, SCHEMA)

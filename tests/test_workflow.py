@@ -1,5 +1,6 @@
 """End to end: the real Snakefile on a tiny config, in a temporary folder."""
 
+import json
 import subprocess
 
 import nbformat
@@ -100,3 +101,24 @@ def test_second_run_has_nothing_to_do(sweep):
     result = run_workflow(sweep)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_random_timm_vit_on_a_generated_image_folder(tmp_path):
+    from test_datasets import write_image_folder
+
+    write_image_folder(tmp_path / "images", classes=("a", "b", "c"), per_class=4, size=(8, 8), mode="L")
+    config = {
+        "sweep": "images",
+        "datasets": {"shapes": {"source": "imagefolder", "root": str(tmp_path / "images")}},
+        "backbones": [{"spec": "timm/vit_tiny_patch16_224", "pretrained": False}],
+        "knn": {"k": 3},
+        "clustering": {"k": [2, 3], "seeds": [0], "methods": {"kmeans": {"n_init": 2}}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_workflow(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_parquet(tmp_path / "results" / "tables" / "clustering.parquet")
+    assert table.backbone.tolist() == ["timm-vit_tiny_patch16_224"] * 2 and table.n_samples.tolist() == [12, 12]
+    meta = json.loads((tmp_path / "results" / "shapes" / "timm-vit_tiny_patch16_224" / "embeddings" / "all.meta.json").read_text())
+    assert meta["dims"] == 192 and meta["backbone_options"] == {"pretrained": False}
+    assert "size=(224, 224)" in meta["preprocessing"]

@@ -1,13 +1,21 @@
-"""Backbone registry: a spec string (`pixels`, later `timm/<model>`, `openclip/<arch>:<tag>`, …) names a
-family; `build_backbone(spec) -> (model, transform)` gives a frozen nn.Module in eval mode and the
-per-image preprocessing the model expects (a callable on a float (C, H, W) tensor in [0, 1])."""
+"""Backbone registry: a spec string (`pixels`, `timm/<model>`, `torchvision/<name>:<weights>`,
+`openclip/<arch>:<pretrained>`, `hf/<repo_id>`) names a family and a model;
+`build_backbone(spec, **options) -> (model, transform)` gives a frozen nn.Module in eval mode and the
+per-image preprocessing the model expects (a callable on a float (C, H, W) tensor in [0, 1]).
+
+Options: `weights` (a local file or folder), `allow_download` (default false: weights come from each
+library's cache), `pretrained` (false: random initialisation, for tests), `pooling` (hf: cls | mean)."""
 
 from __future__ import annotations
 
 from lightning_modules.registry import Registry
 
 BACKBONES = Registry("backbone")
-BACKBONES.register("pixels", "lightning_modules.backbones.pixels:build", needs_weights=False)
+BACKBONES.register("pixels", "lightning_modules.backbones.pixels:build")
+BACKBONES.register("timm", "lightning_modules.backbones.timm_models:build")
+BACKBONES.register("torchvision", "lightning_modules.backbones.torchvision_models:build")
+BACKBONES.register("openclip", "lightning_modules.backbones.openclip_models:build")
+BACKBONES.register("hf", "lightning_modules.backbones.hf_models:build")
 
 
 def split_spec(spec: str) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 
-def build(name: str = ""):
+def build(name: str = "", **options):
     if name:
         raise ValueError(f"backbone 'pixels' takes no model name, got 'pixels/{name}'")
     # Datasets deliver images already scaled to [0, 1], so there is nothing to preprocess.

@@ -14,6 +14,14 @@ DATASETS.register(
     "lightning_modules.data.digits:load_digits_split",
     splits={"all": 1797, "train": 1437, "test": 360},
 )
+DATASETS.register("cifar10", "lightning_modules.data.files:load_cifar_split", splits={"train": 50000, "test": 10000},
+                  needs_root=True)
+DATASETS.register("cifar100", "lightning_modules.data.files:load_cifar100_split",
+                  splits={"train": 50000, "test": 10000}, needs_root=True)
+DATASETS.register("imagefolder", "lightning_modules.data.files:load_imagefolder_split", needs_root=True)
+DATASETS.register("embeddings", "lightning_modules.data.files:load_embeddings_split")
+DATASETS.register("synthetic", "lightning_modules.data.synthetic:load_synthetic_split",
+                  splits={"all": None, "train": None, "test": None})
 
 
 def load_dataset(source: str, split: str, options: dict | None = None) -> DatasetSplit:
@@ -24,7 +32,26 @@ def load_dataset(source: str, split: str, options: dict | None = None) -> Datase
 
 
 def known_size(source: str, split: str) -> int | None:
-    return DATASETS.entry(source).info.get("splits", {}).get(split)
+    return (DATASETS.entry(source).info.get("splits") or {}).get(split)
 
 
-__all__ = ["DATASETS", "DatasetSplit", "load_dataset", "known_size"]
+def dataset_options(dataset_cfg: dict) -> dict:
+    """A dataset entry of the config without its `source` and `split`: the loader's keyword options."""
+    return {key: value for key, value in dataset_cfg.items() if key not in ("source", "split")}
+
+
+def check_options(source: str, options: dict, key_prefix: str = "") -> None:
+    """Raise TypeError naming the first option the source's loader does not take."""
+    import inspect
+
+    from lightning_modules.registry import did_you_mean
+
+    parameters = inspect.signature(DATASETS.get(source)).parameters
+    allowed = [name for name in parameters if name != "split"]
+    for key in options:
+        if key not in allowed:
+            raise TypeError(f"unknown key '{key_prefix}{key}'{did_you_mean(key, allowed)} for source '{source}'; "
+                            f"allowed: {', '.join(allowed) or 'none'}")
+
+
+__all__ = ["DATASETS", "DatasetSplit", "check_options", "dataset_options", "known_size", "load_dataset"]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 import lightning_modules
 from lightning_modules.backbones import build_backbone
-from lightning_modules.data import DatasetSplit, load_dataset
+from lightning_modules.data import DatasetSplit, dataset_options, load_dataset
 from lightning_modules.embeddings.artifact import write_embeddings
 
 
@@ -48,7 +48,8 @@ def embed_images(
 
 
 def _versions() -> dict[str, str]:
-    return {name: metadata.version(name) for name in ("torch", "numpy", "faiss-cpu") if _installed(name)}
+    packages = ("torch", "torchvision", "numpy", "faiss-cpu", "faiss-gpu", "timm", "open_clip_torch", "transformers")
+    return {name: metadata.version(name) for name in packages if _installed(name)}
 
 
 def _installed(name: str) -> bool:
@@ -62,11 +63,11 @@ def _installed(name: str) -> bool:
 def extract_dataset_embeddings(
     dataset_name: str, dataset_cfg: dict, split: str, backbone_spec: str, embeddings_dir,
     batch_size: int = 256, num_workers: int = 0, dtype: str = "float32", progress: bool = True,
+    backbone_options: dict | None = None,
 ) -> dict:
     """Load the dataset split, embed it with the backbone, write the artifact; returns its meta."""
-    options = {key: value for key, value in dataset_cfg.items() if key not in ("source", "split")}
-    data: DatasetSplit = load_dataset(dataset_cfg["source"], split, options)
-    model, transform = build_backbone(backbone_spec)
+    data: DatasetSplit = load_dataset(dataset_cfg["source"], split, dataset_options(dataset_cfg))
+    model, transform = build_backbone(backbone_spec, **(backbone_options or {}))
     embeddings = embed_images(model, transform, data.images, batch_size, num_workers, progress,
                               description=f"embed {dataset_name}/{split} with {backbone_spec}")
     meta = {
@@ -76,6 +77,7 @@ def extract_dataset_embeddings(
         "dataset_fingerprint": data.fingerprint(),
         "label_names": data.label_names,
         "backbone_spec": backbone_spec,
+        "backbone_options": backbone_options or {},
         "preprocessing": repr(transform),
         "code_version": lightning_modules.__version__,
         "package_versions": _versions(),

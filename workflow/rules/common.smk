@@ -20,7 +20,7 @@ RESULTS = config["results_dir"]
 SWEEP = config["sweep"]
 TRACKING_URI = config["tracking_uri"] or default_tracking_uri(RESULTS)
 DATASETS = config["datasets"]
-BACKBONES = {backbone_slug(spec): spec for spec in config["backbones"]}
+BACKBONES = {backbone_slug(backbone["spec"]): backbone for backbone in config["backbones"]}
 CLUSTERING = config["clustering"]
 
 

@@ -8,7 +8,7 @@ rule embed:
         results("logs/embed/{dataset}/{backbone}/{split}.log"),
     params:
         dataset=lambda wc: DATASETS[wc.dataset],
-        backbone_spec=lambda wc: BACKBONES[wc.backbone],
+        backbone=lambda wc: BACKBONES[wc.backbone],
         options=config["embed"],
     threads: 2
     script:

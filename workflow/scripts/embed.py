@@ -9,7 +9,8 @@ with job_logging(snakemake.log[0]):
         dataset_name=snakemake.wildcards.dataset,
         dataset_cfg=p.dataset,
         split=snakemake.wildcards.split,
-        backbone_spec=p.backbone_spec,
+        backbone_spec=p.backbone["spec"],
+        backbone_options={key: value for key, value in p.backbone.items() if key != "spec"},
         embeddings_dir=Path(snakemake.output.embeddings).parent,
         **p.options,
     )
