@@ -118,8 +118,12 @@ def check_registries_and_sizes(config: dict) -> None:
         if slug in slugs:
             raise ConfigError(f"config error: backbones '{slugs[slug]}' and '{spec}' share the name '{slug}'")
         slugs[slug] = spec
-    for method in config["clustering"]["methods"]:
+    for method, own in config["clustering"]["methods"].items():
         registered(METHODS, method, f"clustering.methods.{method}")
+        for dataset in own.get("datasets", []):
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"config error: clustering.methods.{method}.datasets names '{dataset}'"
+                                  f"{did_you_mean(dataset, config['datasets'])}; allowed: {', '.join(config['datasets'])}")
 
     methods = config["clustering"]["methods"]
     grids = {"clustering.k": config["clustering"]["k"]}

@@ -22,7 +22,9 @@ def clustering_run_dirs(config: dict, backbones, bound: Callable[[str, str], int
     for dataset in config["datasets"]:
         for backbone in backbones:
             limit = bound(dataset, backbone) if bound else None
-            for method in clustering["methods"]:
+            for method, own in clustering["methods"].items():
+                if dataset not in own.get("datasets", config["datasets"]):
+                    continue
                 ks, seeds = method_grid(clustering, method)
                 runs += [f"{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}"
                          for k in ks if limit is None or k <= limit for seed in seeds]

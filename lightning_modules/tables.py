@@ -11,7 +11,7 @@ from lightning_modules.io import atomic_path, read_json
 
 CLUSTERING_COLUMNS = [
     "dataset", "backbone", "method", "k", "seed",
-    "acc", "acc_majority", "nmi", "ari", "ami", "clusters_used",
+    "acc", "acc_majority", "nmi", "ari", "ami", "clusters_used", "acc_top2", "coarse_acc_2nd",
     "effective_clusters", "knn_agreement", "inertia", "train_loss", "selected_head", "n_samples", "seconds",
 ]
 BOUND_COLUMNS = ["dataset", "backbone", "k_trained", "bound", "clusters_used", "effective_clusters", "seed"]

@@ -31,9 +31,10 @@ def test_method_grids_and_truncation_at_the_bound(default_config):
 
     config = validate_config(default_config, SCHEMA)
     runs = clustering_run_dirs(config, ["pixels"])
-    assert len(runs) == 4 * 3 + 4 * 2 * 3  # kmeans: 4 K x 3 seeds; four heads: 2 K x 3 seeds
-    assert "digits/pixels/clusters/temi/k20/seed2" in runs
-    assert "digits/pixels/clusters/temi/k50/seed0" not in runs
+    # kmeans everywhere (4 K x 3 seeds); temi on two datasets, scan/sinkhorn/dec on one (2 K x 3 seeds)
+    assert len(runs) == 3 * 4 * 3 + (2 + 3) * 2 * 3
+    assert "digits/pixels/clusters/temi/k20/seed2" in runs and "digits-lt10/pixels/clusters/temi/k10/seed0" in runs
+    assert "digits/pixels/clusters/temi/k50/seed0" not in runs and "digits-coarse/pixels/clusters/scan/k10/seed0" not in runs
     truncated = clustering_run_dirs(config, ["pixels"], bound=lambda dataset, backbone: 13)
     assert {int(re.search(r"/k(\d+)/", run).group(1)) for run in truncated} == {5, 10}
 
@@ -146,7 +147,7 @@ def test_every_missing_data_root_is_listed_in_one_line(default_config, tmp_path)
 
 def test_dataset_options_are_checked_against_the_loader(default_config):
     default_config["datasets"]["digits"]["roots"] = "/data"
-    with pytest.raises(ConfigError, match=r"unknown key 'datasets.digits.roots' for source 'digits'; allowed: none"):
+    with pytest.raises(ConfigError, match=r"unknown key 'datasets.digits.roots' for source 'digits'; allowed: classes, coarse_groups"):
         validate_config(default_config, SCHEMA)
 
 
@@ -157,3 +158,20 @@ def test_backbones_may_carry_options(default_config):
     default_config["backbones"] = [{"spec": "timm/x", "pretrianed": False}]
     with pytest.raises(ConfigError, match=r"unknown key 'backbones\[0\].pretrianed' \(did you mean 'pretrained'\?\)"):
         validate_config(default_config, SCHEMA)
+
+
+def test_paper_config_lists_every_missing_data_root_at_once():
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config, SCHEMA)
+    message = str(raised.value)
+    for name in ("cifar10", "cifar100", "cifar100-coarse", "cifar100-lt10", "imagenet"):
+        assert f"datasets.{name}.root" in message
+
+
+def test_paper_config_is_valid_where_the_data_is(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    for dataset in config["datasets"].values():
+        dataset["root"] = str(tmp_path)
+    validated = validate_config(config, SCHEMA)
+    assert [b["spec"] for b in validated["backbones"]][0] == "timm/vit_base_patch16_224.dino"

@@ -128,17 +128,17 @@ def test_bring_your_own_embeddings_pass_through_pixels(tmp_path):
 
 
 def test_synthetic_mixture_has_the_asked_for_imbalance_and_hierarchy():
-    data = load_dataset("synthetic", "train", {"n_classes": 6, "dims": 4, "samples_per_class": 100, "imbalance": 10,
+    data = load_dataset("synthetic", "train", {"n_classes": 6, "dims": 4, "samples_per_class": 100, "imbalance_ratio": 10,
                                                "n_superclasses": 2, "seed": 3})
     counts = np.bincount(data.labels)
     assert counts[0] == 100 and counts[-1] == 10 and counts.max() / counts.min() == 10
     assert data.images.shape == (counts.sum(), 4)
     np.testing.assert_array_equal(data.coarse_labels, data.labels % 2)
-    again = load_dataset("synthetic", "train", {"n_classes": 6, "dims": 4, "samples_per_class": 100, "imbalance": 10,
+    again = load_dataset("synthetic", "train", {"n_classes": 6, "dims": 4, "samples_per_class": 100, "imbalance_ratio": 10,
                                                 "n_superclasses": 2, "seed": 3})
     np.testing.assert_array_equal(again.images, data.images)
     other_split = load_dataset("synthetic", "test", {"n_classes": 6, "dims": 4, "samples_per_class": 100,
-                                                     "imbalance": 10, "n_superclasses": 2, "seed": 3})
+                                                     "imbalance_ratio": 10, "n_superclasses": 2, "seed": 3})
     assert not np.array_equal(other_split.images, data.images)
 
 

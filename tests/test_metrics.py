@@ -108,3 +108,26 @@ def test_label_free_diagnostics_by_hand():
     neighbours = np.array([[1, 2], [0, 2], [3, 0], [2, 1]])
     # pairs sharing a cluster: (0,1) yes (0,2) no (1,0) yes (1,2) no (2,3) yes (2,0) no (3,2) yes (3,1) no
     assert knn_agreement([0, 0, 1, 1], neighbours) == pytest.approx(4 / 8)
+
+
+def test_top2_accuracy_by_hand():
+    from lightning_modules.metrics.clustering import top2_accuracy
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    top2 = np.array([[0, 1], [0, 2], [1, 0], [2, 1], [2, 0], [2, 1]])
+    # Hungarian map of the top-1 column: cluster 0 -> class 0, 1 -> 1, 2 -> 2
+    # sample 3 (class 1) has top-1 cluster 2 (class 2) but top-2 cluster 1 (class 1): counted correct
+    assert top2_accuracy(y, top2) == pytest.approx(6 / 6)
+    assert top2_accuracy(y, top2[:, [0, 0]]) == pytest.approx(5 / 6)  # top-1 only
+    assert np.isnan(top2_accuracy([0, 0, 1, 1], [[0, 1], [1, 0], [2, 0], [3, 0]]))  # K > classes
+
+
+def test_second_cluster_coarse_accuracy_by_hand():
+    from lightning_modules.metrics.clustering import second_cluster_coarse_accuracy
+
+    coarse = np.array([0, 0, 0, 1, 1])
+    top2 = np.array([[0, 1], [1, 0], [1, 2], [2, 1], [2, 0]])
+    # majority coarse class of top-1 members: cluster 0 -> 0, cluster 1 -> 0, cluster 2 -> 1
+    # second clusters 1, 0, 2, 1, 0 -> coarse 0, 0, 1, 0, 0 against 0, 0, 0, 1, 1: 2 of 5
+    assert second_cluster_coarse_accuracy(coarse, top2) == pytest.approx(2 / 5)
+    assert np.isnan(second_cluster_coarse_accuracy(None, top2))

@@ -13,7 +13,7 @@ METHODS.register("sinkhorn", f"{_HEADS}:SinkhornClustering", needs_knn=True, lig
 METHODS.register("dec", f"{_HEADS}:DECClustering", needs_knn=False, lightning=True)
 
 
-GRID_KEYS = ("k", "seeds")  # a method's own K grid and seeds in config; not estimator parameters
+GRID_KEYS = ("k", "seeds", "datasets")  # a method's own grid in config; not estimator parameters
 
 
 def estimator_params(method_config: dict) -> dict:

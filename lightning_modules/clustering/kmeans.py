@@ -60,19 +60,24 @@ class FaissKMeans:
         )
         kmeans.train(x)
         self.cluster_centers_ = kmeans.centroids.copy()
-        self.labels_ = self.predict(x)
+        self.top2_ = self.nearest_centroids(x, 2)
+        self.labels_ = self.top2_[:, 0].copy()
         residuals = x - self.cluster_centers_[self.labels_]
         self.inertia_ = float(np.einsum("ij,ij->", residuals, residuals, dtype=np.float64))
         return self
 
-    def predict(self, embeddings: np.ndarray) -> np.ndarray:
+    def nearest_centroids(self, embeddings: np.ndarray, count: int = 1) -> np.ndarray:
+        """(N, count) indices of the nearest centroids, nearest first."""
         import faiss
 
         x = np.ascontiguousarray(embeddings, dtype=np.float32)
         index = faiss.IndexFlatIP(x.shape[1]) if self.spherical else faiss.IndexFlatL2(x.shape[1])
         index.add(self.cluster_centers_)
-        _, nearest = index.search(x, 1)
-        return nearest[:, 0].astype(np.int32)
+        _, nearest = index.search(x, min(count, self.n_clusters))
+        return nearest.astype(np.int32)
+
+    def predict(self, embeddings: np.ndarray) -> np.ndarray:
+        return self.nearest_centroids(embeddings, 1)[:, 0]
 
     def fit_predict(self, embeddings: np.ndarray) -> np.ndarray:
         return self.fit(embeddings).labels_

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from lightning_modules.clustering import METHODS
-from lightning_modules.embeddings.artifact import read_embeddings
+from lightning_modules.embeddings.artifact import read_coarse_labels, read_embeddings
 from lightning_modules.io import save_npy, write_json
-from lightning_modules.metrics.clustering import LABEL_METRICS, clustering_metrics, effective_clusters, knn_agreement
+from lightning_modules.metrics.clustering import (LABEL_METRICS, clustering_metrics, effective_clusters, knn_agreement,
+                                                  second_cluster_coarse_accuracy, top2_accuracy)
 
 # What a run measured (mirrored to MLflow as metrics; the run's identity goes to tags and params).
-RUN_METRICS = (*LABEL_METRICS, "clusters_used", "effective_clusters", "knn_agreement", "inertia", "train_loss",
+CAPTURE_METRICS = ("acc_top2", "coarse_acc_2nd")  # label-based too
+RUN_METRICS = (*LABEL_METRICS, *CAPTURE_METRICS, "clusters_used", "effective_clusters", "knn_agreement", "inertia", "train_loss",
                "n_samples", "seconds")
 AGREEMENT_NEIGHBOURS = 10  # knn_agreement is measured on the 10 nearest neighbours
 
@@ -58,6 +60,8 @@ def cluster_embeddings(
     started = time.perf_counter()
     assignments = np.asarray(estimator.fit_predict(np.asarray(embeddings), **fit_inputs), dtype=np.int32)
     seconds = time.perf_counter() - started
+    top2 = getattr(estimator, "top2_", None)
+    coarse = read_coarse_labels(embeddings_dir, split)
 
     record = {
         **(run_info or {}),
@@ -73,8 +77,10 @@ def cluster_embeddings(
         "effective_clusters": effective_clusters(assignments),
         "knn_agreement": None if neighbours is None else knn_agreement(assignments, neighbours[:, :AGREEMENT_NEIGHBOURS]),
         **clustering_metrics(labels, assignments, n_clusters=k),
+        "acc_top2": float("nan") if top2 is None else top2_accuracy(labels, top2, n_clusters=k),
+        "coarse_acc_2nd": float("nan") if top2 is None else second_cluster_coarse_accuracy(coarse, top2),
         # Which numbers used the ground truth (evaluation only; nothing was selected with them).
-        "label_metrics": list(LABEL_METRICS),
+        "label_metrics": [*LABEL_METRICS, *CAPTURE_METRICS],
     }
     if record["selected_head"] is not None:
         record["head_selection"] = "lowest mean training loss over the last epoch (labels not used)"

@@ -6,6 +6,7 @@ an impossible K before any job runs)."""
 from __future__ import annotations
 
 from lightning_modules.data.base import DatasetSplit
+from lightning_modules.data.builders import BUILDER_KEYS, build_benchmark
 from lightning_modules.registry import Registry
 
 DATASETS = Registry("dataset source")
@@ -25,10 +26,14 @@ DATASETS.register("synthetic", "lightning_modules.data.synthetic:load_synthetic_
 
 
 def load_dataset(source: str, split: str, options: dict | None = None) -> DatasetSplit:
+    """The source's split, then the benchmark builders its options ask for (see data/builders.py)."""
     splits = DATASETS.entry(source).info.get("splits")
     if splits is not None and split not in splits:
         raise ValueError(f"dataset source '{source}' has no split '{split}'; allowed: {', '.join(splits)}")
-    return DATASETS.get(source)(split, **(options or {}))
+    options = options or {}
+    loader_options = {key: value for key, value in options.items() if key not in BUILDER_KEYS}
+    data = DATASETS.get(source)(split, **loader_options)
+    return build_benchmark(data, **{key: value for key, value in options.items() if key in BUILDER_KEYS})
 
 
 def known_size(source: str, split: str) -> int | None:
@@ -36,7 +41,7 @@ def known_size(source: str, split: str) -> int | None:
 
 
 def dataset_options(dataset_cfg: dict) -> dict:
-    """A dataset entry of the config without its `source` and `split`: the loader's keyword options."""
+    """A dataset entry of the config without its `source` and `split`: loader and builder options."""
     return {key: value for key, value in dataset_cfg.items() if key not in ("source", "split")}
 
 
@@ -47,7 +52,7 @@ def check_options(source: str, options: dict, key_prefix: str = "") -> None:
     from lightning_modules.registry import did_you_mean
 
     parameters = inspect.signature(DATASETS.get(source)).parameters
-    allowed = [name for name in parameters if name != "split"]
+    allowed = [name for name in parameters if name != "split"] + list(BUILDER_KEYS)
     for key in options:
         if key not in allowed:
             raise TypeError(f"unknown key '{key_prefix}{key}'{did_you_mean(key, allowed)} for source '{source}'; "

@@ -109,6 +109,9 @@ class ImageFiles:
             raise ValueError(f"image file {path} cannot be read ({error}); remove or replace it") from None
         return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
+    def subset(self, index) -> "ImageFiles":
+        return ImageFiles([self.paths[i] for i in index])
+
     def fingerprint(self) -> str:
         """Names, sizes and modification times: cheap for a million files, and changes when files do."""
         digest = hashlib.sha256()

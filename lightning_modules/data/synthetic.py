@@ -12,10 +12,10 @@ SPLIT_OFFSETS = {"all": 0, "train": 1, "test": 2}  # each split draws its own sa
 
 
 def load_synthetic_split(split: str, n_classes: int = 10, dims: int = 32, samples_per_class: int = 100,
-                         separation: float = 4.0, imbalance: float = 1.0, n_superclasses: int | None = None,
+                         separation: float = 4.0, imbalance_ratio: float = 1.0, n_superclasses: int | None = None,
                          seed: int = 0) -> DatasetSplit:
-    """Class c has samples_per_class * imbalance^(-c / (n_classes - 1)) samples (largest / smallest =
-    imbalance) drawn from N(mu_c, I). With n_superclasses, mu_c = superclass centre (spread `separation`)
+    """Class c has samples_per_class * imbalance_ratio^(-c / (n_classes - 1)) samples (largest / smallest =
+    imbalance_ratio) drawn from N(mu_c, I). With n_superclasses, mu_c = superclass centre (spread `separation`)
     + a class offset (spread separation / 2), so classes of one superclass lie closer together."""
     rng = np.random.default_rng(seed)
     if n_superclasses:
@@ -25,7 +25,7 @@ def load_synthetic_split(split: str, n_classes: int = 10, dims: int = 32, sample
     else:
         superclass_of = None
         centres = rng.normal(0, separation, (n_classes, dims))
-    profile = imbalance ** (-np.arange(n_classes) / max(1, n_classes - 1))
+    profile = imbalance_ratio ** (-np.arange(n_classes) / max(1, n_classes - 1))
     counts = np.maximum(1, np.round(samples_per_class * profile)).astype(int)
     sample_rng = np.random.default_rng([seed, SPLIT_OFFSETS[split]])
     labels = np.repeat(np.arange(n_classes), counts)

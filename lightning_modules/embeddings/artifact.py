@@ -16,6 +16,7 @@ def artifact_paths(embeddings_dir: str | Path, split: str) -> dict[str, Path]:
     return {
         "embeddings": root / f"{split}.npy",
         "labels": root / f"{split}.labels.npy",
+        "coarse_labels": root / f"{split}.coarse_labels.npy",
         "meta": root / f"{split}.meta.json",
     }
 
@@ -40,11 +41,14 @@ def array_fingerprint(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def write_embeddings(embeddings_dir, split: str, embeddings: np.ndarray, labels: np.ndarray, meta: dict) -> None:
+def write_embeddings(embeddings_dir, split: str, embeddings: np.ndarray, labels: np.ndarray, meta: dict,
+                     coarse_labels: np.ndarray | None = None) -> None:
     check_embeddings(embeddings, labels)
     paths = artifact_paths(embeddings_dir, split)
     save_npy(paths["embeddings"], embeddings)
     save_npy(paths["labels"], labels.astype(np.int64))
+    if coarse_labels is not None:
+        save_npy(paths["coarse_labels"], np.asarray(coarse_labels, dtype=np.int64))
     # meta last: its presence says the pair beside it is complete
     write_json(paths["meta"], {**meta, "count": int(len(embeddings)), "dims": int(embeddings.shape[1]),
                                "dtype": str(embeddings.dtype), "embeddings_fingerprint": array_fingerprint(embeddings)})
@@ -55,6 +59,12 @@ def read_embeddings(embeddings_dir, split: str, mmap: bool = True) -> tuple[np.n
     embeddings, labels = load_npy(paths["embeddings"], mmap), load_npy(paths["labels"], mmap)
     check_embeddings(embeddings, labels, source=str(paths["embeddings"]))
     return embeddings, labels
+
+
+def read_coarse_labels(embeddings_dir, split: str) -> np.ndarray | None:
+    """Superclass labels, where the dataset has them (evaluation only)."""
+    path = artifact_paths(embeddings_dir, split)["coarse_labels"]
+    return load_npy(path) if path.exists() else None
 
 
 def read_meta(embeddings_dir, split: str) -> dict:

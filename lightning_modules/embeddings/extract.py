@@ -82,5 +82,7 @@ def extract_dataset_embeddings(
         "code_version": lightning_modules.__version__,
         "package_versions": _versions(),
     }
-    write_embeddings(embeddings_dir, split, embeddings.astype(dtype), data.labels, meta)
+    if data.coarse_names:
+        meta["coarse_names"] = data.coarse_names
+    write_embeddings(embeddings_dir, split, embeddings.astype(dtype), data.labels, meta, data.coarse_labels)
     return meta

@@ -78,3 +78,41 @@ def knn_agreement(labels_pred, neighbours) -> float:
     """Fraction of (sample, neighbour) pairs of the kNN graph that share a cluster."""
     labels_pred = np.asarray(labels_pred)
     return float((labels_pred[np.asarray(neighbours)] == labels_pred[:, None]).mean())
+
+
+# Multi-class capture: a sample's two most likely clusters (for k-means, its two nearest centroids).
+
+def top2_accuracy(labels_true, top2, n_clusters: int | None = None) -> float:
+    """A sample counts as correct if either of its two most likely clusters maps to its class under the
+    Hungarian map of the top-1 assignments. NaN where that map is undefined (K > classes)."""
+    labels_true, top2 = np.asarray(labels_true), np.asarray(top2)
+    known = labels_true != -1
+    labels_true, top2 = labels_true[known], top2[known]
+    classes, clusters = np.unique(labels_true), np.unique(top2[:, 0])
+    n_clusters = len(clusters) if n_clusters is None else n_clusters
+    if n_clusters > len(classes) or len(labels_true) == 0:
+        return float("nan")
+    table = contingency_matrix(labels_true, top2[:, 0])
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    class_of = {clusters[c]: classes[r] for r, c in zip(rows, cols)}
+    mapped = np.vectorize(lambda c: class_of.get(c, -2), otypes=[np.int64])(top2)
+    return float(((mapped[:, 0] == labels_true) | (mapped[:, 1] == labels_true)).mean())
+
+
+def second_cluster_coarse_accuracy(coarse_true, top2) -> float:
+    """How often the second most likely cluster's coarse class is the sample's coarse class, each cluster
+    labelled with the majority coarse class of its top-1 members (clusters that are nobody's top-1 count
+    as wrong). NaN without coarse labels."""
+    if coarse_true is None:
+        return float("nan")
+    coarse_true, top2 = np.asarray(coarse_true), np.asarray(top2)
+    known = coarse_true != -1
+    coarse_true, top2 = coarse_true[known], top2[known]
+    if len(coarse_true) == 0:
+        return float("nan")
+    majority = {}
+    for cluster in np.unique(top2[:, 0]):
+        values, counts = np.unique(coarse_true[top2[:, 0] == cluster], return_counts=True)
+        majority[cluster] = values[np.argmax(counts)]
+    second = np.array([majority.get(c, -2) for c in top2[:, 1]])
+    return float((second == coarse_true).mean())

@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 class HeadClustering:
     """Train a clustering head LightningModule, keep the head with the lowest training loss.
 
-    After `fit`: labels_ (N,) int32, probs_ (N, K) of the selected head, selected_head_, head_losses_ (H,).
+    After `fit`: labels_ (N,) int32, top2_ (N, 2) the two most probable clusters, probs_ (N, K) of the
+    selected head, selected_head_, head_losses_ (H,).
     """
 
     module_path: str  # "module:Class" of the LightningModule
@@ -81,7 +82,8 @@ class HeadClustering:
         self.head_losses_ = module.last_epoch_head_loss.cpu().numpy().astype(np.float64)
         self.selected_head_ = module.selected_head()
         self.probs_ = probs[self.selected_head_].numpy()
-        self.labels_ = self.probs_.argmax(1).astype(np.int32)
+        self.top2_ = np.argsort(-self.probs_, axis=1, kind="stable")[:, :2].astype(np.int32)
+        self.labels_ = self.top2_[:, 0].copy()
         self.train_loss_ = float(self.head_losses_[self.selected_head_])
         log.info("kept head %d of %d (lowest training loss %.4f)", self.selected_head_, len(self.head_losses_),
                  self.train_loss_)
