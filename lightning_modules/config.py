@@ -88,6 +88,12 @@ def check_registries_and_sizes(config: dict) -> None:
         except UnknownNameError as error:
             raise ConfigError(f"config error: {key}: {error}") from None
 
+    def known_datasets(names: list, key: str) -> None:
+        for name in names:
+            if name not in config["datasets"]:
+                raise ConfigError(f"config error: {key} names '{name}'{did_you_mean(name, config['datasets'])}; "
+                                  f"allowed: {', '.join(config['datasets'])}")
+
     missing_roots = []
     for name, dataset in config["datasets"].items():
         entry = registered(DATASETS, dataset["source"], f"datasets.{name}.source")
@@ -120,10 +126,8 @@ def check_registries_and_sizes(config: dict) -> None:
         slugs[slug] = spec
     for method, own in config["clustering"]["methods"].items():
         registered(METHODS, method, f"clustering.methods.{method}")
-        for dataset in own.get("datasets", []):
-            if dataset not in config["datasets"]:
-                raise ConfigError(f"config error: clustering.methods.{method}.datasets names '{dataset}'"
-                                  f"{did_you_mean(dataset, config['datasets'])}; allowed: {', '.join(config['datasets'])}")
+        known_datasets(own.get("datasets", []), f"clustering.methods.{method}.datasets")
+    known_datasets(config["clustering"]["upper_bound"].get("datasets", []), "clustering.upper_bound.datasets")
 
     methods = config["clustering"]["methods"]
     grids = {"clustering.k": config["clustering"]["k"]}

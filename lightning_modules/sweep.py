@@ -15,7 +15,8 @@ def method_grid(clustering: dict, method: str) -> tuple[list[int], list[int]]:
 def clustering_run_dirs(config: dict, backbones, bound: Callable[[str, str], int] | None = None) -> list[str]:
     """`{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}` for every run of the sweep.
 
-    With `bound` (dataset, backbone -> upper cluster bound), K above the bound is left out.
+    With `bound` (dataset, backbone -> upper cluster bound, or None for no bound), K above the bound is
+    left out.
     """
     clustering = config["clustering"]
     runs = []

@@ -175,3 +175,10 @@ def test_paper_config_is_valid_where_the_data_is(tmp_path):
         dataset["root"] = str(tmp_path)
     validated = validate_config(config, SCHEMA)
     assert [b["spec"] for b in validated["backbones"]][0] == "timm/vit_base_patch16_224.dino"
+
+
+@pytest.mark.parametrize("key", ["clustering.methods.temi.datasets", "clustering.upper_bound.datasets"])
+def test_dataset_lists_must_name_configured_datasets(default_config, key):
+    _set(default_config, key, ["digits", "digits-lt01"])
+    with pytest.raises(ConfigError, match=rf"{key} names 'digits-lt01' \(did you mean 'digits-lt10'\?\)"):
+        validate_config(default_config, SCHEMA)

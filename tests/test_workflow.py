@@ -122,3 +122,22 @@ def test_a_random_timm_vit_on_a_generated_image_folder(tmp_path):
     meta = json.loads((tmp_path / "results" / "shapes" / "timm-vit_tiny_patch16_224" / "embeddings" / "all.meta.json").read_text())
     assert meta["dims"] == 192 and meta["backbone_options"] == {"pretrained": False}
     assert "size=(224, 224)" in meta["preprocessing"]
+
+
+def test_changed_image_files_rerun_the_embedding(tmp_path):
+    from test_datasets import write_image_folder
+
+    write_image_folder(tmp_path / "images", classes=("a", "b"), per_class=3, size=(8, 8), mode="L")
+    config = {
+        "sweep": "files",
+        "datasets": {"shapes": {"source": "imagefolder", "root": str(tmp_path / "images")}},
+        "backbones": ["pixels"],
+        "knn": {"k": 2},
+        "clustering": {"k": [2], "seeds": [0], "methods": {"kmeans": {"n_init": 1}}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert run_workflow(tmp_path).returncode == 0
+    (tmp_path / "images" / "b" / "0.png").write_bytes((tmp_path / "images" / "a" / "0.png").read_bytes())
+    dry_run = run_workflow(tmp_path, "-n")
+    assert dry_run.returncode == 0
+    assert "rule embed:" in dry_run.stdout and "params" in dry_run.stdout

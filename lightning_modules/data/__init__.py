@@ -40,6 +40,31 @@ def known_size(source: str, split: str) -> int | None:
     return (DATASETS.entry(source).info.get("splits") or {}).get(split)
 
 
+FILE_OPTIONS = ("root", "path", "labels", "coarse_labels", "hierarchy")
+
+
+def files_fingerprint(dataset_cfg: dict) -> str | None:
+    """sha256 of the names, sizes and modification times of the files a dataset entry points at (None for
+    sources without files). Cheap enough to compute when the workflow starts, so that changed data on disk
+    re-runs the embedding and everything after it."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    digest, found = hashlib.sha256(), False
+    for key in FILE_OPTIONS:
+        if key not in dataset_cfg:
+            continue
+        split = dataset_cfg.get("split", "all")
+        base = Path(str(dataset_cfg[key]).replace("{split}", split)).expanduser()
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        for file in files:
+            stat = os.stat(file)
+            digest.update(f"{file}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            found = True
+    return digest.hexdigest() if found else None
+
+
 def dataset_options(dataset_cfg: dict) -> dict:
     """A dataset entry of the config without its `source` and `split`: loader and builder options."""
     return {key: value for key, value in dataset_cfg.items() if key not in ("source", "split")}
@@ -59,4 +84,5 @@ def check_options(source: str, options: dict, key_prefix: str = "") -> None:
                             f"allowed: {', '.join(allowed) or 'none'}")
 
 
-__all__ = ["DATASETS", "DatasetSplit", "check_options", "dataset_options", "known_size", "load_dataset"]
+__all__ = ["DATASETS", "DatasetSplit", "check_options", "dataset_options", "files_fingerprint", "known_size",
+           "load_dataset"]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from lightning_modules.clustering import estimator_params
 from lightning_modules.config import ConfigError, validate_config
+from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
 from lightning_modules.sweep import clustering_run_dirs
 from lightning_modules.tracking import default_tracking_uri
@@ -63,7 +64,8 @@ def method_params(method):
 def bound_files():
     if not CLUSTERING["upper_bound"]["enabled"]:
         return []
-    return expand(results("{dataset}/{backbone}/clusters/bound.json"), dataset=DATASETS, backbone=BACKBONES)
+    datasets = CLUSTERING["upper_bound"].get("datasets", DATASETS)
+    return expand(results("{dataset}/{backbone}/clusters/bound.json"), dataset=datasets, backbone=BACKBONES)
 
 
 def upper_bound(dataset, backbone):
@@ -78,9 +80,13 @@ def clustering_runs(filename):
     bound when config asks for it (then it waits for the bound's checkpoint)."""
     bound = CLUSTERING["upper_bound"]
     truncate = bound["enabled"] and bound["truncate_k"]
+    bounded = bound.get("datasets", DATASETS)
+
+    def limit(dataset, backbone):
+        return upper_bound(dataset, backbone) if dataset in bounded else None
 
     def runs(wildcards):
-        run_dirs = clustering_run_dirs(config, BACKBONES, upper_bound if truncate else None)
+        run_dirs = clustering_run_dirs(config, BACKBONES, limit if truncate else None)
         return [results(f"{run_dir}/{filename}") for run_dir in run_dirs]
 
     return runs

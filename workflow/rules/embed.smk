@@ -10,6 +10,8 @@ rule embed:
         dataset=lambda wc: DATASETS[wc.dataset],
         backbone=lambda wc: BACKBONES[wc.backbone],
         options=config["embed"],
+        # changed files on disk change this parameter, and Snakemake re-runs the job and everything after it
+        files_fingerprint=lambda wc: files_fingerprint(DATASETS[wc.dataset]),
     threads: 2
     script:
         "../scripts/embed.py"
