@@ -45,3 +45,26 @@ def test_class_subsets_are_relabelled_in_the_order_given():
 def test_builder_errors_name_the_key(options, message):
     with pytest.raises(ValueError, match=message):
         load_dataset("digits", "all", options)
+
+
+def test_easiest_classes_follow_knn_purity_on_the_reference_split():
+    from lightning_modules.data.builders import class_knn_purity
+
+    # class 0: a tight blob far away; class 1 and 2: overlapping blobs
+    data = load_dataset("synthetic", "train", {"n_classes": 3, "dims": 2, "samples_per_class": 60, "seed": 0})
+    reference = load_dataset("synthetic", "test", {"n_classes": 3, "dims": 2, "samples_per_class": 60, "seed": 0})
+    purity = class_knn_purity(reference, k=5)
+    by_hand = []
+    for c in range(3):
+        x = reference.images / np.linalg.norm(reference.images, axis=1, keepdims=True)
+        sims = x @ x.T
+        np.fill_diagonal(sims, -np.inf)
+        nearest = np.argsort(-sims, axis=1)[:, :5]
+        by_hand.append((reference.labels[nearest] == reference.labels[:, None]).mean(1)[reference.labels == c].mean())
+    np.testing.assert_allclose(purity, by_hand, atol=1e-6)
+    easiest = load_dataset("synthetic", "train", {"n_classes": 3, "dims": 2, "samples_per_class": 60, "seed": 0,
+                                                  "easiest": {"n": 2, "reference_split": "test", "k": 5}})
+    expected = sorted(range(3), key=lambda c: -purity[c])[:2]
+    assert easiest.label_names == [data.label_names[c] for c in expected]
+    assert easiest.derivation["easiest"]["classes"] == easiest.label_names
+    assert "kNN purity" in easiest.derivation["easiest"]["rule"]

@@ -147,7 +147,7 @@ def test_every_missing_data_root_is_listed_in_one_line(default_config, tmp_path)
 
 def test_dataset_options_are_checked_against_the_loader(default_config):
     default_config["datasets"]["digits"]["roots"] = "/data"
-    with pytest.raises(ConfigError, match=r"unknown key 'datasets.digits.roots' for source 'digits'; allowed: classes, coarse_groups"):
+    with pytest.raises(ConfigError, match=r"unknown key 'datasets.digits.roots' for source 'digits'; allowed: classes, easiest, coarse_groups"):
         validate_config(default_config, SCHEMA)
 
 

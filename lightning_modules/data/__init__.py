@@ -31,9 +31,13 @@ def load_dataset(source: str, split: str, options: dict | None = None) -> Datase
     if splits is not None and split not in splits:
         raise ValueError(f"dataset source '{source}' has no split '{split}'; allowed: {', '.join(splits)}")
     options = options or {}
+    loader = DATASETS.get(source)
     loader_options = {key: value for key, value in options.items() if key not in BUILDER_KEYS}
-    data = DATASETS.get(source)(split, **loader_options)
-    return build_benchmark(data, **{key: value for key, value in options.items() if key in BUILDER_KEYS})
+    builders = {key: value for key, value in options.items() if key in BUILDER_KEYS}
+    data = loader(split, **loader_options)
+    reference_split = (builders.get("easiest") or {}).get("reference_split", split)
+    reference = loader(reference_split, **loader_options) if builders.get("easiest") and reference_split != split else None
+    return build_benchmark(data, **builders, reference=reference)
 
 
 def known_size(source: str, split: str) -> int | None:

@@ -23,6 +23,7 @@ class DatasetSplit:
     label_names: list[str]
     coarse_labels: np.ndarray | None = None
     coarse_names: list[str] | None = None
+    derivation: dict | None = None  # what the benchmark builders did (recorded in the embedding meta)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)

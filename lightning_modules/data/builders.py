@@ -1,9 +1,10 @@
 """Benchmark builders: derived datasets declared in config on top of any source ("Scaling Up Deep
 Clustering Methods Beyond ImageNet-1K": class imbalance, class granularity, class subsets).
 
-Dataset entry keys: `classes` (keep these classes, by name or index), `coarse_groups` ({coarse name:
-[classes]}: define coarse labels), `granularity` (fine | coarse: which labels evaluate the clustering),
-`imbalance` ({ratio, seed}: a long-tailed subsample)."""
+Dataset entry keys: `classes` (keep these classes, by name or index), `easiest` ({n, reference_split, k}:
+keep the n classes easiest to recognise), `coarse_groups` ({coarse name: [classes]}: define coarse labels),
+`granularity` (fine | coarse: which labels evaluate the clustering), `imbalance` ({ratio, seed}: a
+long-tailed subsample). What they did is recorded in the embedding meta (`derivation`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from lightning_modules.data.base import DatasetSplit
 
-BUILDER_KEYS = ("classes", "coarse_groups", "granularity", "imbalance")
+BUILDER_KEYS = ("classes", "easiest", "coarse_groups", "granularity", "imbalance")
 
 
 def _class_index(data: DatasetSplit, name, key: str) -> int:
@@ -26,7 +27,27 @@ def _class_index(data: DatasetSplit, name, key: str) -> int:
 def subset(data: DatasetSplit, index: np.ndarray) -> DatasetSplit:
     images = data.images[index] if isinstance(data.images, np.ndarray) else data.images.subset(index)
     return DatasetSplit(images, data.labels[index], data.label_names,
-                        None if data.coarse_labels is None else data.coarse_labels[index], data.coarse_names)
+                        None if data.coarse_labels is None else data.coarse_labels[index], data.coarse_names,
+                        data.derivation)
+
+
+def class_knn_purity(reference: DatasetSplit, k: int = 10) -> np.ndarray:
+    """Per class: the mean fraction of a sample's k nearest neighbours (cosine, on the flattened pixels or
+    features of the reference split) that share its class. Higher = easier to recognise."""
+    from lightning_modules.clustering.knn import knn_graph
+
+    x = np.stack([np.asarray(reference.images[i], dtype=np.float32).ravel() for i in range(len(reference))])
+    neighbours, _ = knn_graph(x, k)
+    same = (reference.labels[neighbours] == reference.labels[:, None]).mean(1)
+    return np.array([same[reference.labels == c].mean() if (reference.labels == c).any() else np.nan
+                     for c in range(len(reference.label_names))])
+
+
+def easiest_classes(reference: DatasetSplit, n: int, k: int = 10) -> list[int]:
+    """The n classes of highest kNN purity on the reference split (ties: lower class index first)."""
+    purity = class_knn_purity(reference, k)
+    order = sorted(range(len(purity)), key=lambda c: (-np.nan_to_num(purity[c], nan=-1), c))
+    return order[:n]
 
 
 def keep_classes(data: DatasetSplit, classes: list) -> DatasetSplit:
@@ -49,7 +70,8 @@ def with_coarse_groups(data: DatasetSplit, groups: dict[str, list]) -> DatasetSp
     ungrouped = [data.label_names[c] for c in np.unique(data.labels[data.labels >= 0]) if coarse_of[c] < 0]
     if ungrouped:
         raise ValueError(f"coarse_groups: class '{ungrouped[0]}' is in no group; every class needs one")
-    return DatasetSplit(data.images, data.labels, data.label_names, coarse_of[data.labels], list(groups))
+    return DatasetSplit(data.images, data.labels, data.label_names, coarse_of[data.labels], list(groups),
+                        data.derivation)
 
 
 def long_tailed(data: DatasetSplit, ratio: float, seed: int = 0) -> DatasetSplit:
@@ -68,11 +90,20 @@ def coarse_granularity(data: DatasetSplit) -> DatasetSplit:
     if data.coarse_labels is None:
         raise ValueError("granularity: coarse needs coarse labels (cifar100, an imagefolder hierarchy, or "
                          "coarse_groups in config)")
-    return DatasetSplit(data.images, data.coarse_labels, data.coarse_names or [], None, None)
+    return DatasetSplit(data.images, data.coarse_labels, data.coarse_names or [], None, None, data.derivation)
 
 
 def build_benchmark(data: DatasetSplit, classes=None, coarse_groups=None, granularity: str = "fine",
-                    imbalance: dict | None = None) -> DatasetSplit:
+                    imbalance: dict | None = None, easiest: dict | None = None,
+                    reference: DatasetSplit | None = None) -> DatasetSplit:
+    """`reference`: the labelled split `easiest` ranks classes on (the caller loads it)."""
+    if easiest:
+        chosen = easiest_classes(reference if reference is not None else data, int(easiest["n"]),
+                                 int(easiest.get("k", 10)))
+        data = keep_classes(data, chosen)
+        data.derivation = {**(data.derivation or {}), "easiest": {
+            **easiest, "rule": "highest mean kNN purity (cosine, flattened pixels/features) on the reference split",
+            "classes": data.label_names}}
     if classes:
         data = keep_classes(data, classes)
     if coarse_groups:

@@ -84,5 +84,7 @@ def extract_dataset_embeddings(
     }
     if data.coarse_names:
         meta["coarse_names"] = data.coarse_names
+    if data.derivation:
+        meta["derivation"] = data.derivation
     write_embeddings(embeddings_dir, split, embeddings.astype(dtype), data.labels, meta, data.coarse_labels)
     return meta
