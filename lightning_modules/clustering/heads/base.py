@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import pytorch_lightning as pl
 import torch
@@ -39,7 +40,7 @@ class MultiHead(nn.Module):
         return torch.bmm(bottleneck, F.normalize(self.last_direction, dim=1))
 
 
-class ClusteringHead(pl.LightningModule):
+class ClusteringHead(pl.LightningModule, ABC):
     """Base LightningModule: subclasses define `head_losses(anchors, neighbours) -> (H,)` and
     `cluster_logits(x) -> (H, B, K)` (probabilities are their softmax)."""
 
@@ -51,11 +52,13 @@ class ClusteringHead(pl.LightningModule):
         self.register_buffer("last_epoch_head_loss", torch.full((n_heads,), float("nan")))
         self.epoch_batches = 0
 
+    @abstractmethod
     def head_losses(self, anchors: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(B, d) anchors and their neighbours -> (H,) per-head losses."""
 
+    @abstractmethod
     def cluster_logits(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(B, d) -> (H, B, K) logits."""
 
     def on_train_epoch_start(self) -> None:
         self.epoch_loss_sum.zero_()
