@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
@@ -17,6 +18,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRIES = 5
+# MLflow's own HTTP client retries 7 times with exponential backoff (minutes against a server that is
+# down); a sweep job should give up on tracking in seconds and keep its result.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_unavailable: set[str] = set()  # stores that failed in this process: warn once, then skip them
 
 
 def default_tracking_uri(results_dir: str | Path) -> str:
@@ -24,13 +30,14 @@ def default_tracking_uri(results_dir: str | Path) -> str:
 
 
 def _with_retries(action: Callable[[], T], what: str) -> T:
-    """SQLite under parallel jobs answers 'database is locked' now and then: back off and retry."""
+    """SQLite under parallel jobs answers 'database is locked' now and then: back off and retry that;
+    any other error goes straight to the caller."""
     retries = RETRIES
     for attempt in range(retries):
         try:
             return action()
-        except Exception as error:  # noqa: BLE001 - any store error is retried, then reported by the caller
-            if attempt == retries - 1:
+        except Exception as error:  # noqa: BLE001 - transient lock errors are retried, others re-raised
+            if attempt == retries - 1 or "locked" not in str(error).lower():
                 raise
             wait = 0.5 * 2**attempt
             log.info("%s failed (%s); retrying in %.1f s", what, error, wait)
@@ -41,7 +48,16 @@ def _with_retries(action: Callable[[], T], what: str) -> T:
 def _client(tracking_uri: str):
     from mlflow.tracking import MlflowClient
 
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _give_up(tracking_uri: str, what: str, error: Exception) -> None:
+    if tracking_uri not in _unavailable:
+        log.warning("MLflow tracking at %s failed (%s: %s); results are still written to disk, tracking is "
+                    "skipped for the rest of this job", tracking_uri, what, error)
+    _unavailable.add(tracking_uri)
 
 
 def _experiment_id(client, experiment: str, artifact_root: str | None = None) -> str:
@@ -63,7 +79,7 @@ def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path 
         experiment_id = _with_retries(lambda: _experiment_id(client, experiment, artifact_root), "create experiment")
         return {"tracking_uri": tracking_uri, "experiment": experiment, "experiment_id": experiment_id}
     except Exception as error:  # noqa: BLE001 - see module docstring
-        log.warning("MLflow tracking unavailable at %s (%s); results are still written to disk", tracking_uri, error)
+        _give_up(tracking_uri, "creating the experiment", error)
         return {"tracking_uri": tracking_uri, "experiment": experiment, "error": str(error)}
 
 
@@ -92,14 +108,15 @@ def lightning_logger(tracking_uri: str, experiment: str, run_name: str, tags: di
     unusable: training goes on without curves rather than failing."""
     from pytorch_lightning.loggers import MLFlowLogger
 
+    if tracking_uri in _unavailable:
+        return None
     try:
         logger = MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri,
                               tags={k: str(v) for k, v in tags.items()})
         _with_retries(lambda: logger.run_id, "create run")  # creates the run now, not mid-training
         return logger
     except Exception as error:  # noqa: BLE001 - see module docstring
-        log.warning("MLflow logging of %s to %s failed (%s); training continues without curves",
-                    run_name, tracking_uri, error)
+        _give_up(tracking_uri, f"creating run {run_name}", error)
         return None
 
 
@@ -111,6 +128,8 @@ def log_run(
     None (with a warning) if tracking failed."""
     from mlflow.entities import Metric, Param, RunTag
 
+    if tracking_uri in _unavailable:
+        return None
     try:
         client = _client(tracking_uri)
         if run_id is None:
@@ -136,5 +155,5 @@ def log_run(
         _with_retries(lambda: client.set_terminated(run_id), "finish run")
         return run_id
     except Exception as error:  # noqa: BLE001 - see module docstring
-        log.warning("MLflow logging of %s to %s failed (%s); the result on disk is intact", run_name, tracking_uri, error)
+        _give_up(tracking_uri, f"logging run {run_name}", error)
         return None

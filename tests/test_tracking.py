@@ -1,8 +1,18 @@
 import logging
+import socket
+import subprocess
+import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
+from lightning_modules import tracking
 from lightning_modules.tracking import default_tracking_uri, init_tracking, log_run
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_state(monkeypatch):
+    monkeypatch.setattr(tracking, "_unavailable", set())
 
 
 def test_a_run_is_logged_with_tags_params_metrics_and_artifact(tmp_path):
@@ -40,4 +50,53 @@ def test_an_unusable_store_warns_and_loses_nothing(tmp_path, caplog, monkeypatch
     with caplog.at_level(logging.WARNING):
         assert "error" in init_tracking(uri, "s")
         assert log_run(uri, "s", "run", {}, {}, {"acc": 1.0}) is None
-    assert sum("MLflow" in r.message for r in caplog.records if r.levelno == logging.WARNING) == 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "lightning_modules.tracking"]
+    assert len(warnings) == 1 and "results are still written to disk" in warnings[0].getMessage()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_job_with_an_unreachable_server_keeps_its_result_and_warns_once(tmp_path, caplog, digits_pixels):
+    from lightning_modules.clustering.knn import build_knn_graph
+    from lightning_modules.clustering.run import run_clustering_job
+    from lightning_modules.embeddings.artifact import write_embeddings
+
+    x, y = digits_pixels
+    write_embeddings(tmp_path / "emb", "all", x[:300], y[:300], {})
+    build_knn_graph(tmp_path / "emb", "all", 5, tmp_path / "knn")
+    uri = f"http://127.0.0.1:{closed_port()}"
+    with caplog.at_level(logging.WARNING):
+        for method, params in (("kmeans", {"n_init": 1}), ("dec", {"epochs": 1, "progress": False})):
+            record = run_clustering_job(uri, "sweep", {"method": method}, embeddings_dir=tmp_path / "emb",
+                                        split="all", method=method, params=params, k=10, seed=0,
+                                        out_dir=tmp_path / method, knn_dir=tmp_path / "knn", graph_k=5)
+            assert (tmp_path / method / "metrics.json").exists() and record["acc"] > 0.3
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "lightning_modules.tracking"]
+    assert len(warnings) == 1 and uri in warnings[0].getMessage()
+
+
+LOGGER_SCRIPT = """
+import sys
+from lightning_modules.tracking import log_run
+uri, worker = sys.argv[1], sys.argv[2]
+for run in range(3):
+    assert log_run(uri, "parallel", f"w{worker}-r{run}", {"worker": worker}, {"n": 1}, {"acc": 0.5}) is not None
+"""
+
+
+def test_eight_parallel_jobs_log_every_run_to_sqlite(tmp_path):
+    uri = default_tracking_uri(tmp_path)
+    init_tracking(uri, "parallel")  # what the workflow's init_tracking rule does before the fan-out
+    workers = [subprocess.Popen([sys.executable, "-c", LOGGER_SCRIPT, uri, str(w)], stderr=subprocess.PIPE, text=True)
+               for w in range(8)]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr[-2000:]
+    experiment = MlflowClient(uri).get_experiment_by_name("parallel")
+    runs = MlflowClient(uri).search_runs([experiment.experiment_id], max_results=100)
+    assert sorted(r.info.run_name for r in runs) == sorted(f"w{w}-r{r}" for w in range(8) for r in range(3))
+    assert all(r.info.status == "FINISHED" for r in runs)
