@@ -36,6 +36,8 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.heads
 	$(BIN)/python -m benchmarks.embed
+	$(BIN)/python -m benchmarks.clustering
+	$(BIN)/python -m benchmarks.summary
 
 mlflow-ui: $(INSTALLED)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS)/mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)

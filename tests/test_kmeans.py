@@ -62,3 +62,12 @@ def test_restarts_keep_the_lowest_inertia(digits_pixels):
 def test_k_outside_range_is_an_error(k):
     with pytest.raises(ValueError, match="K"):
         FaissKMeans(k).fit(np.zeros((10, 2), dtype=np.float32))
+
+
+def test_same_start_same_lloyd_as_scikit_learn(digits_pixels):
+    x, _ = digits_pixels
+    start = x[np.random.default_rng(0).choice(len(x), 10, replace=False)]
+    ours = FaissKMeans(10, max_iter=5).fit(x, init_centroids=start)
+    reference = KMeans(10, init=start, n_init=1, max_iter=5, tol=0, algorithm="lloyd").fit(x)
+    np.testing.assert_allclose(ours.cluster_centers_, reference.cluster_centers_, atol=1e-4)
+    assert ours.inertia_ == pytest.approx(reference.inertia_, rel=1e-4)

@@ -39,7 +39,8 @@ class FaissKMeans:
         available = faiss.get_num_gpus() > 0
         return available if self.use_gpu == "auto" else bool(self.use_gpu) and available
 
-    def fit(self, embeddings: np.ndarray) -> "FaissKMeans":
+    def fit(self, embeddings: np.ndarray, init_centroids: np.ndarray | None = None) -> "FaissKMeans":
+        """`init_centroids` (K, D): start Lloyd from these instead of `n_init` random restarts."""
         import faiss
 
         x = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -50,7 +51,7 @@ class FaissKMeans:
             dims,
             self.n_clusters,
             niter=self.max_iter,
-            nredo=self.n_init,
+            nredo=self.n_init if init_centroids is None else 1,
             seed=self.seed,
             spherical=self.spherical,
             max_points_per_centroid=self.max_points_per_centroid or n,
@@ -58,7 +59,8 @@ class FaissKMeans:
             gpu=self._gpu(),
             verbose=self.verbose,
         )
-        kmeans.train(x)
+        kmeans.train(x, init_centroids=None if init_centroids is None else
+                     np.ascontiguousarray(init_centroids, dtype=np.float32))
         self.cluster_centers_ = kmeans.centroids.copy()
         self.top2_ = self.nearest_centroids(x, 2)
         self.labels_ = self.top2_[:, 0].copy()

@@ -1,0 +1,111 @@
+"""kNN graph and k-means against scikit-learn, measured side by side in one run:
+
+    .venv/bin/python -m benchmarks.clustering [--quick] [--full]
+
+- kNN graph (faiss, exact cosine, k=50) on synthetic N in {10k, 100k} (10k only with --quick), d=384:
+  GFLOP/s, % of the GEMM peak, and the time ratio against NearestNeighbors(algorithm="brute").
+- k-means: ours (faiss, no subsampling) against KMeans(algorithm="lloyd") from the same initial centroids
+  for the same iterations, N=100k, d=384, K=100: speed-up, inertia ratio, % of peak.
+- Scaling of both with N (10k, 30k, 100k; 300k with --full): the fitted exponent and a log-log plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def timed(action):
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def knn_seconds(x, k=50):
+    from lightning_modules.clustering.knn import knn_graph
+
+    return timed(lambda: knn_graph(x, k))[0]
+
+
+def kmeans_pair(x, k=100, iterations=20, seed=0):
+    from sklearn.cluster import KMeans
+
+    from lightning_modules.clustering.kmeans import FaissKMeans
+
+    start = x[np.random.default_rng(seed).choice(len(x), k, replace=False)]
+    ours_s, ours = timed(lambda: FaissKMeans(k, max_iter=iterations).fit(x, init_centroids=start))
+    theirs_s, theirs = timed(lambda: KMeans(k, init=start, n_init=1, max_iter=iterations, tol=0,
+                                            algorithm="lloyd").fit(x))
+    return ours_s, ours.inertia_, theirs_s, theirs.inertia_
+
+
+def fitted_exponent(sizes, seconds) -> float:
+    return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--full", action="store_true", help="scale up to N = 300k")
+    args = parser.parse_args()
+    from sklearn.neighbors import NearestNeighbors
+
+    from benchmarks.common import gemm_gflops, report
+
+    dims, k_nn, iterations = 384, 50, 20
+    rng = np.random.default_rng(0)
+    peak = gemm_gflops()
+    rows = [("gemm_gflops", peak, "fp32 torch.mm 2048^2, best of 5")]
+
+    for n in (10_000,) if args.quick else (10_000, 100_000):
+        x = rng.standard_normal((n, dims), dtype=np.float32)
+        ours = knn_seconds(x, k_nn)
+        theirs = timed(lambda: NearestNeighbors(n_neighbors=k_nn + 1, metric="cosine", algorithm="brute")
+                       .fit(x).kneighbors(x))[0]
+        gflops = 2 * n * n * dims / ours / 1e9
+        rows += [(f"knn_{n // 1000}k_seconds", ours, f"faiss exact cosine, k={k_nn}, d={dims}"),
+                 (f"knn_{n // 1000}k_pct_peak", 100 * gflops / peak, f"{gflops:.0f} GFLOP/s"),
+                 (f"knn_{n // 1000}k_speedup_vs_sklearn", theirs / ours, f"sklearn brute: {theirs:.2f} s")]
+
+    n = 10_000 if args.quick else 100_000
+    x = rng.standard_normal((n, dims), dtype=np.float32)
+    ours_s, ours_inertia, theirs_s, theirs_inertia = kmeans_pair(x, 100, iterations)
+    flops = 2 * n * 100 * dims * iterations  # the assignment GEMMs dominate
+    rows += [("kmeans_seconds", ours_s, f"N={n}, d={dims}, K=100, {iterations} Lloyd iterations, same start"),
+             ("kmeans_speedup_vs_sklearn", theirs_s / ours_s, f"sklearn lloyd: {theirs_s:.2f} s"),
+             ("kmeans_inertia_ratio", ours_inertia / theirs_inertia, "ours / sklearn (no subsampling)"),
+             ("kmeans_pct_peak", 100 * flops / ours_s / 1e9 / peak, "")]
+
+    sizes = [10_000, 30_000] if args.quick else [10_000, 30_000, 100_000] + ([300_000] if args.full else [])
+    knn_times, kmeans_times = [], []
+    for size in sizes:
+        x = rng.standard_normal((size, dims), dtype=np.float32)
+        knn_times.append(knn_seconds(x, k_nn))
+        kmeans_times.append(kmeans_pair(x, 100, iterations)[0])
+    rows += [("knn_scaling_exponent", fitted_exponent(sizes, knn_times), "time ~ N^x (exact: 2)"),
+             ("kmeans_scaling_exponent", fitted_exponent(sizes, kmeans_times), "time ~ N^x (Lloyd: 1)")]
+    report("clustering", rows)
+    plot_scaling(sizes, {"kNN graph": knn_times, "k-means": kmeans_times})
+
+
+def plot_scaling(sizes, series, path="results/bench/scaling.png") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 3.5))
+    for name, seconds in series.items():
+        axes.loglog(sizes, seconds, marker="o", label=f"{name} (slope {fitted_exponent(sizes, seconds):.2f})")
+    axes.set_xlabel("N (d = 384)")
+    axes.set_ylabel("seconds")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"  plot: {path}")
+
+
+if __name__ == "__main__":
+    main()

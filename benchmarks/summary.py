@@ -1,0 +1,20 @@
+"""Merge every benchmark's results/bench/<name>.json into results/bench/summary.json and summary.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def main(folder: str = "results/bench") -> None:
+    root = Path(folder)
+    results = {path.stem: json.loads(path.read_text()) for path in sorted(root.glob("*.json")) if path.stem != "summary"}
+    (root / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["| benchmark | metric | value |", "|---|---|---|"]
+    lines += [f"| {name} | {metric} | {value:.4g} |" for name, rows in results.items() for metric, value in rows.items()]
+    (root / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
