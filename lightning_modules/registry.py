@@ -45,9 +45,6 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._entries
-
     def entry(self, name: str) -> Entry:
         try:
             return self._entries[name]

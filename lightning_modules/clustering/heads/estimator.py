@@ -35,6 +35,9 @@ class HeadClustering:
         self.progress = progress
         self.head_params = {**self.defaults, **head_params}
 
+    def total_epochs(self) -> int:
+        return self.epochs
+
     def build_module(self, embeddings: np.ndarray):
         import importlib
 
@@ -63,7 +66,7 @@ class HeadClustering:
         module = self.build_module(embeddings)
         steps_per_epoch = max(1, n // datamodule.batch_size)
         trainer = pl.Trainer(
-            max_epochs=self.epochs,
+            max_epochs=self.total_epochs(),
             accelerator="auto",
             devices=1,
             logger=logger if logger is not None else False,
@@ -102,13 +105,8 @@ class SCANClustering(HeadClustering):
 
     module_path = "lightning_modules.clustering.heads.scan:SCAN"
 
-    def fit(self, embeddings, neighbours=None, logger=None):
-        epochs = self.epochs
-        self.epochs = epochs + self.head_params.get("self_label_epochs", 0)
-        try:
-            return super().fit(embeddings, neighbours, logger)
-        finally:
-            self.epochs = epochs
+    def total_epochs(self) -> int:
+        return self.epochs + self.head_params.get("self_label_epochs", 0)
 
 
 class SinkhornClustering(HeadClustering):
