@@ -16,10 +16,12 @@ include: "workflow/rules/tracking.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/knn.smk"
 include: "workflow/rules/cluster.smk"
+include: "workflow/rules/ood.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         clustering_report=results("reports/clustering.html"),
+        ood_report=results("reports/ood.html") if OOD_PAIRS else [],
     default_target: True

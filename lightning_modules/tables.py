@@ -14,6 +14,11 @@ CLUSTERING_COLUMNS = [
     "acc", "acc_majority", "nmi", "ari", "ami", "clusters_used", "acc_top2", "coarse_acc_2nd",
     "effective_clusters", "knn_agreement", "inertia", "train_loss", "selected_head", "n_samples", "seconds",
 ]
+OOD_COLUMNS = [
+    "dataset", "backbone", "ood", "in", "out", "scorer", "base_scorer", "attack_style", "fit_labels",
+    "auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_openood", "auroc_clean", "fpr95_clean",
+    "n_fit", "n_id", "n_ood", "train_loss", "seconds",
+]
 BOUND_COLUMNS = ["dataset", "backbone", "k_trained", "bound", "clusters_used", "effective_clusters", "seed"]
 
 
@@ -47,5 +52,13 @@ def build_clustering_table(metrics_files: Iterable[str | Path], out_path: str | 
 def build_bounds_table(bound_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
     """One row per dataset x backbone with an upper cluster bound (an empty table when none was asked for)."""
     frame = collect_table(bound_files, BOUND_COLUMNS)
+    write_table(frame, out_path)
+    return frame
+
+
+def build_ood_table(metrics_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
+    """One row per pair x backbone x scorer; `*_clean` columns hold an attacked row's metrics on the same
+    OOD images before the attack."""
+    frame = collect_table(metrics_files, OOD_COLUMNS)
     write_table(frame, out_path)
     return frame

@@ -182,3 +182,56 @@ def test_dataset_lists_must_name_configured_datasets(default_config, key):
     _set(default_config, key, ["digits", "digits-lt01"])
     with pytest.raises(ConfigError, match=rf"{key} names 'digits-lt01' \(did you mean 'digits-lt10'\?\)"):
         validate_config(default_config, SCHEMA)
+
+
+def _pair(config, index=0):
+    return config["ood"]["pairs"][index]
+
+
+OOD_MISTAKES = [
+    ("overlapping classes", lambda c: _pair(c).update(out={"dataset": "digits", "classes": [4, 5]}),
+     ["ood.pairs[0]", "share classes 4", "must not be ID classes"]),
+    ("same data on both sides", lambda c: _pair(c).update(out="digits-lt10"), ["share every class"]),
+    ("fit split holds the test split", lambda c: _pair(c).update({"in": "digits"}),
+     ["ood.pairs[0].in", "split 'all'", "set datasets.digits.split to a training split"]),
+    ("labels needed on unlabelled data", lambda c: (c["datasets"]["noise"].update(split="train"),
+                                                    _pair(c).update({"in": "noise", "out": "digits"})),
+     ["'mahalanobis' needs the ID labels", "dataset 'noise'", "use an unsupervised scorer"]),
+    ("zero-shot without a text tower", lambda c: c["ood"]["scorers"].append("zeroshot-msp"),
+     ["zeroshot-msp needs a backbone with a text tower", "backbones[0] = 'pixels'"]),
+    ("unknown scorer", lambda c: c["ood"]["scorers"].append("knn5"), ["ood.scorers", "unknown OOD scorer 'knn5'",
+                                                                     "did you mean"]),
+    ("unknown attacked scorer", lambda c: c["ood"]["adversarial"]["scorers"].append("mahalanobiss"),
+     ["ood.adversarial.scorers", "did you mean 'mahalanobis'"]),
+    ("attack on feature vectors", lambda c: (c["datasets"].update(feats={"source": "synthetic", "dims": 64}),
+                                             _pair(c).update(out="feats")), ["holds feature vectors"]),
+    ("unknown dataset in a pair", lambda c: _pair(c).update(out="nois"), ["ood.pairs[0].out", "did you mean 'noise'"]),
+    ("cluster method not configured", lambda c: c["ood"]["clusters"].update(method="kmeanz"),
+     ["ood.clusters.method = 'kmeanz'", "did you mean 'kmeans'"]),
+    ("duplicate pair names", lambda c: _pair(c, 1).update(name=_pair(c)["name"]), ["two pairs share a name"]),
+    ("eval split the source lacks", lambda c: c["ood"].update(eval_split="validation"),
+     ["ood.eval_split = 'validation'", "allowed: all, train, test"]),
+]
+
+
+@pytest.mark.parametrize("mutate,expected", [m[1:] for m in OOD_MISTAKES], ids=[m[0] for m in OOD_MISTAKES])
+def test_ood_mistakes_fail_in_one_line_before_any_job(default_config, mutate, expected):
+    mutate(default_config)
+    with pytest.raises(ConfigError) as raised:
+        validate_config(default_config, SCHEMA)
+    message = str(raised.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message, message
+
+
+def test_ood_runs_cover_pairs_scorers_and_attacks(default_config):
+    from lightning_modules.sweep import ood_pairs, ood_run_dirs
+
+    config = validate_config(default_config, SCHEMA)
+    assert list(ood_pairs(config)) == ["digits04-vs-digits59", "digits04-vs-noise"]
+    runs = ood_run_dirs(config, ["pixels"])
+    assert len(runs) == 2 * (8 + 2)
+    assert "digits-04/pixels/ood/digits04-vs-noise/knn1-adv-smooth" in runs
+    del default_config["ood"]["pairs"][0]["name"]
+    assert list(ood_pairs(default_config))[0] == "digits-04-vs-digits-5-6-7-8-9"

@@ -4,6 +4,7 @@ import json
 import subprocess
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -141,3 +142,61 @@ def test_changed_image_files_rerun_the_embedding(tmp_path):
     dry_run = run_workflow(tmp_path, "-n")
     assert dry_run.returncode == 0
     assert "rule embed:" in dry_run.stdout and "params" in dry_run.stdout
+
+
+OOD_TINY = {
+    "sweep": "ood-tiny",
+    "datasets": {"digits-04": {"source": "digits", "split": "train", "classes": [0, 1, 2, 3, 4]},
+                 "digits": {"source": "digits", "split": "test"}},
+    "backbones": ["pixels"],
+    "knn": {"k": 10},
+    "clustering": {"k": [5], "seeds": [0],
+                   "methods": {"kmeans": {"n_init": 2, "max_iter": 20, "datasets": ["digits-04"]}}},
+    "ood": {
+        "pairs": [{"name": "near", "in": "digits-04", "out": {"dataset": "digits", "classes": [5, 6, 7, 8, 9]}}],
+        "scorers": ["knn1", "mahalanobis", "cluster-mahalanobis", "probe-energy"],
+        "clusters": {"method": "kmeans", "k": 5, "seed": 0},
+        "probe": {"epochs": 2},
+        "adversarial": {"scorers": ["knn1"], "styles": {"patchy": 0.0}, "steps": 5, "n_images": 8},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def ood_sweep(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ood")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(OOD_TINY))
+    result = run_workflow(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_ood_table_has_a_row_per_scorer_and_attack(ood_sweep):
+    from lightning_modules.metrics.ood import ood_metrics
+
+    table = pd.read_parquet(ood_sweep / "results" / "tables" / "ood.parquet")
+    assert list(table.columns[:14]) == ["dataset", "backbone", "ood", "in", "out", "scorer", "base_scorer",
+                                        "attack_style", "fit_labels", "auroc", "aupr_in", "aupr_out", "fpr95",
+                                        "fpr95_openood"]
+    assert sorted(table.scorer) == ["cluster-mahalanobis", "knn1", "knn1-adv-patchy", "mahalanobis", "probe-energy"]
+    assert set(table["in"]) == {"digits-04"} and set(table["out"]) == {"digits{5,6,7,8,9}"}
+    assert table.auroc.between(0.5, 1).all()
+    row = table.set_index("scorer").loc["cluster-mahalanobis"]
+    assert row.fit_labels == "clusters" and row.n_fit == 721 and row.n_id == 180 and row.n_ood == 180
+    attacked = table.set_index("scorer").loc["knn1-adv-patchy"]
+    assert attacked.n_ood == 8 and attacked.attack_style == "patchy" and 0 <= attacked.auroc_clean <= 1
+    # the table is the scores' metrics: recompute one row from its scores.npz
+    with np.load(ood_sweep / "results" / "digits-04" / "pixels" / "ood" / "near" / "knn1" / "scores.npz") as scores:
+        assert ood_metrics(scores["id"], scores["ood"])["auroc"] == pytest.approx(table.set_index("scorer").auroc["knn1"])
+
+
+def test_ood_report_and_tracking(ood_sweep):
+    html = (ood_sweep / "results" / "reports" / "ood.html").read_text()
+    assert html.count("data:image/png;base64") >= 3  # heatmap, histograms, attack examples
+    notebook = nbformat.read(ood_sweep / "results" / "reports" / "ood.ipynb", as_version=4)
+    assert not [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    client = MlflowClient(f"sqlite:///{ood_sweep}/results/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("ood-tiny").experiment_id])
+    scored = sorted(r.data.tags["scorer"] for r in runs if "scorer" in r.data.tags)
+    assert scored == ["cluster-mahalanobis", "knn1", "knn1-adv-patchy", "mahalanobis", "probe-energy"]
+    assert all("auroc" in r.data.metrics for r in runs if "scorer" in r.data.tags)

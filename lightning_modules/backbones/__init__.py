@@ -3,6 +3,8 @@
 `build_backbone(spec, **options) -> (model, transform)` gives a frozen nn.Module in eval mode and the
 per-image preprocessing the model expects (a callable on a float (C, H, W) tensor in [0, 1]).
 
+Registry info `text_tower`: the model keeps a text encoder (zero-shot OOD scoring needs one).
+
 Options: `weights` (a local file or folder), `allow_download` (default false: weights come from each
 library's cache), `pretrained` (false: random initialisation, for tests), `pooling` (hf: cls | mean)."""
 
@@ -14,7 +16,7 @@ BACKBONES = Registry("backbone")
 BACKBONES.register("pixels", "lightning_modules.backbones.pixels:build")
 BACKBONES.register("timm", "lightning_modules.backbones.timm_models:build")
 BACKBONES.register("torchvision", "lightning_modules.backbones.torchvision_models:build")
-BACKBONES.register("openclip", "lightning_modules.backbones.openclip_models:build")
+BACKBONES.register("openclip", "lightning_modules.backbones.openclip_models:build", text_tower=True)
 BACKBONES.register("hf", "lightning_modules.backbones.hf_models:build")
 
 

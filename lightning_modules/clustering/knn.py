@@ -19,6 +19,17 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + eps)  # eps inside the division: zero rows stay zero
 
 
+def cosine_index(normalised: np.ndarray, use_gpu: bool | str = "auto"):
+    """An exact inner-product faiss index over L2-normalised rows (on every GPU when there are any)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(normalised.shape[1])
+    if (faiss.get_num_gpus() > 0) if use_gpu == "auto" else bool(use_gpu):
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(np.ascontiguousarray(normalised, dtype=np.float32))
+    return index
+
+
 def knn_graph(embeddings: np.ndarray, k: int = 50, query_batch: int = 65536, use_gpu: bool | str = "auto",
               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) embeddings -> (N, k) int32 neighbour indices and (N, k) float32 cosine similarities.
@@ -26,17 +37,13 @@ def knn_graph(embeddings: np.ndarray, k: int = 50, query_batch: int = 65536, use
     Queries run in batches of `query_batch` rows so memory stays bounded for millions of points. A point
     is never its own neighbour, even when duplicates tie with it.
     """
-    import faiss
     from tqdm.auto import tqdm
 
     n = len(embeddings)
     if not 1 <= k < n:
         raise ValueError(f"knn.k = {k} must be between 1 and the number of samples - 1 ({n - 1})")
     x = l2_normalise(embeddings)
-    index = faiss.IndexFlatIP(x.shape[1])
-    if (faiss.get_num_gpus() > 0) if use_gpu == "auto" else bool(use_gpu):
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(x)
+    index = cosine_index(x, use_gpu)
     indices = np.empty((n, k), dtype=np.int32)
     similarities = np.empty((n, k), dtype=np.float32)
     for start in tqdm(range(0, n, query_batch), desc="knn", disable=not progress):

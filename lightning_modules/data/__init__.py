@@ -1,7 +1,8 @@
 """Dataset registry. Contract: `load_dataset(source, split, options) -> DatasetSplit`.
 
 Registry info `splits` maps each split to its size where the size is known without loading (used to reject
-an impossible K before any job runs)."""
+an impossible K before any job runs); `labelled: False` marks sources without labels (the `embeddings`
+source has labels when its entry gives a `labels` file); `images: False` marks sources of feature vectors."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ DATASETS.register("cifar10", "lightning_modules.data.files:load_cifar_split", sp
 DATASETS.register("cifar100", "lightning_modules.data.files:load_cifar100_split",
                   splits={"train": 50000, "test": 10000}, needs_root=True)
 DATASETS.register("imagefolder", "lightning_modules.data.files:load_imagefolder_split", needs_root=True)
-DATASETS.register("embeddings", "lightning_modules.data.files:load_embeddings_split")
+DATASETS.register("embeddings", "lightning_modules.data.files:load_embeddings_split", images=False)
+DATASETS.register("noise", "lightning_modules.data.noise:load_noise_split", splits={"all": None, "train": None,
+                  "test": None}, labelled=False)
 DATASETS.register("synthetic", "lightning_modules.data.synthetic:load_synthetic_split",
-                  splits={"all": None, "train": None, "test": None})
+                  splits={"all": None, "train": None, "test": None}, images=False)
 
 
 def load_dataset(source: str, split: str, options: dict | None = None) -> DatasetSplit:
@@ -69,6 +72,12 @@ def files_fingerprint(dataset_cfg: dict) -> str | None:
     return digest.hexdigest() if found else None
 
 
+def is_labelled(dataset_cfg: dict) -> bool:
+    if dataset_cfg["source"] == "embeddings":
+        return "labels" in dataset_cfg
+    return DATASETS.entry(dataset_cfg["source"]).info.get("labelled", True)
+
+
 def dataset_options(dataset_cfg: dict) -> dict:
     """A dataset entry of the config without its `source` and `split`: loader and builder options."""
     return {key: value for key, value in dataset_cfg.items() if key not in ("source", "split")}
@@ -88,5 +97,5 @@ def check_options(source: str, options: dict, key_prefix: str = "") -> None:
                             f"allowed: {', '.join(allowed) or 'none'}")
 
 
-__all__ = ["DATASETS", "DatasetSplit", "check_options", "dataset_options", "files_fingerprint", "known_size",
+__all__ = ["DATASETS", "DatasetSplit", "check_options", "dataset_options", "files_fingerprint", "is_labelled", "known_size",
            "load_dataset"]

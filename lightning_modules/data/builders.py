@@ -15,13 +15,18 @@ from lightning_modules.data.base import DatasetSplit
 BUILDER_KEYS = ("classes", "easiest", "coarse_groups", "granularity", "imbalance")
 
 
-def _class_index(data: DatasetSplit, name, key: str) -> int:
-    if isinstance(name, int) and 0 <= name < len(data.label_names):
+def class_index(label_names: list[str], name, key: str) -> int:
+    """A class given by index or by name -> its index; a one-line error naming `key` otherwise."""
+    if isinstance(name, int) and 0 <= name < len(label_names):
         return name
-    if str(name) in data.label_names:
-        return data.label_names.index(str(name))
-    raise ValueError(f"{key}: no class '{name}'; classes are {', '.join(data.label_names[:20])}"
-                     f"{', …' if len(data.label_names) > 20 else ''}")
+    if str(name) in label_names:
+        return label_names.index(str(name))
+    raise ValueError(f"{key}: no class '{name}'; classes are {', '.join(label_names[:20])}"
+                     f"{', …' if len(label_names) > 20 else ''}")
+
+
+def _class_index(data: DatasetSplit, name, key: str) -> int:
+    return class_index(data.label_names, name, key)
 
 
 def subset(data: DatasetSplit, index: np.ndarray) -> DatasetSplit:

@@ -7,7 +7,8 @@ from lightning_modules.clustering import estimator_params
 from lightning_modules.config import ConfigError, validate_config
 from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
-from lightning_modules.sweep import clustering_run_dirs
+from lightning_modules.ood import OOD_SCORERS, split_scorer_name
+from lightning_modules.sweep import clustering_run_dirs, describe_side, ood_pairs, ood_run_dirs
 from lightning_modules.tracking import default_tracking_uri
 
 try:
@@ -23,6 +24,8 @@ TRACKING_URI = config["tracking_uri"] or default_tracking_uri(RESULTS)
 DATASETS = config["datasets"]
 BACKBONES = {backbone_slug(backbone["spec"]): backbone for backbone in config["backbones"]}
 CLUSTERING = config["clustering"]
+OOD = config["ood"]
+OOD_PAIRS = ood_pairs(config)
 
 
 wildcard_constraints:
@@ -32,6 +35,9 @@ wildcard_constraints:
     split=SLUG_PATTERN,
     k=r"\d+",
     seed=r"\d+",
+    ood=SLUG_PATTERN,
+    scorer=SLUG_PATTERN,
+    style=r"[a-z0-9]+",
 
 
 def results(path):
@@ -90,3 +96,78 @@ def clustering_runs(filename):
         return [results(f"{run_dir}/{filename}") for run_dir in run_dirs]
 
     return runs
+
+
+def ood_pair(wildcards):
+    pair = OOD_PAIRS[wildcards.ood]
+    if pair["in"] != wildcards.dataset:
+        raise ValueError(f"OOD pair '{wildcards.ood}' has in-dataset '{pair['in']}', not '{wildcards.dataset}'")
+    return pair
+
+
+def ood_sides(wildcards):
+    """Embedding files of the ID fit split, the ID eval split and the OOD eval split."""
+    pair, split = ood_pair(wildcards), OOD["eval_split"]
+    ood_dir = results(f"{pair['out']['dataset']}/{wildcards.backbone}/embeddings")
+    fit = f"{embeddings_dir(wildcards)}/{clustering_split(wildcards)}"
+    return {"fit": f"{fit}.npy", "fit_meta": f"{fit}.meta.json", "id": f"{embeddings_dir(wildcards)}/{split}.npy",
+            "ood": f"{ood_dir}/{split}.npy", "ood_meta": f"{ood_dir}/{split}.meta.json"}
+
+
+def cluster_assignments(wildcards):
+    clusters = OOD["clusters"]
+    return results(f"{wildcards.dataset}/{wildcards.backbone}/clusters/{clusters['method']}/k{clusters['k']}/"
+                   f"seed{clusters['seed']}/assignments.npy")
+
+
+def attack_dir(wildcards, style):
+    return results(f"{wildcards.dataset}/{wildcards.backbone}/ood/{wildcards.ood}/attacks/{style}")
+
+
+def ood_inputs(wildcards):
+    base, style = split_scorer_name(wildcards.scorer)
+    inputs = ood_sides(wildcards)
+    if OOD_SCORERS.entry(base).info.get("labels") == "clusters":
+        inputs["assignments"] = cluster_assignments(wildcards)
+    if style:
+        inputs["attack"] = f"{attack_dir(wildcards, style)}/attack.json"
+    return inputs
+
+
+def ood_run_params(wildcards):
+    pair = ood_pair(wildcards)
+    base, style = split_scorer_name(wildcards.scorer)
+    entry = OOD_SCORERS.entry(base)
+    return {
+        "scorer": wildcards.scorer,
+        "params": OOD.get(entry.info.get("config"), {}),
+        "fit_dir": embeddings_dir(wildcards),
+        "fit_split": clustering_split(wildcards),
+        "eval_split": OOD["eval_split"],
+        "ood_dir": results(f"{pair['out']['dataset']}/{wildcards.backbone}/embeddings"),
+        "ood_classes": pair["out"]["classes"],
+        "assignments": cluster_assignments(wildcards) if entry.info.get("labels") == "clusters" else None,
+        "adversarial_dir": attack_dir(wildcards, style) if style else None,
+        "backbone": BACKBONES[wildcards.backbone],
+        "run_info": {"dataset": wildcards.dataset, "backbone": wildcards.backbone, "ood": wildcards.ood,
+                     "in": pair["in"], "out": describe_side(pair["out"])},
+    }
+
+
+def ood_attack_inputs(wildcards):
+    return {name: path for name, path in ood_sides(wildcards).items() if name != "id"}
+
+
+def ood_attack_params(wildcards):
+    pair, adversarial = ood_pair(wildcards), OOD["adversarial"]
+    return {
+        "backbone": BACKBONES[wildcards.backbone],
+        "fit_dir": embeddings_dir(wildcards),
+        "fit_split": clustering_split(wildcards),
+        "ood_dataset": DATASETS[pair["out"]["dataset"]],
+        "eval_split": OOD["eval_split"],
+        "ood_dir": results(f"{pair['out']['dataset']}/{wildcards.backbone}/embeddings"),
+        "ood_classes": pair["out"]["classes"],
+        "tv_weight": adversarial["styles"][wildcards.style],
+        **{key: adversarial[key] for key in ("steps", "lr", "n_images", "batch_size", "seed")},
+    }

@@ -13,8 +13,8 @@ rule clustering_table:
 
 rule clustering_report:
     input:
-        table=results("tables/clustering.parquet"),
-        bounds=results("tables/cluster_bounds.parquet"),
+        table_path=results("tables/clustering.parquet"),
+        bounds_path=results("tables/cluster_bounds.parquet"),
         template=os.path.join(workflow.basedir, "reports", "clustering.ipynb"),
     output:
         notebook=results("reports/clustering.ipynb"),

@@ -1,0 +1,182 @@
+"""OOD jobs: score one in x out pair with one scorer (`scores.npz` + `metrics.json`, mirrored to MLflow),
+and attack one pair's OOD images (the adversarial embeddings that `<scorer>-adv-<style>` runs score).
+
+The scorer fits on the ID dataset's own split (its `split` in config, also the split it is clustered on)
+and scores that dataset's `eval_split` (ID) and the out dataset's `eval_split`, restricted to the pair's
+classes (OOD)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lightning_modules.data.builders import class_index
+from lightning_modules.embeddings.artifact import read_embeddings, read_meta
+from lightning_modules.io import atomic_path, load_npy, read_json, save_npy, write_json
+from lightning_modules.metrics.ood import OOD_METRICS, ood_metrics
+from lightning_modules.ood import OOD_SCORERS, build_scorer, split_scorer_name
+
+RUN_METRICS = (*OOD_METRICS, "n_fit", "n_id", "n_ood", "seconds")
+ATTACK_EXAMPLES = 16  # clean/adversarial image pairs kept for the report
+
+
+def class_rows(embeddings_dir, split: str, classes: list | None, key: str) -> np.ndarray:
+    """Row indices of the split whose label is one of `classes` (all rows when None)."""
+    _, labels = read_embeddings(embeddings_dir, split)
+    if not classes:
+        return np.arange(len(labels))
+    names = read_meta(embeddings_dir, split)["label_names"]
+    wanted = [class_index(names, name, key) for name in classes]
+    rows = np.flatnonzero(np.isin(labels, wanted))
+    if not len(rows):
+        raise ValueError(f"{key}: no samples of classes {classes} in {embeddings_dir}/{split}.npy")
+    return rows
+
+
+def _build_backbone(backbone: dict):
+    """A config backbone entry `{spec, options…}` -> (model, transform)."""
+    from lightning_modules.backbones import build_backbone
+
+    return build_backbone(backbone["spec"], **{key: value for key, value in backbone.items() if key != "spec"})
+
+
+def _fit_labels(kind: str | None, fit_labels: np.ndarray, n_fit: int, assignments_path) -> np.ndarray | None:
+    if kind == "classes":
+        return fit_labels
+    if kind == "clusters":
+        assignments = load_npy(assignments_path, mmap=False)
+        if len(assignments) != n_fit:
+            raise ValueError(f"{assignments_path} has {len(assignments)} assignments for {n_fit} ID training "
+                             f"embeddings; the clusters come from another split or dataset")
+        return assignments
+    return None
+
+
+def score_ood_pair(
+    scorer: str, params: dict, fit_dir, fit_split: str, eval_split: str, ood_dir, ood_classes: list | None,
+    out_dir, assignments=None, adversarial_dir=None, backbone: dict | None = None, run_info: dict | None = None,
+    logger=None, threads: int | None = None,
+) -> dict:
+    base, style = split_scorer_name(scorer)
+    entry = OOD_SCORERS.entry(base)
+    if threads:
+        import faiss
+        import torch
+
+        faiss.omp_set_num_threads(threads)
+        torch.set_num_threads(threads)
+    fit_x, fit_y = read_embeddings(fit_dir, fit_split)
+    id_x, _ = read_embeddings(fit_dir, eval_split)
+    ood_x, _ = read_embeddings(ood_dir, eval_split)
+    ood_x = np.asarray(ood_x)[class_rows(ood_dir, eval_split, ood_classes, "ood.pairs.out.classes")]
+    if ood_x.shape[1] != fit_x.shape[1]:
+        raise ValueError(f"ID embeddings have {fit_x.shape[1]} dims but OOD embeddings {ood_x.shape[1]}; "
+                         f"an OOD pair needs both sides embedded by the same backbone")
+
+    context = {}
+    if entry.info.get("text"):
+        context = {"backbone": _build_backbone(backbone)[0], "backbone_spec": backbone["spec"],
+                   "class_names": read_meta(fit_dir, fit_split)["label_names"]}
+    if entry.info.get("lightning"):
+        params = {**params, "logger": logger}
+    started = time.perf_counter()
+    model = build_scorer(base, **params).fit(np.asarray(fit_x), _fit_labels(entry.info.get("labels"), fit_y,
+                                                                            len(fit_x), assignments), **context)
+    scores = {"id": model.score(np.asarray(id_x))}
+    extra = {}
+    if style:
+        adversarial = Path(adversarial_dir)
+        rows = load_npy(adversarial / "indices.npy")
+        scores["ood"] = model.score(load_npy(adversarial / "embeddings.npy"))
+        scores["ood_clean"] = model.score(ood_x[rows])
+        extra = {f"{name}_clean": value for name, value in ood_metrics(scores["id"], scores["ood_clean"]).items()}
+        extra["attack"] = read_json(adversarial / "attack.json")
+    else:
+        scores["ood"] = model.score(ood_x)
+    seconds = time.perf_counter() - started
+
+    record = {
+        **(run_info or {}),
+        "scorer": scorer,
+        "base_scorer": base,
+        "attack_style": style,
+        "params": {key: value for key, value in params.items() if key != "logger"},
+        "fit_labels": entry.info.get("labels"),
+        **ood_metrics(scores["id"], scores["ood"]),
+        **extra,
+        "n_fit": int(len(fit_x)),
+        "n_id": int(len(scores["id"])),
+        "n_ood": int(len(scores["ood"])),
+        "seconds": seconds,
+        "train_loss": getattr(model, "train_loss_", None),
+        # OOD metrics use which samples are ID and which OOD; `fit_labels` says what the scorer trained on.
+        "label_metrics": list(OOD_METRICS),
+    }
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / "scores.npz") as tmp:
+        np.savez(tmp, **scores)
+    write_json(out_dir / "metrics.json", record)
+    return record
+
+
+def run_ood_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
+    """`score_ood_pair` plus tracking (probe curves and the final record in one MLflow run)."""
+    from lightning_modules.tracking import lightning_logger, log_run
+
+    run_name = str(run["out_dir"])
+    logger = None
+    if OOD_SCORERS.entry(split_scorer_name(run["scorer"])[0]).info.get("lightning"):
+        logger = lightning_logger(tracking_uri, experiment, run_name, tags)
+    record = score_ood_pair(**run, logger=logger)
+    log_run(tracking_uri, experiment, run_name, tags, params={"eval_split": run["eval_split"], **record["params"]},
+            metrics={name: record[name] for name in RUN_METRICS}, artifacts=[Path(run["out_dir"]) / "metrics.json"],
+            run_id=getattr(logger, "run_id", None))
+    return record
+
+
+def attack_ood_images(
+    backbone: dict, fit_dir, fit_split: str, ood_dataset: dict, eval_split: str, ood_dir, ood_classes: list | None,
+    out_dir, steps: int = 250, lr: float = 1e-3, tv_weight: float = 0.0, n_images: int = 64,
+    batch_size: int = 64, seed: int = 0, progress: bool = True,
+) -> dict:
+    """Perturb up to `n_images` random OOD images of the pair towards random ID training embeddings; writes
+    `embeddings.npy` (of the perturbed images), `indices.npy` (which OOD rows), `examples.npz` and
+    `attack.json` into `out_dir`."""
+    from lightning_modules.data import dataset_options, load_dataset
+    from lightning_modules.embeddings.extract import embed_images
+    from lightning_modules.ood.adversarial import attack
+
+    ood_x, _ = read_embeddings(ood_dir, eval_split)
+    rows = class_rows(ood_dir, eval_split, ood_classes, "ood.pairs.out.classes")
+    data = load_dataset(ood_dataset["source"], eval_split, dataset_options(ood_dataset))
+    if len(data) != len(ood_x):
+        raise ValueError(f"the OOD data set has {len(data)} samples but its embeddings {len(ood_x)}; re-embed it")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(rows), size=min(n_images, len(rows)), replace=False))
+    fit_x, _ = read_embeddings(fit_dir, fit_split)
+    targets = np.asarray(fit_x)[rng.choice(len(fit_x), size=len(chosen), replace=True)].astype(np.float32)
+    images = np.stack([np.asarray(data.images[i], dtype=np.float32) for i in rows[chosen]])
+
+    model, transform = _build_backbone(backbone)
+    started = time.perf_counter()
+    adversarial, similarity_after = attack(model, transform, images, targets, steps, lr, tv_weight, batch_size,
+                                           seed, progress)
+    embeddings = embed_images(model, transform, adversarial, batch_size, progress=False)
+    clean = np.asarray(ood_x)[rows[chosen]].astype(np.float64)
+    similarity_before = (clean * targets).sum(1) / (np.linalg.norm(clean, axis=1) * np.linalg.norm(targets, axis=1)
+                                                    + 1e-12)
+    record = {"steps": steps, "lr": lr, "tv_weight": tv_weight, "n_images": int(len(chosen)), "seed": seed,
+              "cosine_to_target_before": float(similarity_before.mean()),
+              "cosine_to_target_after": float(similarity_after.mean()),
+              "max_abs_perturbation": float(np.abs(adversarial - images).max()),
+              "seconds": time.perf_counter() - started}
+    out_dir = Path(out_dir)
+    save_npy(out_dir / "embeddings.npy", embeddings)
+    save_npy(out_dir / "indices.npy", chosen)
+    with atomic_path(out_dir / "examples.npz") as tmp:
+        np.savez(tmp, clean=images[:ATTACK_EXAMPLES].astype(np.float16),
+                 adversarial=adversarial[:ATTACK_EXAMPLES].astype(np.float16))
+    write_json(out_dir / "attack.json", record)
+    return record

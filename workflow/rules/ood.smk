@@ -1,0 +1,61 @@
+rule ood_score:
+    # One scorer on one in x out pair: fit on the ID split, score ID and OOD test embeddings.
+    input:
+        unpack(ood_inputs),
+        tracking=ancient(results("tracking/experiment.json")),
+    output:
+        scores=results("{dataset}/{backbone}/ood/{ood}/{scorer}/scores.npz"),
+        metrics=results("{dataset}/{backbone}/ood/{ood}/{scorer}/metrics.json"),
+    log:
+        results("logs/ood/{dataset}/{backbone}/{ood}/{scorer}.log"),
+    params:
+        run=ood_run_params,
+        tracking_uri=TRACKING_URI,
+        experiment=SWEEP,
+    threads: 1
+    script:
+        "../scripts/ood_score.py"
+
+
+rule ood_attack:
+    # Adversarial OOD images: perturbed towards random ID embeddings; `<scorer>-adv-<style>` runs score them.
+    input:
+        unpack(ood_attack_inputs),
+    output:
+        embeddings=results("{dataset}/{backbone}/ood/{ood}/attacks/{style}/embeddings.npy"),
+        indices=results("{dataset}/{backbone}/ood/{ood}/attacks/{style}/indices.npy"),
+        examples=results("{dataset}/{backbone}/ood/{ood}/attacks/{style}/examples.npz"),
+        record=results("{dataset}/{backbone}/ood/{ood}/attacks/{style}/attack.json"),
+    log:
+        results("logs/ood/{dataset}/{backbone}/{ood}/attack-{style}.log"),
+    params:
+        run=ood_attack_params,
+    threads: 2
+    script:
+        "../scripts/ood_attack.py"
+
+
+rule ood_table:
+    input:
+        metrics=[results(f"{run_dir}/metrics.json") for run_dir in ood_run_dirs(config, BACKBONES)],
+    output:
+        results("tables/ood.parquet"),
+    log:
+        results("logs/tables/ood.log"),
+    script:
+        "../scripts/ood_table.py"
+
+
+rule ood_report:
+    input:
+        table_path=results("tables/ood.parquet"),
+        template=os.path.join(workflow.basedir, "reports", "ood.ipynb"),
+    output:
+        notebook=results("reports/ood.ipynb"),
+        html=results("reports/ood.html"),
+    log:
+        results("logs/reports/ood.log"),
+    params:
+        results_dir=os.path.abspath(RESULTS),
+    script:
+        "../scripts/render_report.py"
