@@ -32,7 +32,8 @@ _MESSAGES = {  # jsonschema keyword -> one line naming the key and what is allow
     "minItems": "{where} is empty; give at least {expected} value(s)",
     "minProperties": "{where} is empty; give at least {expected} entry",
     "type": "{where} = {instance!r} has the wrong type; allowed: {expected}",
-    "pattern": "{where} = {instance!r} is not a valid name; allowed: lower-case letters, digits, '.', '_', '-'",
+    "pattern": "{where} = {instance!r} is not a valid name; allowed: lower-case letters, digits, '.', '_', '-', "
+               "starting with a letter or digit",
 }
 
 
@@ -253,8 +254,35 @@ def check_ood(config: dict) -> None:
                                   f"(openclip/…); backbones[{index}] = '{backbone['spec']}' has none")
 
 
+def _config_paths(config: dict):
+    """(key, path) of every file or folder the config points at: dataset files and backbone weights."""
+    from lightning_modules.data import FILE_OPTIONS
+
+    for name, dataset in config["datasets"].items():
+        for option in FILE_OPTIONS:
+            if option in dataset:
+                yield f"datasets.{name}.{option}", str(dataset[option]).replace("{split}", dataset.get("split", "all"))
+    for index, backbone in enumerate(config["backbones"]):
+        if isinstance(backbone, dict) and backbone.get("weights"):
+            yield f"backbones[{index}].weights", backbone["weights"]
+
+
+def check_paths(config: dict) -> None:
+    """With `data_roots`, every path the config points at must resolve (symlinks and `..` followed) inside
+    one of them."""
+    if not config.get("data_roots"):
+        return
+    roots = [Path(root).expanduser().resolve() for root in config["data_roots"]]
+    for key, path in _config_paths(config):
+        resolved = Path(path).expanduser().resolve()
+        if not any(resolved.is_relative_to(root) for root in roots):
+            raise ConfigError(f"config error: {key} = {path} resolves to {resolved}, outside data_roots "
+                              f"({', '.join(map(str, roots))}); move it there or add its folder to data_roots")
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     validate_schema(config, schema_path)
     check_registries_and_sizes(config)
+    check_paths(config)
     check_ood(config)
     return config

@@ -17,8 +17,9 @@ class UnknownNameError(KeyError):
 
 
 def did_you_mean(name: str, allowed) -> str:
-    close = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    by_lower_case = {str(a).lower(): str(a) for a in allowed}  # `kNN` is close to `knn`
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower_case), n=1)
+    return f" (did you mean '{by_lower_case[close[0]]}'?)" if close else ""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))  # the one installed beside this Python
@@ -15,3 +17,21 @@ def digits_pixels():
 
     digits = load_digits()
     return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
+
+
+def snakemake_command(workdir, *extra) -> list[str]:
+    """The real Snakefile with the local profile, run in `workdir` on its `config.yaml`."""
+    return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--profile", str(REPO / "workflow" / "profiles" / "local"),
+            "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2", *extra]
+
+
+def run_workflow(workdir, *extra, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_command(workdir, *extra), capture_output=True, text=True, timeout=timeout)
+
+
+def finished_sweep(workdir, config: dict):
+    """Write `config` into `workdir`, run the workflow to the end there (it must succeed), return `workdir`."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_workflow(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir

@@ -173,6 +173,7 @@ def test_paper_config_is_valid_where_the_data_is(tmp_path):
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     for dataset in config["datasets"].values():
         dataset["root"] = str(tmp_path)
+    config["data_roots"] = [str(tmp_path)]
     validated = validate_config(config, SCHEMA)
     assert [b["spec"] for b in validated["backbones"]][0] == "timm/vit_base_patch16_224.dino"
 

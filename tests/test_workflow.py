@@ -1,16 +1,14 @@
 """End to end: the real Snakefile on a tiny config, in a temporary folder."""
 
 import json
-import subprocess
 
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, SNAKEMAKE
+from conftest import finished_sweep, run_workflow
 
 SMALL_HEAD = {"epochs": 2, "batch_size": 64, "n_heads": 2, "hidden_dim": 16, "bottleneck_dim": 8, "progress": False}
 TINY = {
@@ -33,21 +31,9 @@ RUNS = [("kmeans", 5, 0), ("kmeans", 5, 1), ("kmeans", 10, 0), ("kmeans", 10, 1)
         ("dec", 10, 0)]
 
 
-def run_workflow(workdir, *extra):
-    return subprocess.run(
-        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--profile", str(REPO / "workflow" / "profiles" / "local"),
-         "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2", *extra],
-        capture_output=True, text=True, timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("sweep")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
-    result = run_workflow(workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
+    return finished_sweep(tmp_path_factory.mktemp("sweep"), TINY)
 
 
 def test_table_has_one_row_per_run(sweep):
@@ -115,9 +101,7 @@ def test_a_random_timm_vit_on_a_generated_image_folder(tmp_path):
         "knn": {"k": 3},
         "clustering": {"k": [2, 3], "seeds": [0], "methods": {"kmeans": {"n_init": 2}}},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = run_workflow(tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    finished_sweep(tmp_path, config)
     table = pd.read_parquet(tmp_path / "results" / "tables" / "clustering.parquet")
     assert table.backbone.tolist() == ["timm-vit_tiny_patch16_224"] * 2 and table.n_samples.tolist() == [12, 12]
     meta = json.loads((tmp_path / "results" / "shapes" / "timm-vit_tiny_patch16_224" / "embeddings" / "all.meta.json").read_text())
@@ -136,8 +120,7 @@ def test_changed_image_files_rerun_the_embedding(tmp_path):
         "knn": {"k": 2},
         "clustering": {"k": [2], "seeds": [0], "methods": {"kmeans": {"n_init": 1}}},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    assert run_workflow(tmp_path).returncode == 0
+    finished_sweep(tmp_path, config)
     (tmp_path / "images" / "b" / "0.png").write_bytes((tmp_path / "images" / "a" / "0.png").read_bytes())
     dry_run = run_workflow(tmp_path, "-n")
     assert dry_run.returncode == 0
@@ -164,11 +147,7 @@ OOD_TINY = {
 
 @pytest.fixture(scope="module")
 def ood_sweep(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("ood")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(OOD_TINY))
-    result = run_workflow(workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
+    return finished_sweep(tmp_path_factory.mktemp("ood"), OOD_TINY)
 
 
 def test_ood_table_has_a_row_per_scorer_and_attack(ood_sweep):

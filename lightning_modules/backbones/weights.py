@@ -50,7 +50,11 @@ def load_state_dict(path: str | Path) -> dict:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as error:  # noqa: BLE001 - one line naming the file and the fix
+            raise ValueError(f"weights file {path} is not a readable safetensors file ({error}); download or "
+                             f"convert it again") from None
     import torch
 
     try:

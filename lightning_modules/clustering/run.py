@@ -3,6 +3,7 @@ of truth for the run), mirrored to MLflow."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ CAPTURE_METRICS = ("acc_top2", "coarse_acc_2nd")  # label-based too
 RUN_METRICS = (*LABEL_METRICS, *CAPTURE_METRICS, "clusters_used", "effective_clusters", "knn_agreement", "inertia", "train_loss",
                "n_samples", "seconds")
 AGREEMENT_NEIGHBOURS = 10  # knn_agreement is measured on the 10 nearest neighbours
+CHECKPOINTS = ".checkpoints"  # training checkpoints inside a run's folder, while it trains
 
 
 def cluster_embeddings(
@@ -54,8 +56,11 @@ def cluster_embeddings(
         if neighbours is None:
             raise ValueError(f"clustering method '{method}' needs the kNN graph (knn_dir)")
         fit_inputs["neighbours"] = neighbours
+    out_dir = Path(out_dir)
     if entry.info.get("lightning"):
         fit_inputs["logger"] = logger
+        # a killed job resumes from here; removed once the run's artifacts are written
+        fit_inputs["checkpoint_dir"] = out_dir / CHECKPOINTS
     estimator = entry.load()(n_clusters=k, seed=seed, **params)
     started = time.perf_counter()
     assignments = np.asarray(estimator.fit_predict(np.asarray(embeddings), **fit_inputs), dtype=np.int32)
@@ -84,11 +89,11 @@ def cluster_embeddings(
     }
     if record["selected_head"] is not None:
         record["head_selection"] = "lowest mean training loss over the last epoch (labels not used)"
-    out_dir = Path(out_dir)
     save_npy(out_dir / "assignments.npy", assignments)
     if getattr(estimator, "probs_", None) is not None:
         save_npy(out_dir / "probs.npy", estimator.probs_.astype(np.float16))
     write_json(out_dir / "metrics.json", record)
+    shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
     return record
 
 

@@ -34,7 +34,14 @@ def load_embeddings_split(split: str, path: str, labels: str | None = None, labe
     features = npy(path, "path")
     if features.ndim != 2:
         raise ValueError(f"path: {path.format(split=split)} holds shape {features.shape}; expected (samples, dims)")
+    bad_rows = int((~np.isfinite(features)).any(axis=1).sum())
+    if bad_rows:
+        raise ValueError(f"path: {path.format(split=split)} has {bad_rows} rows with NaN or inf; drop or re-extract "
+                         f"those samples")
     label_array = npy(labels, "labels") if labels else np.full(len(features), -1)
+    if len(label_array) != len(features):
+        raise ValueError(f"labels: {labels.format(split=split)} has {len(label_array)} labels for the "
+                         f"{len(features)} rows of {path.format(split=split)}; give one label per row")
     n_classes = int(label_array.max()) + 1 if len(label_array) else 0
     return DatasetSplit(features.astype(np.float32), label_array, label_names or [str(c) for c in range(n_classes)],
                         coarse_labels=npy(coarse_labels, "coarse_labels") if coarse_labels else None)

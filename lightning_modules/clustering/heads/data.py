@@ -19,10 +19,10 @@ class NeighbourPairs(Dataset):
     small embeddings the per-sample Python overhead would dominate a training step.
     """
 
-    def __init__(self, embeddings: torch.Tensor, neighbours: torch.Tensor | None, seed: int = 0):
+    def __init__(self, embeddings: torch.Tensor, neighbours: torch.Tensor | None, generator: torch.Generator):
         self.embeddings = embeddings
         self.neighbours = neighbours
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = generator
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -42,15 +42,25 @@ class EmbeddingPairsDataModule(pl.LightningDataModule):
         # a copy: the graph usually arrives memory-mapped read-only, and int64 indexes without conversion
         self.neighbours = None if neighbours is None else torch.from_numpy(np.array(neighbours, dtype=np.int64))
         self.batch_size = min(batch_size, len(self.embeddings))
-        self.seed = seed
+        # Both random streams (batch order, neighbour picks) live here so that checkpoints carry their state
+        # (state_dict below) and a resumed run draws exactly what an uninterrupted one would have.
+        self.generators = {"order": torch.Generator().manual_seed(seed),
+                           "pairs": torch.Generator().manual_seed(seed + 1_000_003)}
+
+    def state_dict(self) -> dict:
+        return {name: generator.get_state() for name, generator in self.generators.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, generator in self.generators.items():
+            generator.set_state(state[name])
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
-            NeighbourPairs(self.embeddings, self.neighbours, self.seed),
+            NeighbourPairs(self.embeddings, self.neighbours, self.generators["pairs"]),
             batch_size=self.batch_size,
             shuffle=True,
             drop_last=True,  # a last batch of a handful of samples would skew batch statistics
             collate_fn=_as_batch,
-            generator=torch.Generator().manual_seed(self.seed),
+            generator=self.generators["order"],
             num_workers=0,  # the data is one in-memory tensor; worker processes would only add overhead
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -45,7 +46,10 @@ class HeadClustering:
         module_class = getattr(importlib.import_module(module_name), class_name)
         return module_class(embeddings.shape[1], self.n_clusters, **self.head_params, **self.training)
 
-    def fit(self, embeddings: np.ndarray, neighbours: np.ndarray | None = None, logger=None) -> "HeadClustering":
+    def fit(self, embeddings: np.ndarray, neighbours: np.ndarray | None = None, logger=None,
+            checkpoint_dir=None) -> "HeadClustering":
+        """With `checkpoint_dir`, a checkpoint is kept there after every epoch (`last.ckpt`: weights,
+        optimiser, schedule and the data's random state) and a run that finds one resumes from it."""
         import pytorch_lightning as pl
         from pytorch_lightning.callbacks import TQDMProgressBar
 
@@ -65,22 +69,34 @@ class HeadClustering:
         datamodule = EmbeddingPairsDataModule(embeddings, neighbours, self.batch_size, self.seed)
         module = self.build_module(embeddings)
         steps_per_epoch = max(1, n // datamodule.batch_size)
+        callbacks = [TQDMProgressBar(refresh_rate=max(1, steps_per_epoch))] if self.progress else []
+        resume_from = None
+        if checkpoint_dir is not None:
+            from pytorch_lightning.callbacks import ModelCheckpoint
+
+            # one file, replaced after every epoch
+            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1, every_n_epochs=1,
+                                             save_on_train_epoch_end=True, enable_version_counter=False))
+            last = Path(checkpoint_dir) / "last.ckpt"
+            if last.exists():
+                resume_from = str(last)
+                log.info("resuming from %s", last)
         trainer = pl.Trainer(
             max_epochs=self.total_epochs(),
             accelerator="auto",
             devices=1,
             logger=logger if logger is not None else False,
-            enable_checkpointing=False,
+            enable_checkpointing=checkpoint_dir is not None,
             enable_model_summary=False,
             enable_progress_bar=self.progress,
-            callbacks=[TQDMProgressBar(refresh_rate=max(1, steps_per_epoch))] if self.progress else [],
+            callbacks=callbacks,
             log_every_n_steps=max(1, min(50, steps_per_epoch)),
             deterministic=True,
         )
         with warnings.catch_warnings():
             # in-memory tensors: worker processes would only add overhead
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            trainer.fit(module, datamodule=datamodule)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         probs = module.cluster_probabilities(datamodule.embeddings)
         self.head_losses_ = module.last_epoch_head_loss.cpu().numpy().astype(np.float64)
         self.selected_head_ = module.selected_head()
@@ -92,8 +108,9 @@ class HeadClustering:
                  self.train_loss_)
         return self
 
-    def fit_predict(self, embeddings: np.ndarray, neighbours: np.ndarray | None = None, logger=None) -> np.ndarray:
-        return self.fit(embeddings, neighbours, logger).labels_
+    def fit_predict(self, embeddings: np.ndarray, neighbours: np.ndarray | None = None, logger=None,
+                    checkpoint_dir=None) -> np.ndarray:
+        return self.fit(embeddings, neighbours, logger, checkpoint_dir).labels_
 
 
 class TEMIClustering(HeadClustering):
