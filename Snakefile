@@ -11,6 +11,11 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
+# Jobs import lightning_modules from this checkout, also inside conda environments
+# (--software-deployment-method conda) and on cluster nodes, which inherit the environment.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/embed.smk"
@@ -18,6 +23,15 @@ include: "workflow/rules/knn.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/ood.smk"
 include: "workflow/rules/report.smk"
+
+
+# Cheap aggregation steps run where Snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    clustering_table,
+    clustering_report,
+    ood_table,
+    ood_report,
 
 
 rule all:

@@ -6,7 +6,9 @@
   GFLOP/s, % of the GEMM peak, and the time ratio against NearestNeighbors(algorithm="brute").
 - k-means: ours (faiss, no subsampling) against KMeans(algorithm="lloyd") from the same initial centroids
   for the same iterations, N=100k, d=384, K=100: speed-up, inertia ratio, % of peak.
-- Scaling of both with N (10k, 30k, 100k; 300k with --full): the fitted exponent and a log-log plot.
+- Each library's k-means defaults end to end (initialisation included): time and inertia.
+- Scaling of both with N (10k, 30k, 100k; 300k with --full): the fitted exponent, a log-log plot, and the
+  peak resident memory of a fresh process at the largest N.
 """
 
 from __future__ import annotations
@@ -39,6 +41,43 @@ def kmeans_pair(x, k=100, iterations=20, seed=0):
     theirs_s, theirs = timed(lambda: KMeans(k, init=start, n_init=1, max_iter=iterations, tol=0,
                                             algorithm="lloyd").fit(x))
     return ours_s, ours.inertia_, theirs_s, theirs.inertia_
+
+
+def kmeans_defaults(x, k=100, seed=0):
+    """Each library's own defaults end to end, initialisation included: scikit-learn's KMeans (k-means++,
+    one init, up to 300 iterations) and ours (10 random restarts of up to 100 iterations, no subsampling)."""
+    from sklearn.cluster import KMeans
+
+    from lightning_modules.clustering.kmeans import FaissKMeans
+
+    ours_s, ours = timed(lambda: FaissKMeans(k, seed=seed).fit(x))
+    theirs_s, theirs = timed(lambda: KMeans(k, random_state=seed).fit(x))
+    return ours_s, ours.inertia_, theirs_s, theirs.inertia_
+
+
+PEAK_RSS_JOB = """
+import resource, sys
+import numpy as np
+n, what = int(sys.argv[1]), sys.argv[2]
+x = np.random.default_rng(0).standard_normal((n, 384), dtype=np.float32)
+if what == "knn":
+    from lightning_modules.clustering.knn import knn_graph
+    knn_graph(x, 50)
+else:
+    from lightning_modules.clustering.kmeans import FaissKMeans
+    FaissKMeans(100, n_init=1, max_iter=20).fit(x)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def peak_rss_mb(n: int, what: str) -> float:
+    """Peak resident memory (MiB) of a fresh process building the kNN graph or running k-means on N points."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS_JOB, str(n), what], capture_output=True, text=True,
+                            check=True)
+    return float(result.stdout.split()[-1])
 
 
 def fitted_exponent(sizes, seconds) -> float:
@@ -77,6 +116,10 @@ def main() -> None:
              ("kmeans_speedup_vs_sklearn", theirs_s / ours_s, f"sklearn lloyd: {theirs_s:.2f} s"),
              ("kmeans_inertia_ratio", ours_inertia / theirs_inertia, "ours / sklearn (no subsampling)"),
              ("kmeans_pct_peak", 100 * flops / ours_s / 1e9 / peak, "")]
+    ours_s, ours_inertia, theirs_s, theirs_inertia = kmeans_defaults(x, 100)
+    rows += [("kmeans_defaults_seconds", ours_s, "ours end to end: 10 random restarts x 100 iterations"),
+             ("kmeans_defaults_sklearn_seconds", theirs_s, "sklearn KMeans() end to end: k-means++ init, lloyd"),
+             ("kmeans_defaults_inertia_ratio", ours_inertia / theirs_inertia, "ours / sklearn, each with its defaults")]
 
     sizes = [10_000, 30_000] if args.quick else [10_000, 30_000, 100_000] + ([300_000] if args.full else [])
     knn_times, kmeans_times = [], []
@@ -86,6 +129,10 @@ def main() -> None:
         kmeans_times.append(kmeans_pair(x, 100, iterations)[0])
     rows += [("knn_scaling_exponent", fitted_exponent(sizes, knn_times), "time ~ N^x (exact: 2)"),
              ("kmeans_scaling_exponent", fitted_exponent(sizes, kmeans_times), "time ~ N^x (Lloyd: 1)")]
+    largest = sizes[-1]
+    data_mb = largest * dims * 4 / 2**20
+    rows += [(f"knn_{largest // 1000}k_peak_rss_mb", peak_rss_mb(largest, "knn"), f"data alone: {data_mb:.0f} MiB"),
+             (f"kmeans_{largest // 1000}k_peak_rss_mb", peak_rss_mb(largest, "kmeans"), f"data alone: {data_mb:.0f} MiB")]
     report("clustering", rows)
     plot_scaling(sizes, {"kNN graph": knn_times, "k-means": kmeans_times})
 

@@ -247,11 +247,12 @@ def check_ood(config: dict) -> None:
             if size is not None and clusters["k"] > size:
                 raise ConfigError(f"config error: ood.clusters.k = {clusters['k']} is larger than dataset "
                                   f"'{pair['in']}' ({size} samples); allowed: 2..{size}")
-    if any(entry.info.get("text") for entry in scorers.values()):
-        for index, backbone in enumerate(config["backbones"]):
-            if not BACKBONES.entry(split_spec(backbone["spec"])[0]).info.get("text_tower"):
-                raise ConfigError(f"config error: ood.scorers: zeroshot-msp needs a backbone with a text tower "
-                                  f"(openclip/…); backbones[{index}] = '{backbone['spec']}' has none")
+    text_towers = [b["spec"] for b in config["backbones"]
+                   if BACKBONES.entry(split_spec(b["spec"])[0]).info.get("text_tower")]
+    if any(entry.info.get("text") for entry in scorers.values()) and not text_towers:
+        specs = ", ".join(f"'{b['spec']}'" for b in config["backbones"])
+        raise ConfigError(f"config error: ood.scorers: zeroshot-msp needs a backbone with a text tower "
+                          f"(openclip/…), and none of {specs} has one; add one or drop the scorer")
 
 
 def _config_paths(config: dict):

@@ -64,7 +64,19 @@ def ood_scorer_names(config: dict) -> list[str]:
                                            for style in adversarial.get("styles", {})]
 
 
-def ood_run_dirs(config: dict, backbones) -> list[str]:
-    """`{in dataset}/{backbone}/ood/{pair}/{scorer}` for every OOD run of the sweep."""
-    return [f"{pair['in']}/{backbone}/ood/{name}/{scorer}" for name, pair in ood_pairs(config).items()
-            for backbone in backbones for scorer in ood_scorer_names(config)]
+def scorer_applies(scorer: str, backbone_spec: str) -> bool:
+    """Text-based scorers (zeroshot-msp) run only on backbones with a text tower."""
+    from lightning_modules.backbones import BACKBONES, split_spec
+    from lightning_modules.ood import OOD_SCORERS, split_scorer_name
+
+    if not OOD_SCORERS.entry(split_scorer_name(scorer)[0]).info.get("text"):
+        return True
+    return bool(BACKBONES.entry(split_spec(backbone_spec)[0]).info.get("text_tower"))
+
+
+def ood_run_dirs(config: dict, backbones: dict[str, dict]) -> list[str]:
+    """`{in dataset}/{backbone}/ood/{pair}/{scorer}` for every OOD run of the sweep (`backbones`: slug ->
+    config entry)."""
+    return [f"{pair['in']}/{slug}/ood/{name}/{scorer}" for name, pair in ood_pairs(config).items()
+            for slug, backbone in backbones.items() for scorer in ood_scorer_names(config)
+            if scorer_applies(scorer, backbone["spec"])]

@@ -115,7 +115,7 @@ CONFIG_MISTAKES = [
     ("OOD fit split holds the test split", lambda t: merge(BASE, {**OOD, "ood": {**OOD["ood"], "pairs": [
         {"in": "digits", "out": "digits-04"}]}}), ["split 'test'", "set datasets.digits.split to a training split"]),
     ("zero-shot without a text tower", lambda t: merge(BASE, {**OOD, "ood": {**OOD["ood"], "scorers": ["zeroshot-msp"]}}),
-     ["zeroshot-msp needs a backbone with a text tower", "'pixels' has none"]),
+     ["zeroshot-msp needs a backbone with a text tower", "none of 'pixels' has one"]),
     ("supervised scorer on unlabelled data", lambda t: merge(BASE, {
         "datasets": {"noise": {"source": "noise", "split": "train"}, "digits": {"source": "digits", "split": "test"}},
         "ood": {"pairs": [{"in": "noise", "out": "digits"}], "scorers": ["probe-msp"]}}),

@@ -199,7 +199,7 @@ OOD_MISTAKES = [
                                                     _pair(c).update({"in": "noise", "out": "digits"})),
      ["'mahalanobis' needs the ID labels", "dataset 'noise'", "use an unsupervised scorer"]),
     ("zero-shot without a text tower", lambda c: c["ood"]["scorers"].append("zeroshot-msp"),
-     ["zeroshot-msp needs a backbone with a text tower", "backbones[0] = 'pixels'"]),
+     ["zeroshot-msp needs a backbone with a text tower", "none of 'pixels' has one"]),
     ("unknown scorer", lambda c: c["ood"]["scorers"].append("knn5"), ["ood.scorers", "unknown OOD scorer 'knn5'",
                                                                      "did you mean"]),
     ("unknown attacked scorer", lambda c: c["ood"]["adversarial"]["scorers"].append("mahalanobiss"),
@@ -231,8 +231,14 @@ def test_ood_runs_cover_pairs_scorers_and_attacks(default_config):
 
     config = validate_config(default_config, SCHEMA)
     assert list(ood_pairs(config)) == ["digits04-vs-digits59", "digits04-vs-noise"]
-    runs = ood_run_dirs(config, ["pixels"])
+    runs = ood_run_dirs(config, {"pixels": {"spec": "pixels"}})
     assert len(runs) == 2 * (8 + 2)
     assert "digits-04/pixels/ood/digits04-vs-noise/knn1-adv-smooth" in runs
+    # zero-shot scoring runs on the backbones with a text tower only
+    config["ood"]["scorers"].append("zeroshot-msp")
+    both = {"pixels": {"spec": "pixels"}, "openclip-vit-b-32": {"spec": "openclip/ViT-B-32"}}
+    zeroshot = [run for run in ood_run_dirs(config, both) if run.endswith("/zeroshot-msp")]
+    assert zeroshot == ["digits-04/openclip-vit-b-32/ood/digits04-vs-digits59/zeroshot-msp",
+                        "digits-04/openclip-vit-b-32/ood/digits04-vs-noise/zeroshot-msp"]
     del default_config["ood"]["pairs"][0]["name"]
     assert list(ood_pairs(default_config))[0] == "digits-04-vs-digits-5-6-7-8-9"

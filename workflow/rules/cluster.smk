@@ -15,6 +15,8 @@ rule cluster:
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
     threads: 1  # small jobs: two single-threaded ones beat one using both cores
+    conda:
+        "../../envs/compute.yaml"
     script:
         "../scripts/cluster.py"
 
@@ -33,5 +35,7 @@ checkpoint upper_cluster_bound:
         graph_k=config["knn"]["k"],
         bound=CLUSTERING["upper_bound"],
     threads: 2
+    conda:
+        "../../envs/compute.yaml"
     script:
         "../scripts/upper_cluster_bound.py"

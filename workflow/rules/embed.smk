@@ -13,5 +13,7 @@ rule embed:
         # changed files on disk change this parameter, and Snakemake re-runs the job and everything after it
         files_fingerprint=lambda wc: files_fingerprint(DATASETS[wc.dataset]),
     threads: 2
+    conda:
+        "../../envs/compute.yaml"
     script:
         "../scripts/embed.py"

@@ -12,5 +12,7 @@ rule knn_graph:
     params:
         query_batch=config["knn"]["query_batch"],
     threads: 2
+    conda:
+        "../../envs/compute.yaml"
     script:
         "../scripts/knn_graph.py"

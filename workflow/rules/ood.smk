@@ -13,6 +13,8 @@ rule ood_score:
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
     threads: 1
+    conda:
+        "../../envs/compute.yaml"
     script:
         "../scripts/ood_score.py"
 
@@ -31,6 +33,8 @@ rule ood_attack:
     params:
         run=ood_attack_params,
     threads: 2
+    conda:
+        "../../envs/compute.yaml"
     script:
         "../scripts/ood_attack.py"
 
@@ -42,6 +46,8 @@ rule ood_table:
         results("tables/ood.parquet"),
     log:
         results("logs/tables/ood.log"),
+    conda:
+        "../../envs/reporting.yaml"
     script:
         "../scripts/ood_table.py"
 
@@ -57,5 +63,7 @@ rule ood_report:
         results("logs/reports/ood.log"),
     params:
         results_dir=os.path.abspath(RESULTS),
+    conda:
+        "../../envs/reporting.yaml"
     script:
         "../scripts/render_report.py"

@@ -7,6 +7,8 @@ rule clustering_table:
         bounds=results("tables/cluster_bounds.parquet"),
     log:
         results("logs/tables/clustering.log"),
+    conda:
+        "../../envs/reporting.yaml"
     script:
         "../scripts/clustering_table.py"
 
@@ -21,5 +23,7 @@ rule clustering_report:
         html=results("reports/clustering.html"),
     log:
         results("logs/reports/clustering.log"),
+    conda:
+        "../../envs/reporting.yaml"
     script:
         "../scripts/render_report.py"

@@ -9,5 +9,7 @@ rule init_tracking:
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
         artifact_root=results("mlartifacts"),
+    conda:
+        "../../envs/compute.yaml"
     script:
         "../scripts/init_tracking.py"

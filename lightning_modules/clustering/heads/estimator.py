@@ -96,6 +96,7 @@ class HeadClustering:
         with warnings.catch_warnings():
             # in-memory tensors: worker processes would only add overhead
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming: it holds last.ckpt
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         probs = module.cluster_probabilities(datamodule.embeddings)
         self.head_losses_ = module.last_epoch_head_loss.cpu().numpy().astype(np.float64)

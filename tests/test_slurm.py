@@ -1,0 +1,111 @@
+"""A slice of the demo sweep through the real slurm profile, on a one-node SLURM cluster started on this
+machine, logging to an MLflow server started with `make mlflow-server`. Run by `make test-slurm`; skipped,
+with the reason, where SLURM cannot be installed (no root, no package mirror)."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, SNAKEMAKE, finished_sweep
+from slurm_cluster import SingleNodeSlurm, SlurmUnavailable, free_port
+
+pytestmark = pytest.mark.slurm
+
+SLICE = {
+    "sweep": "slurm-slice",
+    "datasets": {"digits": {"source": "digits", "split": "test"}},
+    "backbones": ["pixels"],
+    "knn": {"k": 10},
+    "clustering": {"k": [5, 10], "seeds": [0], "methods": {
+        "kmeans": {"n_init": 2, "max_iter": 20},
+        "temi": {"k": [10], "epochs": 2, "batch_size": 64, "n_heads": 2, "hidden_dim": 16, "bottleneck_dim": 8,
+                 "progress": False}}},
+}
+RUNS = {("kmeans", "5"), ("kmeans", "10"), ("temi", "10")}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    try:
+        with SingleNodeSlurm(tmp_path_factory.mktemp("slurm")) as running:
+            yield running
+    except SlurmUnavailable as reason:
+        pytest.skip(f"SLURM unavailable: {reason}")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """`make mlflow-server` on a free port of 127.0.0.1, stopped (with its workers) afterwards."""
+    results, port = tmp_path_factory.mktemp("tracking"), free_port()
+    server = subprocess.Popen(["make", "-C", str(REPO), "mlflow-server", f"RESULTS={results}", f"MLFLOW_PORT={port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("make mlflow-server did not start") from None
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.fixture(scope="module")
+def slurm_sweep(cluster, mlflow_server, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(SLICE))
+    site = {  # what a user sets for their cluster; no GPU on this node, so no GPU request
+        "CLUSTERLAB_SLURM_PARTITION": cluster.partition, "CLUSTERLAB_GPUS_PER_JOB": "0",
+        "CLUSTERLAB_TRACKING_URI": mlflow_server, "CLUSTERLAB_SLURM_STATUS_COMMAND": "squeue",
+        "CLUSTERLAB_SLURM_STATUS_DELAY": "2",
+    }
+    command = ["timeout", "-s", "KILL", "900", SNAKEMAKE, "-s", str(REPO / "Snakefile"),
+               "--profile", str(REPO / "workflow" / "profiles" / "slurm"), "--directory", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--slurm-keep-successful-logs"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **site}, timeout=960)
+    (workdir / "snakemake.log").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return workdir
+
+
+def test_jobs_went_through_slurm(slurm_sweep):
+    log = (slurm_sweep / "snakemake.log").read_text()
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    # embed, knn_graph, init_tracking and three clustering runs; tables and the report run locally
+    assert len(submitted) == 6 and len(set(submitted)) == 6
+    slurm_logs = {path.stem for path in (slurm_sweep / ".snakemake" / "slurm_logs").rglob("*.log")}
+    assert set(submitted) <= slurm_logs
+
+
+def test_tables_equal_those_of_a_local_run(slurm_sweep, tmp_path):
+    local = finished_sweep(tmp_path, SLICE)
+    on_slurm = pd.read_parquet(slurm_sweep / "results" / "tables" / "clustering.parquet").drop(columns="seconds")
+    locally = pd.read_parquet(local / "results" / "tables" / "clustering.parquet").drop(columns="seconds")
+    pd.testing.assert_frame_equal(on_slurm, locally)
+
+
+def test_every_run_reached_the_mlflow_server(slurm_sweep, mlflow_server):
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("slurm-slice").experiment_id])
+    assert {(r.data.tags["method"], r.data.tags["k"]) for r in runs} == RUNS
+    assert all(r.info.status == "FINISHED" and "acc" in r.data.metrics for r in runs)
+    assert not (slurm_sweep / "results" / "mlflow.db").exists()  # nothing went to a SQLite file instead
