@@ -22,6 +22,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/knn.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/ood.smk"
+include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -32,10 +33,13 @@ localrules:
     clustering_report,
     ood_table,
     ood_report,
+    diffusion_table,
+    diffusion_report,
 
 
 rule all:
     input:
         clustering_report=results("reports/clustering.html"),
         ood_report=results("reports/ood.html") if OOD_PAIRS else [],
+        diffusion_report=results("reports/diffusion.html") if DIFFUSION["datasets"] else [],
     default_target: True

@@ -281,9 +281,61 @@ def check_paths(config: dict) -> None:
                               f"({', '.join(map(str, roots))}); move it there or add its folder to data_roots")
 
 
+def check_diffusion(config: dict) -> None:
+    """Diffusion: known image datasets, a UNet that can downsample the image size, conditions that name a
+    configured clustering method and K >= 2, labels for class conditioning, a configured backbone."""
+    from lightning_modules.data import DATASETS, is_labelled
+    from lightning_modules.diffusion import check_image_size, parse_condition
+    from lightning_modules.naming import backbone_slug
+
+    diffusion = config.get("diffusion") or {}
+    if not diffusion.get("datasets"):
+        return
+    try:
+        check_image_size(diffusion["image_size"], len(diffusion["block_out_channels"]))
+    except ValueError as error:
+        raise ConfigError(f"config error: {error}") from None
+    wanted = diffusion.get("backbone")
+    specs = [b["spec"] for b in config["backbones"]]
+    if wanted is not None and wanted not in specs + [backbone_slug(spec) for spec in specs]:
+        raise ConfigError(f"config error: diffusion.backbone = '{wanted}'{did_you_mean(wanted, specs)}; allowed: "
+                          f"a configured backbone ({', '.join(specs)})")
+    methods = config["clustering"]["methods"]
+    for key, method in [(f"diffusion.clusters.methods[{i}]", m) for i, m in enumerate(diffusion["clusters"]["methods"])]:
+        if method not in methods:
+            raise ConfigError(f"config error: {key} = '{method}'{did_you_mean(method, methods)}; allowed: the "
+                              f"configured clustering.methods ({', '.join(methods)})")
+    for index, condition in enumerate(diffusion["conditions"]):
+        key = f"diffusion.conditions[{index}]"
+        try:
+            kind, method, k = parse_condition(condition)
+        except (KeyError, ValueError) as error:
+            raise ConfigError(f"config error: {key}: {error}") from None
+        if kind == "clusters" and method not in methods:
+            raise ConfigError(f"config error: {key} = '{condition}' names method '{method}'"
+                              f"{did_you_mean(method, methods)}; allowed: the configured clustering.methods "
+                              f"({', '.join(methods)})")
+        if kind == "clusters" and k < 2:
+            raise ConfigError(f"config error: {key} = '{condition}': K = {k} cluster conditions on nothing; use "
+                              f"K >= 2, or 'none'")
+    for index, name in enumerate(diffusion["datasets"]):
+        key = f"diffusion.datasets[{index}]"
+        if name not in config["datasets"]:
+            raise ConfigError(f"config error: {key} names '{name}'{did_you_mean(name, config['datasets'])}; "
+                              f"allowed: {', '.join(config['datasets'])}")
+        dataset = config["datasets"][name]
+        if DATASETS.entry(dataset["source"]).info.get("images") is False:
+            raise ConfigError(f"config error: {key}: dataset '{name}' holds feature vectors; diffusion models "
+                              f"images")
+        if "class" in diffusion["conditions"] and not is_labelled(dataset):
+            raise ConfigError(f"config error: diffusion.conditions: 'class' needs labels, but dataset '{name}' has "
+                              f"none; drop 'class' or the dataset")
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     validate_schema(config, schema_path)
     check_registries_and_sizes(config)
     check_paths(config)
     check_ood(config)
+    check_diffusion(config)
     return config

@@ -80,3 +80,32 @@ def ood_run_dirs(config: dict, backbones: dict[str, dict]) -> list[str]:
     return [f"{pair['in']}/{slug}/ood/{name}/{scorer}" for name, pair in ood_pairs(config).items()
             for slug, backbone in backbones.items() for scorer in ood_scorer_names(config)
             if scorer_applies(scorer, backbone["spec"])]
+
+
+def diffusion_conditions(config: dict, dataset: str, backbone_bound: Callable[[str], int | None] | None = None) -> list[str]:
+    """The conditions of one dataset's diffusion runs: `diffusion.conditions`, then `clusters-<method>-k<K>` for
+    each of `diffusion.clusters.methods` at every K of `diffusion.clusters.k` (default: the method's grid), and
+    at the upper cluster bound's K
+    (`backbone_bound(dataset)`, when asked for)."""
+    diffusion, clustering = config.get("diffusion") or {}, config["clustering"]
+    conditions = list(diffusion.get("conditions", []))
+    clusters = diffusion.get("clusters") or {}
+    bound = backbone_bound(dataset) if backbone_bound and clusters.get("upper_bound") else None
+    for method in clusters.get("methods", []):
+        ks = list(clusters.get("k") or method_grid(clustering, method)[0]) + ([bound] if bound else [])
+        conditions += [f"clusters-{method}-k{k}" for k in ks if f"clusters-{method}-k{k}" not in conditions]
+    return conditions
+
+
+def diffusion_run_dirs(config: dict, backbone_bound: Callable[[str], int | None] | None = None) -> list[str]:
+    """`{dataset}/diffusion/{cond}/seed{seed}` for every diffusion run of the sweep."""
+    diffusion = config.get("diffusion") or {}
+    return [f"{dataset}/diffusion/{cond}/seed{seed}" for dataset in diffusion.get("datasets", [])
+            for cond in diffusion_conditions(config, dataset, backbone_bound) for seed in diffusion.get("seeds", [0])]
+
+
+def diffusion_backbone(config: dict) -> dict:
+    """The backbone entry whose features score the samples and whose clusters condition them."""
+    wanted = (config.get("diffusion") or {}).get("backbone")
+    backbones = [b if isinstance(b, dict) else {"spec": b} for b in config["backbones"]]
+    return next((b for b in backbones if wanted in (None, b["spec"], slugify(b["spec"]))), backbones[0])

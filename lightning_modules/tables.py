@@ -19,6 +19,8 @@ OOD_COLUMNS = [
     "auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_openood", "auroc_clean", "fpr95_clean",
     "n_fit", "n_id", "n_ood", "train_loss", "seconds",
 ]
+DIFFUSION_COLUMNS = ["dataset", "cond", "method", "k", "seed", "fd", "fd_backbone", "kid", "kid_std", "train_steps",
+                     "n_samples", "uses_labels", "seconds"]
 BOUND_COLUMNS = ["dataset", "backbone", "k_trained", "bound", "clusters_used", "effective_clusters", "seed"]
 
 
@@ -60,5 +62,17 @@ def build_ood_table(metrics_files: Iterable[str | Path], out_path: str | Path) -
     """One row per pair x backbone x scorer; `*_clean` columns hold an attacked row's metrics on the same
     OOD images before the attack."""
     frame = collect_table(metrics_files, OOD_COLUMNS)
+    write_table(frame, out_path)
+    return frame
+
+
+def build_diffusion_table(metrics_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
+    """One row per dataset x condition x seed. The Fréchet distance column is named after the backbone whose
+    features it was computed in (`fd_<backbone>`)."""
+    metrics_files = list(metrics_files)
+    fd_names = sorted({name for path in metrics_files for name in read_json(path)
+                       if name.startswith("fd_") and name != "fd_backbone"})
+    columns = [name for column in DIFFUSION_COLUMNS for name in (fd_names if column == "fd" else [column])]
+    frame = collect_table(metrics_files, columns)
     write_table(frame, out_path)
     return frame

@@ -129,6 +129,9 @@ CONFIG_MISTAKES = [
     ("dataset outside data_roots", lambda t: merge(BASE, {"data_roots": [str(t / "data")], "datasets": {
         "imgs": {"source": "imagefolder", "root": str(t / "data" / ".." / "elsewhere")}}}),
      ["datasets.imgs.root", "outside data_roots", "add its folder to data_roots"]),
+    ("diffusion image size the UNet cannot downsample", lambda t: merge(BASE, {"diffusion": {
+        "datasets": ["digits"], "image_size": 10, "block_out_channels": [8, 16, 32]}}),
+     ["diffusion.image_size = 10 cannot be downsampled 2 times", "use a multiple of 4"]),
     ("weights outside data_roots", lambda t: merge(BASE, {"data_roots": [str(t / "data")], "backbones": [
         {"spec": "timm/vit_tiny_patch16_224", "weights": str(t / "w.safetensors")}]}),
      ["backbones[0].weights", "outside data_roots"]),

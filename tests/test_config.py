@@ -215,17 +215,6 @@ OOD_MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("mutate,expected", [m[1:] for m in OOD_MISTAKES], ids=[m[0] for m in OOD_MISTAKES])
-def test_ood_mistakes_fail_in_one_line_before_any_job(default_config, mutate, expected):
-    mutate(default_config)
-    with pytest.raises(ConfigError) as raised:
-        validate_config(default_config, SCHEMA)
-    message = str(raised.value)
-    assert "\n" not in message
-    for fragment in expected:
-        assert fragment in message, message
-
-
 def test_ood_runs_cover_pairs_scorers_and_attacks(default_config):
     from lightning_modules.sweep import ood_pairs, ood_run_dirs
 
@@ -242,3 +231,42 @@ def test_ood_runs_cover_pairs_scorers_and_attacks(default_config):
                         "digits-04/openclip-vit-b-32/ood/digits04-vs-noise/zeroshot-msp"]
     del default_config["ood"]["pairs"][0]["name"]
     assert list(ood_pairs(default_config))[0] == "digits-04-vs-digits-5-6-7-8-9"
+
+
+DIFFUSION_MISTAKES = [
+    ("image size the UNet cannot downsample", lambda c: c["diffusion"].update(image_size=18, block_out_channels=[8, 16, 32]),
+     ["diffusion.image_size = 18 cannot be downsampled 2 times", "multiple of 4"]),
+    ("one cluster", lambda c: c["diffusion"]["conditions"].append("clusters-kmeans-k1"),
+     ["diffusion.conditions[2] = 'clusters-kmeans-k1'", "K = 1", "use K >= 2"]),
+    ("clusters of an unconfigured method", lambda c: c["diffusion"]["conditions"].append("clusters-kmeens-k10"),
+     ["names method 'kmeens'", "did you mean 'kmeans'"]),
+    ("unknown condition", lambda c: c["diffusion"]["conditions"].append("labels"), ["unknown diffusion conditioning 'labels'"]),
+    ("feature vectors", lambda c: (c["datasets"].update(feats={"source": "synthetic"}),
+                                   c["diffusion"].update(datasets=["feats"])), ["holds feature vectors"]),
+    ("class conditioning without labels", lambda c: c["diffusion"].update(datasets=["noise"]),
+     ["'class' needs labels", "dataset 'noise'"]),
+    ("unknown backbone", lambda c: c["diffusion"].update(backbone="pixel"), ["diffusion.backbone = 'pixel'", "did you mean 'pixels'"]),
+]
+
+
+STAGE_MISTAKES = OOD_MISTAKES + DIFFUSION_MISTAKES
+
+
+@pytest.mark.parametrize("mutate,expected", [m[1:] for m in STAGE_MISTAKES], ids=[m[0] for m in STAGE_MISTAKES])
+def test_ood_and_diffusion_mistakes_fail_in_one_line_before_any_job(default_config, mutate, expected):
+    mutate(default_config)
+    with pytest.raises(ConfigError) as raised:
+        validate_config(default_config, SCHEMA)
+    message = str(raised.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message, message
+
+
+def test_diffusion_runs_cover_conditions_clusters_and_the_bound(default_config):
+    from lightning_modules.sweep import diffusion_run_dirs
+
+    config = validate_config(default_config, SCHEMA)
+    assert diffusion_run_dirs(config) == [f"digits/diffusion/{c}/seed0" for c in
+                                          ("none", "class", "clusters-kmeans-k5", "clusters-kmeans-k20")]
+    assert diffusion_run_dirs(config, lambda dataset: 13)[-1] == "digits/diffusion/clusters-kmeans-k13/seed0"

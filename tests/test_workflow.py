@@ -142,6 +142,9 @@ OOD_TINY = {
         "probe": {"epochs": 2},
         "adversarial": {"scorers": ["knn1"], "styles": {"patchy": 0.0}, "steps": 5, "n_images": 8},
     },
+    "diffusion": {"datasets": ["digits-04"], "conditions": ["none", "class"], "clusters": {"methods": ["kmeans"], "k": [5]},
+                  "image_size": 8, "block_out_channels": [8, 16], "layers_per_block": 1, "train_timesteps": 50,
+                  "train_steps": 4, "batch_size": 16, "checkpoint_every": 2, "n_samples": 16, "sampling_steps": 2},
 }
 
 
@@ -179,3 +182,15 @@ def test_ood_report_and_tracking(ood_sweep):
     scored = sorted(r.data.tags["scorer"] for r in runs if "scorer" in r.data.tags)
     assert scored == ["cluster-mahalanobis", "knn1", "knn1-adv-patchy", "mahalanobis", "probe-energy"]
     assert all("auroc" in r.data.metrics for r in runs if "scorer" in r.data.tags)
+
+
+def test_diffusion_runs_per_condition_with_table_and_report(ood_sweep):
+    table = pd.read_parquet(ood_sweep / "results" / "tables" / "diffusion.parquet")
+    assert sorted(table.cond) == ["class", "clusters-kmeans-k5", "none"]
+    assert list(table.columns[:7]) == ["dataset", "cond", "method", "k", "seed", "fd_pixels", "fd_backbone"]
+    assert (table.train_steps == 4).all() and table.fd_pixels.gt(0).all() and table.uses_labels.tolist() == [True, False, False]
+    run = ood_sweep / "results" / "digits-04" / "diffusion" / "clusters-kmeans-k5" / "seed0"
+    assert np.load(run / "samples.npy").shape == (16, 1, 8, 8) and set(np.load(run / "labels.npy")) <= set(range(5))
+    assert not (run / ".checkpoints").exists()
+    html = (ood_sweep / "results" / "reports" / "diffusion.html").read_text()
+    assert html.count("data:image/png;base64") >= 4  # the FD curve and a sample grid per condition

@@ -8,7 +8,9 @@ from lightning_modules.config import ConfigError, validate_config
 from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
 from lightning_modules.ood import OOD_SCORERS, split_scorer_name
-from lightning_modules.sweep import clustering_run_dirs, describe_side, ood_pairs, ood_run_dirs
+from lightning_modules.diffusion import parse_condition
+from lightning_modules.sweep import (clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
+                                   ood_pairs, ood_run_dirs)
 from lightning_modules.tracking import default_tracking_uri
 
 try:
@@ -26,6 +28,10 @@ BACKBONES = {backbone_slug(backbone["spec"]): backbone for backbone in config["b
 CLUSTERING = config["clustering"]
 OOD = config["ood"]
 OOD_PAIRS = ood_pairs(config)
+DIFFUSION = config["diffusion"]
+DIFFUSION_BACKBONE = diffusion_backbone(config)
+# the diffusion config minus its grid: what every diffusion run is trained and sampled with
+DIFFUSION_PARAMS = {k: v for k, v in DIFFUSION.items() if k not in ("datasets", "backbone", "conditions", "clusters", "seeds")}
 
 
 wildcard_constraints:
@@ -38,6 +44,7 @@ wildcard_constraints:
     ood=SLUG_PATTERN,
     scorer=SLUG_PATTERN,
     style=r"[a-z0-9]+",
+    cond=r"none|class|clusters-[a-z0-9]+-k\d+",
 
 
 def results(path):
@@ -171,3 +178,49 @@ def ood_attack_params(wildcards):
         "tv_weight": adversarial["styles"][wildcards.style],
         **{key: adversarial[key] for key in ("steps", "lr", "n_images", "batch_size", "seed")},
     }
+
+
+def diffusion_cluster_files(wildcards):
+    """The clustering run a clusters-<method>-k<K> condition reads, and the embedding meta that proves which
+    data it clustered."""
+    kind, method, k = parse_condition(wildcards.cond)
+    if kind != "clusters":
+        return {}
+    backbone = backbone_slug(DIFFUSION_BACKBONE["spec"])
+    split = DATASETS[wildcards.dataset]["split"]
+    return {
+        "assignments": results(f"{wildcards.dataset}/{backbone}/clusters/{method}/k{k}/seed{DIFFUSION['clusters']['seed']}/assignments.npy"),
+        "embeddings_meta": results(f"{wildcards.dataset}/{backbone}/embeddings/{split}.meta.json"),
+    }
+
+
+def diffusion_inputs(wildcards):
+    return diffusion_cluster_files(wildcards)
+
+
+def diffusion_run_params(wildcards):
+    files = diffusion_cluster_files(wildcards)
+    return {
+        "dataset": DATASETS[wildcards.dataset],
+        "condition": wildcards.cond,
+        "params": DIFFUSION_PARAMS,
+        "feature_backbone": DIFFUSION_BACKBONE,
+        "seed": int(wildcards.seed),
+        "assignments": files.get("assignments"),
+        "embeddings_meta": files.get("embeddings_meta"),
+        "run_info": {"dataset": wildcards.dataset},
+    }
+
+
+def diffusion_runs(filename):
+    """Input function: `filename` of every diffusion run; with diffusion.clusters.upper_bound it waits for the
+    bound's checkpoint to add K = bound."""
+
+    def runs(wildcards):
+        bound = None
+        if DIFFUSION["clusters"]["upper_bound"]:
+            backbone = backbone_slug(DIFFUSION_BACKBONE["spec"])
+            bound = lambda dataset: upper_bound(dataset, backbone)
+        return [results(f"{run_dir}/{filename}") for run_dir in diffusion_run_dirs(config, bound)]
+
+    return runs

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lightning_modules.training import warmup_cosine
 
 
 class MultiHead(nn.Module):
@@ -88,16 +89,9 @@ class ClusteringHead(pl.LightningModule, ABC):
         # fused: one kernel for all parameters (on CPU too); the per-tensor loop dominated small steps
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr * hp.batch_size / 256,
                                       weight_decay=hp.weight_decay, fused=True)
-        total = max(1, self.trainer.estimated_stepping_batches)
-        warmup = min(total - 1, hp.warmup_epochs * total // max(1, self.trainer.max_epochs))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        total = self.trainer.estimated_stepping_batches
+        warmup = hp.warmup_epochs * total // max(1, self.trainer.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, warmup)}
 
     @torch.no_grad()
     def cluster_probabilities(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:

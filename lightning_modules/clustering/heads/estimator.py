@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -72,15 +71,10 @@ class HeadClustering:
         callbacks = [TQDMProgressBar(refresh_rate=max(1, steps_per_epoch))] if self.progress else []
         resume_from = None
         if checkpoint_dir is not None:
-            from pytorch_lightning.callbacks import ModelCheckpoint
+            from lightning_modules.training import resumable
 
-            # one file, replaced after every epoch
-            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_top_k=1, every_n_epochs=1,
-                                             save_on_train_epoch_end=True, enable_version_counter=False))
-            last = Path(checkpoint_dir) / "last.ckpt"
-            if last.exists():
-                resume_from = str(last)
-                log.info("resuming from %s", last)
+            checkpointing, resume_from = resumable(checkpoint_dir, every_n_epochs=1)
+            callbacks += checkpointing
         trainer = pl.Trainer(
             max_epochs=self.total_epochs(),
             accelerator="auto",

@@ -1,0 +1,38 @@
+"""Cluster-conditioned diffusion. Conditioner registry: what a diffusion model is conditioned on, by name:
+`none`, `class` (the ground-truth labels) and `clusters-<method>-k<K>` (a clustering run's assignments).
+Each conditioner is `(labels, meta) -> (conditioning labels or None, number of classes or None)`."""
+
+from __future__ import annotations
+
+import re
+
+from lightning_modules.registry import Registry
+
+CONDITIONERS = Registry("diffusion conditioning")
+CONDITIONERS.register("none", "lightning_modules.diffusion.run:no_conditioning", uses_labels=False)
+CONDITIONERS.register("class", "lightning_modules.diffusion.run:class_conditioning", uses_labels=True)
+CONDITIONERS.register("clusters", "lightning_modules.diffusion.run:cluster_conditioning", uses_labels=False)
+
+_CLUSTERS = re.compile(r"^clusters-([a-z0-9]+)-k(\d+)$")
+
+
+def parse_condition(name: str) -> tuple[str, str | None, int | None]:
+    """`none` -> ("none", None, None); `clusters-temi-k20` -> ("clusters", "temi", 20)."""
+    match = _CLUSTERS.match(name)
+    if match:
+        return "clusters", match.group(1), int(match.group(2))
+    CONDITIONERS.entry(name)  # an unknown name raises, listing the allowed ones
+    if name == "clusters":
+        raise ValueError("diffusion conditioning 'clusters' needs a method and K: clusters-<method>-k<K>")
+    return name, None, None
+
+
+def check_image_size(image_size: int, n_levels: int) -> None:
+    """The UNet halves the image n_levels - 1 times; the size must survive that exactly."""
+    factor = 2 ** (n_levels - 1)
+    if image_size % factor:
+        raise ValueError(f"diffusion.image_size = {image_size} cannot be downsampled {n_levels - 1} times by the "
+                         f"UNet ({n_levels} levels in block_out_channels); use a multiple of {factor}")
+
+
+__all__ = ["CONDITIONERS", "check_image_size", "parse_condition"]

@@ -1,0 +1,44 @@
+"""What every Lightning training here shares: one checkpoint file, replaced as training goes, that a rerun
+of the same job resumes from; and the learning-rate schedule (linear warm-up, then cosine decay)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "last.ckpt"
+
+
+def resumable(checkpoint_dir, every_n_epochs: int | None = None, every_n_train_steps: int | None = None):
+    """(callbacks, ckpt_path) for `Trainer(callbacks=...)` and `trainer.fit(..., ckpt_path=...)`: a checkpoint
+    (weights, optimiser, schedule, and whatever the modules add in `state_dict` / `on_save_checkpoint`) is
+    written to `{checkpoint_dir}/last.ckpt` every so many epochs or steps; ckpt_path is that file when an
+    earlier, interrupted run left one (else None)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    callback = ModelCheckpoint(dirpath=checkpoint_dir, filename=Path(CHECKPOINT).stem, save_top_k=1,
+                               every_n_epochs=every_n_epochs, every_n_train_steps=every_n_train_steps,
+                               save_on_train_epoch_end=every_n_epochs is not None, enable_version_counter=False)
+    last = Path(checkpoint_dir) / CHECKPOINT
+    if last.exists():
+        log.info("resuming from %s", last)
+        return [callback], str(last)
+    return [callback], None
+
+
+def warmup_cosine(optimizer, total_steps: int, warmup_steps: int) -> dict:
+    """Lightning's `lr_scheduler` entry: linear warm-up over `warmup_steps`, then cosine decay to zero at
+    `total_steps`, stepped every batch."""
+    import torch
+
+    total = max(1, total_steps)
+    warmup = min(warmup_steps, total - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
