@@ -9,6 +9,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.ckpt"
+CHECKPOINT_DIR = ".checkpoints"  # inside a run's folder while it trains; removed once its artifacts are written
 
 
 def resumable(checkpoint_dir, every_n_epochs: int | None = None, every_n_train_steps: int | None = None):

@@ -14,13 +14,13 @@ from lightning_modules.embeddings.artifact import read_coarse_labels, read_embed
 from lightning_modules.io import save_npy, write_json
 from lightning_modules.metrics.clustering import (LABEL_METRICS, clustering_metrics, effective_clusters, knn_agreement,
                                                   second_cluster_coarse_accuracy, top2_accuracy)
+from lightning_modules.training import CHECKPOINT_DIR
 
 # What a run measured (mirrored to MLflow as metrics; the run's identity goes to tags and params).
 CAPTURE_METRICS = ("acc_top2", "coarse_acc_2nd")  # label-based too
 RUN_METRICS = (*LABEL_METRICS, *CAPTURE_METRICS, "clusters_used", "effective_clusters", "knn_agreement", "inertia", "train_loss",
                "n_samples", "seconds")
 AGREEMENT_NEIGHBOURS = 10  # knn_agreement is measured on the 10 nearest neighbours
-CHECKPOINTS = ".checkpoints"  # training checkpoints inside a run's folder, while it trains
 
 
 def cluster_embeddings(
@@ -60,7 +60,7 @@ def cluster_embeddings(
     if entry.info.get("lightning"):
         fit_inputs["logger"] = logger
         # a killed job resumes from here; removed once the run's artifacts are written
-        fit_inputs["checkpoint_dir"] = out_dir / CHECKPOINTS
+        fit_inputs["checkpoint_dir"] = out_dir / CHECKPOINT_DIR
     estimator = entry.load()(n_clusters=k, seed=seed, **params)
     started = time.perf_counter()
     assignments = np.asarray(estimator.fit_predict(np.asarray(embeddings), **fit_inputs), dtype=np.int32)
@@ -93,7 +93,7 @@ def cluster_embeddings(
     if getattr(estimator, "probs_", None) is not None:
         save_npy(out_dir / "probs.npy", estimator.probs_.astype(np.float16))
     write_json(out_dir / "metrics.json", record)
-    shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     return record
 
 

@@ -14,8 +14,8 @@ import torch
 
 from lightning_modules.data import DatasetSplit
 from lightning_modules.io import save_npy, write_json
+from lightning_modules.training import CHECKPOINT_DIR
 
-CHECKPOINTS = ".checkpoints"
 
 
 def no_conditioning(data: DatasetSplit, assignments=None, k=None):
@@ -119,7 +119,7 @@ def train_diffusion(
         warmup_steps=params["warmup_steps"], ema_decay=params["ema_decay"])
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    steps = _train(module, images, labels, params, seed, out_dir / CHECKPOINTS, logger, progress)
+    steps = _train(module, images, labels, params, seed, out_dir / CHECKPOINT_DIR, logger, progress)
     count = params["n_samples"]
     wanted = None if labels is None else torch.from_numpy(sample_labels(labels, n_classes, count,
                                                                         params["sample_labels"], seed))
@@ -146,7 +146,7 @@ def train_diffusion(
     save_npy(out_dir / "samples.npy", samples.astype(np.float16))
     save_npy(out_dir / "labels.npy", np.full(count, -1, np.int32) if wanted is None else wanted.numpy().astype(np.int32))
     write_json(out_dir / "metrics.json", record)
-    shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     return record
 
 

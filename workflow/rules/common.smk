@@ -194,10 +194,6 @@ def diffusion_cluster_files(wildcards):
     }
 
 
-def diffusion_inputs(wildcards):
-    return diffusion_cluster_files(wildcards)
-
-
 def diffusion_run_params(wildcards):
     files = diffusion_cluster_files(wildcards)
     return {

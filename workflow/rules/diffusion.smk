@@ -1,7 +1,7 @@
 rule diffusion:
     # One denoiser per dataset x condition x seed (a GPU job on clusters); scored against the real images.
     input:
-        unpack(diffusion_inputs),
+        unpack(diffusion_cluster_files),
         tracking=ancient(results("tracking/experiment.json")),
     output:
         samples=results("{dataset}/diffusion/{cond}/seed{seed}/samples.npy"),
