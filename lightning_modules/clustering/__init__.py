@@ -5,7 +5,7 @@
 from lightning_modules.registry import Registry
 
 METHODS = Registry("clustering method")
-METHODS.register("kmeans", "lightning_modules.clustering.kmeans:FaissKMeans", needs_knn=False, lightning=False)
+METHODS.register("kmeans", "lightning_modules.clustering.kmeans:LloydKMeans", needs_knn=False, lightning=False)
 _HEADS = "lightning_modules.clustering.heads.estimator"
 METHODS.register("temi", f"{_HEADS}:TEMIClustering", needs_knn=True, lightning=True)
 METHODS.register("scan", f"{_HEADS}:SCANClustering", needs_knn=True, lightning=True)

@@ -131,11 +131,11 @@ class DECClustering(HeadClustering):
     defaults = {"n_heads": 1}
 
     def build_module(self, embeddings: np.ndarray):
-        from lightning_modules.clustering.kmeans import FaissKMeans
+        from lightning_modules.clustering.kmeans import LloydKMeans
 
         n_heads = self.head_params.get("n_heads", 1)
         # one k-means restart per head, each from its own seed: the heads start from different optima
-        initial = np.stack([FaissKMeans(self.n_clusters, seed=self.seed * 1000 + h, n_init=1).fit(embeddings)
+        initial = np.stack([LloydKMeans(self.n_clusters, seed=self.seed * 1000 + h, n_init=1).fit(embeddings)
                             .cluster_centers_ for h in range(n_heads)])
         self.head_params = {**self.head_params, "initial_centroids": initial}
         return super().build_module(embeddings)
