@@ -20,7 +20,11 @@ CHUNK_ROWS = 1024  # a chunk's rows and its (rows x K) distances stay in cache f
 
 
 def _worker_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """The CPUs this process may use, capped by OMP_NUM_THREADS: Snakemake sets it to a job's `threads`, as
+    SLURM's cpus-per-task bounds the affinity; the other numeric libraries (torch, faiss, BLAS) read it too."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    requested = os.environ.get("OMP_NUM_THREADS", "")
+    return min(available, int(requested)) if requested.isdigit() and int(requested) > 0 else available
 
 
 class _Assigner:

@@ -25,7 +25,7 @@ AGREEMENT_NEIGHBOURS = 10  # knn_agreement is measured on the 10 nearest neighbo
 
 def cluster_embeddings(
     embeddings_dir, split: str, method: str, params: dict, k: int, seed: int, out_dir,
-    run_info: dict | None = None, threads: int | None = None, knn_dir=None, graph_k: int | None = None,
+    run_info: dict | None = None, knn_dir=None, graph_k: int | None = None,
     logger=None,
 ) -> dict:
     """Fit `method` with K clusters on the split's embeddings; labels are read only to score the result.
@@ -34,14 +34,6 @@ def cluster_embeddings(
     these embeddings. Writes `assignments.npy` (int32), `probs.npy` (float16, for methods with soft
     assignments) and then `metrics.json` into `out_dir`; returns the metrics record.
     """
-    if threads:
-        import faiss
-
-        faiss.omp_set_num_threads(threads)
-        if METHODS.entry(method).info.get("lightning"):
-            import torch
-
-            torch.set_num_threads(threads)
     embeddings, labels = read_embeddings(embeddings_dir, split)
     if not 2 <= k <= len(embeddings):
         raise ValueError(f"clustering.k: K={k} must be between 2 and the number of samples ({len(embeddings)})")

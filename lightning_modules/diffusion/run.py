@@ -152,10 +152,8 @@ def train_diffusion(
 
 def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: dict, condition: str, out_dir,
                       params: dict, feature_backbone: dict, seed: int, assignments=None, embeddings_meta=None,
-                      run_info: dict | None = None, threads: int | None = None) -> dict:
+                      run_info: dict | None = None) -> dict:
     """Load the dataset split, check that cluster assignments belong to it, train and score (tracked)."""
-    if threads:
-        torch.set_num_threads(threads)
     from lightning_modules.data import dataset_options, load_dataset
     from lightning_modules.io import load_npy, read_json
     from lightning_modules.tracking import lightning_logger, log_run

@@ -57,16 +57,10 @@ def _fit_labels(kind: str | None, fit_labels: np.ndarray, n_fit: int, assignment
 def score_ood_pair(
     scorer: str, params: dict, fit_dir, fit_split: str, eval_split: str, ood_dir, ood_classes: list | None,
     out_dir, assignments=None, adversarial_dir=None, backbone: dict | None = None, run_info: dict | None = None,
-    logger=None, threads: int | None = None,
+    logger=None,
 ) -> dict:
     base, style = split_scorer_name(scorer)
     entry = OOD_SCORERS.entry(base)
-    if threads:
-        import faiss
-        import torch
-
-        faiss.omp_set_num_threads(threads)
-        torch.set_num_threads(threads)
     fit_x, fit_y = read_embeddings(fit_dir, fit_split)
     id_x, _ = read_embeddings(fit_dir, eval_split)
     ood_x, _ = read_embeddings(ood_dir, eval_split)

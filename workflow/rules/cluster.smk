@@ -34,7 +34,7 @@ checkpoint upper_cluster_bound:
         split=clustering_split,
         graph_k=config["knn"]["k"],
         bound=CLUSTERING["upper_bound"],
-    threads: 2
+    threads: 1  # one small head: a second thread barely helps it and would idle a core (a GPU job on clusters)
     conda:
         "../../envs/compute.yaml"
     script:

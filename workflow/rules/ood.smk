@@ -32,7 +32,7 @@ rule ood_attack:
         results("logs/ood/{dataset}/{backbone}/{ood}/attack-{style}.log"),
     params:
         run=ood_attack_params,
-    threads: 2
+    threads: 1  # a few images through the backbone: a second thread would idle a core (a GPU job on clusters)
     conda:
         "../../envs/compute.yaml"
     script:

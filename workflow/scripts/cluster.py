@@ -17,7 +17,6 @@ with job_logging(snakemake.log[0]):
         seed=int(w.seed),
         out_dir=Path(snakemake.output.metrics).parent,
         run_info={"dataset": w.dataset, "backbone": w.backbone},
-        threads=snakemake.threads,
         knn_dir=Path(snakemake.input.knn).parent,
         graph_k=p.graph_k,
     )

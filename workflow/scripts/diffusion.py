@@ -5,5 +5,5 @@ from lightning_modules.diffusion.run import run_diffusion_job
 
 with job_logging(snakemake.log[0]):
     run_diffusion_job(tracking_uri=snakemake.params.tracking_uri, experiment=snakemake.params.experiment,
-                      tags=dict(snakemake.wildcards.items()), threads=snakemake.threads, out_dir=Path(snakemake.output.metrics).parent,
+                      tags=dict(snakemake.wildcards.items()), out_dir=Path(snakemake.output.metrics).parent,
                       **snakemake.params.run)
