@@ -117,3 +117,26 @@ def test_tol_stops_early_and_zero_runs_every_iteration(digits_pixels):
     reference = KMeans(10, init=start, n_init=1, max_iter=300, tol=1e-1, algorithm="lloyd").fit(x)
     assert early.inertia_ >= converged.inertia_
     np.testing.assert_allclose(early.cluster_centers_, reference.cluster_centers_, atol=1e-3)
+
+
+def test_gpu_branch_runs_faiss_kmeans_with_our_settings(digits_pixels, monkeypatch):
+    # No GPU here: run the faiss branch with faiss's CPU index, which is what differs on a GPU node.
+    import faiss
+
+    real_kmeans = faiss.Kmeans
+    made = []
+
+    def cpu_kmeans(*args, **kwargs):
+        made.append(kwargs)
+        return real_kmeans(*args, **{**kwargs, "gpu": False})
+
+    monkeypatch.setattr(faiss, "Kmeans", cpu_kmeans)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    x, _ = digits_pixels
+    on_gpu_path = LloydKMeans(10, seed=0, n_init=3).fit(x)
+    on_cpu_path = LloydKMeans(10, seed=0, n_init=3, use_gpu=False).fit(x)
+    assert made == [dict(niter=100, seed=0, nredo=3, spherical=False, max_points_per_centroid=len(x),
+                         min_points_per_centroid=1, gpu=True, verbose=False)]
+    assert on_gpu_path.inertia_ == pytest.approx(on_cpu_path.inertia_, rel=0.02)
+    by_hand = sum(np.sum((x[on_gpu_path.labels_ == j] - on_gpu_path.cluster_centers_[j]) ** 2) for j in range(10))
+    assert on_gpu_path.inertia_ == pytest.approx(by_hand, rel=1e-5)
