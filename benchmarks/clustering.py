@@ -101,12 +101,12 @@ def main() -> None:
     measure = {"knn", "kmeans"} if args.only is None else {args.only}
     from sklearn.neighbors import NearestNeighbors
 
-    from benchmarks.common import gemm_gflops, report
+    from benchmarks.common import GEMM_NOTE, gemm_gflops, report
 
     dims, k_nn, iterations = 384, 50, 20
     rng = np.random.default_rng(0)
     peak = gemm_gflops()
-    rows = [("gemm_gflops", peak, "fp32 torch.mm 2048^2, best of 5")]
+    rows = [("gemm_gflops", peak, GEMM_NOTE)]
 
     for n in ((10_000,) if args.quick else (10_000, 100_000)) if "knn" in measure else ():
         x = rng.standard_normal((n, dims), dtype=np.float32)

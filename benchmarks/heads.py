@@ -71,10 +71,10 @@ def main() -> None:
 
     from lightning_modules.clustering.knn import knn_graph
 
-    from benchmarks.common import gemm_gflops, report
+    from benchmarks.common import GEMM_NOTE, gemm_gflops, report
 
     peak = gemm_gflops()
-    rows = [("gemm_gflops", peak, "fp32 torch.mm 2048^2, best of 5")]
+    rows = [("gemm_gflops", peak, GEMM_NOTE)]
 
     digits = (load_digits().data / 16).astype(np.float32)
     digits_knn, _ = knn_graph(digits, 50)

@@ -9,10 +9,11 @@ rule embed:
     params:
         dataset=lambda wc: DATASETS[wc.dataset],
         backbone=lambda wc: BACKBONES[wc.backbone],
-        options=config["embed"],
+        # how many threads run the job is not an extraction option: changing it must not redo embeddings
+        options={key: value for key, value in config["embed"].items() if key != "threads"},
         # changed files on disk change this parameter, and Snakemake re-runs the job and everything after it
         files_fingerprint=lambda wc: files_fingerprint(DATASETS[wc.dataset]),
-    threads: 2
+    threads: config["embed"]["threads"]
     conda:
         "../../envs/compute.yaml"
     script:
