@@ -66,9 +66,9 @@ class _Assigner:
         if not sums:
             return nearest, partial, None
         # (K x rows) one-hot matrix with one entry per column, built directly in CSC form
-        rows = hi - lo
-        one_hot = csc_matrix((np.ones(rows, dtype=np.float32), nearest[:, 0], np.arange(rows + 1)),
-                             shape=(len(centroid_norms), rows))
+        n_rows = hi - lo
+        one_hot = csc_matrix((np.ones(n_rows, dtype=np.float32), nearest[:, 0], np.arange(n_rows + 1)),
+                             shape=(len(centroid_norms), n_rows))
         return nearest, partial, one_hot @ self.x[lo:hi]
 
 
@@ -105,7 +105,8 @@ def lloyd(assign: _Assigner, centroids: np.ndarray, max_iter: int, tol: float, s
 class LloydKMeans:
     """Lloyd's k-means: `n_init` restarts from K random points, the one with the lowest inertia kept.
 
-    tol: stop once the centroids' squared shift is at most tol x the data's mean variance (0: run max_iter).
+    tol: stop once the centroids' squared shift is at most tol x the data's mean variance (0: once they stop
+        moving at all, else after max_iter).
     max_points_per_centroid: train on a random subsample of K x this many points (faiss's habit, 256 there);
         None (the default) trains on every point.
     spherical: centroids are L2-normalised after each step (cosine k-means; pass L2-normalised data).
