@@ -154,7 +154,7 @@ def main() -> None:
     plot_scaling(sizes, times, f"results/bench/{name.replace('clustering', 'scaling')}.png")
 
 
-def plot_scaling(sizes, series, path="results/bench/scaling.png") -> None:
+def plot_scaling(sizes, series, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

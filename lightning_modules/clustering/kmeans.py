@@ -54,7 +54,8 @@ class _Assigner:
         nearest = np.empty((hi - lo, count), dtype=np.int64)
         partial = np.empty(hi - lo, dtype=np.float32) if distances else None
         for start in range(lo, hi, CHUNK_ROWS):
-            rows, out = self.x[start:min(start + CHUNK_ROWS, hi)], slice(start - lo, min(start + CHUNK_ROWS, hi) - lo)
+            stop = min(start + CHUNK_ROWS, hi)
+            rows, out = self.x[start:stop], slice(start - lo, stop - lo)
             chunk = rows @ minus_twice_centroids_t
             chunk += centroid_norms
             for rank in range(count):  # repeated argmins: cheaper than a partial sort for count <= 2
@@ -85,7 +86,7 @@ def lloyd(assign: _Assigner, centroids: np.ndarray, max_iter: int, tol: float, s
         labels = nearest[:, 0]
         counts = np.bincount(labels, minlength=len(centroids))
         if not counts.all():
-            _, partial, _ = assign(centroids, distances=True)
+            _, partial, _ = assign(centroids, distances=True)  # rare: the distances only when a cluster is empty
             distances = partial + np.einsum("ij,ij->i", x, x)
             for empty, farthest in zip(np.flatnonzero(counts == 0), np.argsort(-distances)):
                 sums[labels[farthest]] -= x[farthest]
