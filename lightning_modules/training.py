@@ -1,5 +1,5 @@
 """What every Lightning training here shares: one checkpoint file, replaced as training goes, that a rerun
-of the same job resumes from; and the learning-rate schedule (linear warm-up, then cosine decay)."""
+of the same job resumes from; and the learning-rate schedule (linear warm-up, then cosine)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ def resumable(checkpoint_dir, every_n_epochs: int | None = None, every_n_train_s
     return [callback], None
 
 
-def warmup_cosine(optimizer, total_steps: int, warmup_steps: int) -> dict:
-    """Lightning's `lr_scheduler` entry: linear warm-up over `warmup_steps`, then cosine decay to zero at
-    `total_steps`, stepped every batch."""
+def warmup_cosine(optimizer, total_steps: int, warmup_steps: int, final_factor: float = 0.0) -> dict:
+    """Lightning's `lr_scheduler` entry, stepped every batch: DINO's `cosine_scheduler` (which TEMI uses) as a
+    factor of the base rate: linear from 0 to 1 over `warmup_steps` (np.linspace(0, 1, warmup_steps)), then
+    cosine from 1 to `final_factor` at `total_steps` (1.0: constant after warm-up)."""
     import torch
 
     total = max(1, total_steps)
@@ -39,7 +40,8 @@ def warmup_cosine(optimizer, total_steps: int, warmup_steps: int) -> dict:
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+            return step / max(1, warmup - 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return final_factor + 0.5 * (1 - final_factor) * (1 + math.cos(math.pi * progress))
 
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}

@@ -16,11 +16,13 @@ from lightning_modules.ood import OOD_SCORERS, build_scorer, split_scorer_name
 
 @pytest.fixture(scope="module")
 def gaussians():
-    """Three ID classes in 6 dims (train and test) and OOD samples from elsewhere."""
+    """Three ID classes of uneven sizes (150, 60, 30) and shapes in 6 dims (train and test) and OOD samples
+    from elsewhere: a size-weighted and an equally weighted covariance differ here."""
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 3, (3, 6))
-    labels = np.repeat(np.arange(3), 80)
-    train = (centres[labels] + rng.normal(0, 1, (240, 6)) * [1, 2, 1, 0.5, 1, 1]).astype(np.float32)
+    labels = np.repeat(np.arange(3), [150, 60, 30])
+    scales = np.array([[1, 2, 1, 0.5, 1, 1], [0.3, 1, 3, 1, 0.5, 2], [2, 0.5, 0.5, 2, 1, 0.3]])
+    train = (centres[labels] + rng.normal(0, 1, (240, 6)) * scales[labels]).astype(np.float32)
     test = (centres[labels[::4]] + rng.normal(0, 1, (60, 6))).astype(np.float32)
     ood = rng.normal(0, 3, (50, 6)).astype(np.float32) + 4
     return train, labels, test, ood
@@ -44,10 +46,15 @@ def test_knn_scores_are_cosine_similarities_of_the_nearest_training_points(gauss
     np.testing.assert_allclose(scores, expected, atol=1e-5)
 
 
+def pooled_covariance(train, labels):
+    """OpenOOD's MDS: sklearn's EmpiricalCovariance on the concatenated class-centred features."""
+    centred = np.concatenate([train[labels == c] - train[labels == c].mean(0) for c in np.unique(labels)])
+    return EmpiricalCovariance(assume_centered=False).fit(centred).covariance_
+
+
 def test_mahalanobis_against_scipy_with_sklearn_covariances(gaussians):
     train, labels, test, _ = (np.asarray(a, dtype=np.float64) for a in gaussians)
-    covariance = np.mean([EmpiricalCovariance().fit(train[labels == c]).covariance_ for c in range(3)], axis=0)
-    inverse = np.linalg.inv(covariance)
+    inverse = np.linalg.inv(pooled_covariance(train, labels))
     means = [train[labels == c].mean(0) for c in range(3)]
     expected = [-min(scipy_mahalanobis(x, m, inverse) ** 2 for m in means) for x in test]
     np.testing.assert_allclose(build_scorer("mahalanobis").fit(train, labels).score(test), expected, rtol=1e-6)
@@ -55,7 +62,7 @@ def test_mahalanobis_against_scipy_with_sklearn_covariances(gaussians):
 
 def test_relative_mahalanobis_subtracts_the_background_distance(gaussians):
     train, labels, test, _ = (np.asarray(a, dtype=np.float64) for a in gaussians)
-    covariance = np.mean([EmpiricalCovariance().fit(train[labels == c]).covariance_ for c in range(3)], axis=0)
+    covariance = pooled_covariance(train, labels)
     background = EmpiricalCovariance().fit(train)
     means = [train[labels == c].mean(0) for c in range(3)]
     expected = [-min(scipy_mahalanobis(x, m, np.linalg.inv(covariance)) ** 2 - background.mahalanobis(x[None])[0]

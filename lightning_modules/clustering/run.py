@@ -80,7 +80,7 @@ def cluster_embeddings(
         "label_metrics": [*LABEL_METRICS, *CAPTURE_METRICS],
     }
     if record["selected_head"] is not None:
-        record["head_selection"] = "lowest mean training loss over the last epoch (labels not used)"
+        record["head_selection"] = f"{estimator.selection_rule} (labels not used)"
     save_npy(out_dir / "assignments.npy", assignments)
     if getattr(estimator, "probs_", None) is not None:
         save_npy(out_dir / "probs.npy", estimator.probs_.astype(np.float16))

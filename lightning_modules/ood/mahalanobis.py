@@ -1,14 +1,39 @@
 """`mahalanobis` and `relative-mahalanobis` (Lee et al. 2018; Ren et al. 2021), and `cluster-mahalanobis`:
 the same score with a clustering run's assignments as pseudo-labels (unsupervised yet class-aware).
 
-Class means and a shared covariance (the mean of the per-class maximum-likelihood covariances), in float64;
-the pseudo-inverse copes with singular covariances (constant pixels, more dims than samples)."""
+Class means and one shared covariance: every sample centred on its class mean, pooled, so that classes
+weigh by their size (OpenOOD's `MDSPostprocessor` and `RMDSPostprocessor`: EmpiricalCovariance on the
+concatenated class-centred features). Statistics are accumulated in float64 over row chunks, so a
+memory-mapped float16 artifact is never copied whole; the pseudo-inverse copes with singular covariances
+(constant pixels, more dims than samples), as sklearn's `precision_` (pinvh) does."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from lightning_modules.ood.base import OODScorer, known_labels
+
+CHUNK_ROWS = 65536
+
+
+def _chunks(n: int):
+    for start in range(0, n, CHUNK_ROWS):
+        yield slice(start, min(n, start + CHUNK_ROWS))
+
+
+def class_means_and_pooled_covariance(embeddings: np.ndarray, labels: np.ndarray):
+    """(N, D), (N,) -> (classes (C,), means (C, D), covariance (D, D)) with
+    covariance = 1/N sum_i (x_i - mu_{y_i})(x_i - mu_{y_i})^T."""
+    classes, class_index = np.unique(labels, return_inverse=True)
+    sums = np.zeros((len(classes), embeddings.shape[1]))
+    for rows in _chunks(len(embeddings)):
+        np.add.at(sums, class_index[rows], np.asarray(embeddings[rows], dtype=np.float64))
+    means = sums / np.bincount(class_index, minlength=len(classes))[:, None]
+    scatter = np.zeros((embeddings.shape[1],) * 2)
+    for rows in _chunks(len(embeddings)):
+        centred = np.asarray(embeddings[rows], dtype=np.float64) - means[class_index[rows]]
+        scatter += centred.T @ centred
+    return classes, means, scatter / len(embeddings)
 
 
 def _precision(covariance: np.ndarray) -> np.ndarray:
@@ -24,15 +49,13 @@ def _squared_distances(x: np.ndarray, means: np.ndarray, precision: np.ndarray) 
 
 
 class Mahalanobis(OODScorer):
+    """score(x) = -min_c (x - mu_c)^T Sigma^+ (x - mu_c), Sigma the pooled class-centred covariance."""
+
     name = "mahalanobis"
 
     def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None, **context) -> "Mahalanobis":
-        x = np.asarray(embeddings, dtype=np.float64)
         labels = known_labels(labels, self.name)
-        classes = np.unique(labels)
-        self.means_ = np.stack([x[labels == c].mean(0) for c in classes])
-        covariance = np.mean([np.cov(x[labels == c], rowvar=False, bias=True).reshape(x.shape[1], x.shape[1])
-                              for c in classes], axis=0)
+        _, self.means_, covariance = class_means_and_pooled_covariance(embeddings, labels)
         self.precision_ = _precision(covariance)
         return self
 
@@ -44,15 +67,16 @@ class Mahalanobis(OODScorer):
 
 
 class RelativeMahalanobis(Mahalanobis):
-    """Minus the distance to the background Gaussian (mean and covariance of all ID training data)."""
+    """score(x) = -min_c [MD_c(x) - MD_0(x)], MD_0 the distance to the background Gaussian (mean and
+    covariance of all ID training data, one class)."""
 
     name = "relative-mahalanobis"
 
     def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None, **context) -> "RelativeMahalanobis":
         super().fit(embeddings, labels)
-        x = np.asarray(embeddings, dtype=np.float64)
-        self.background_mean_ = x.mean(0, keepdims=True)
-        self.background_precision_ = _precision(np.cov(x, rowvar=False, bias=True).reshape(x.shape[1], x.shape[1]))
+        _, self.background_mean_, covariance = class_means_and_pooled_covariance(
+            embeddings, np.zeros(len(embeddings), dtype=np.int64))
+        self.background_precision_ = _precision(covariance)
         return self
 
     def score(self, x: np.ndarray) -> np.ndarray:

@@ -1,5 +1,7 @@
 """What every clustering head shares: H heads as one batched network, the training loop configuration
-(AdamW, warm-up then cosine decay), per-head loss bookkeeping and label-free head selection."""
+(AdamW, warm-up then cosine schedule, no weight decay on biases, an optionally frozen last layer), per-head
+loss bookkeeping and label-free head selection. Defaults follow TEMI-official-BMVC2023 (`train_main.py`,
+`utils.py` from DINO, `model_builders/multi_head.py`)."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ class MultiHead(nn.Module):
     weight-normalised Linear(bottleneck->K, no bias), evaluated in one batched computation.
 
     The first layer is one GEMM for all heads (its input is shared); the others are batched matmuls
-    over stacked weights. As in DINO/TEMI the last layer's weight norm is fixed at 1, so logits are
-    cosine similarities in [-1, 1].
+    over stacked weights. The last layer is DINO's weight-normalised linear map: per cluster a unit direction
+    times a gain g initialised to 1. `norm_last_layer=True` fixes g at 1 (logits are cosines in [-1, 1]);
+    False learns it, TEMI's default (`main_args.py`: `--norm_last_layer False`).
     """
 
     def __init__(self, in_dim: int, n_clusters: int, n_heads: int = 16, hidden_dim: int = 512,
-                 bottleneck_dim: int = 256):
+                 bottleneck_dim: int = 256, norm_last_layer: bool = True):
         super().__init__()
         self.n_heads, self.hidden_dim = n_heads, hidden_dim
         self.first = nn.Linear(in_dim, n_heads * hidden_dim)
@@ -33,20 +36,31 @@ class MultiHead(nn.Module):
         for weight in (self.first.weight, self.second_weight, self.last_direction):
             nn.init.trunc_normal_(weight, std=0.02)
         nn.init.zeros_(self.first.bias)
+        # DINO's weight_g: (K, 1) per head, so weight decay applies to it (it is not a bias)
+        self.last_gain = nn.Parameter(torch.ones(n_heads, 1, n_clusters), requires_grad=not norm_last_layer)
+
+    def last_layer_parameters(self) -> list[nn.Parameter]:
+        return [self.last_direction, self.last_gain]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, d) -> (H, B, K) logits."""
         hidden = F.gelu(self.first(x)).view(len(x), self.n_heads, self.hidden_dim).transpose(0, 1)
         bottleneck = F.normalize(torch.baddbmm(self.second_bias, hidden, self.second_weight), dim=-1)
-        return torch.bmm(bottleneck, F.normalize(self.last_direction, dim=1))
+        return torch.bmm(bottleneck, F.normalize(self.last_direction, dim=1)) * self.last_gain
 
 
 class ClusteringHead(pl.LightningModule, ABC):
     """Base LightningModule: subclasses define `head_losses(anchors, neighbours) -> (H,)` and
-    `cluster_logits(x) -> (H, B, K)` (probabilities are their softmax)."""
+    `cluster_logits(x) -> (H, B, K)` (probabilities are their softmax).
+
+    Schedule (DINO's `cosine_scheduler`, as TEMI uses it): linear warm-up from 0 to `lr` over `warmup_epochs`,
+    then cosine from `lr` to `min_lr` (None: `min_lr = lr`, i.e. constant, as in TEMI's README run); both are
+    scaled by batch_size / 256. `freeze_last_layer`: epochs during which the last layer gets no update (TEMI: 1).
+    """
 
     def __init__(self, in_dim: int, n_clusters: int, n_heads: int = 16, lr: float = 1e-4,
-                 weight_decay: float = 1e-4, warmup_epochs: int = 0, batch_size: int = 256):
+                 weight_decay: float = 1e-4, warmup_epochs: int = 0, batch_size: int = 256,
+                 min_lr: float | None = None, freeze_last_layer: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.register_buffer("epoch_loss_sum", torch.zeros(n_heads), persistent=False)
@@ -79,19 +93,39 @@ class ClusteringHead(pl.LightningModule, ABC):
             self.log("train/loss_mean_over_heads", self.last_epoch_head_loss.mean(), prog_bar=True)
             self.log("train/loss_best_head", self.last_epoch_head_loss.min())
 
+    def on_after_backward(self) -> None:
+        # DINO's cancel_gradients_last_layer: no gradient, so AdamW leaves the layer (and its moments) untouched
+        if self.current_epoch < self.hparams.freeze_last_layer:
+            for module in self.modules():
+                if isinstance(module, MultiHead):
+                    for parameter in module.last_layer_parameters():
+                        parameter.grad = None
+
+    def selection_losses(self) -> torch.Tensor:
+        """(H,) the losses the head is chosen by: the mean training loss of the last epoch."""
+        return self.last_epoch_head_loss
+
     def selected_head(self) -> int:
-        """The head with the lowest mean training loss over the last epoch: no labels involved."""
-        return int(torch.argmin(self.last_epoch_head_loss).item())
+        """The head with the lowest selection loss: no labels involved (TEMI's `MultiHead.set_losses`)."""
+        return int(torch.argmin(self.selection_losses()).item())
 
     def configure_optimizers(self):
         hp = self.hparams
+        # DINO's get_params_groups: biases and 1-D parameters are not decayed (our batched biases are 3-D)
+        decayed, not_decayed = [], []
+        for name, parameter in self.named_parameters():
+            if parameter.requires_grad:
+                exempt = name.endswith("bias") or parameter.ndim == 1
+                (not_decayed if exempt else decayed).append(parameter)
+        groups = [{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}]
         # linear scaling of the learning rate with the batch size, as in TEMI / DINO
         # fused: one kernel for all parameters (on CPU too); the per-tensor loop dominated small steps
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr * hp.batch_size / 256,
-                                      weight_decay=hp.weight_decay, fused=True)
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr * hp.batch_size / 256, weight_decay=hp.weight_decay,
+                                      fused=True)
         total = self.trainer.estimated_stepping_batches
         warmup = hp.warmup_epochs * total // max(1, self.trainer.max_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, warmup)}
+        final = 1.0 if hp.min_lr is None else hp.min_lr / hp.lr
+        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, warmup, final)}
 
     @torch.no_grad()
     def cluster_probabilities(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:

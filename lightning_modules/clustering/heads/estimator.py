@@ -15,22 +15,24 @@ class HeadClustering:
     """Train a clustering head LightningModule, keep the head with the lowest training loss.
 
     After `fit`: labels_ (N,) int32, top2_ (N, 2) the two most probable clusters, probs_ (N, K) of the
-    selected head, selected_head_, head_losses_ (H,).
+    selected head, selected_head_, head_losses_ (H,) the losses it was chosen by (the last epoch's mean
+    training loss; SCAN: the last clustering epoch's, before self-labelling).
     """
 
     module_path: str  # "module:Class" of the LightningModule
+    selection_rule = "lowest mean training loss over the last epoch"
     needs_neighbours = True
     defaults: dict = {}
 
     def __init__(self, n_clusters: int, seed: int = 0, epochs: int = 100, batch_size: int = 256,
-                 lr: float = 1e-4, weight_decay: float = 1e-4, warmup_epochs: int = 0, knn_k: int | None = None,
-                 progress: bool = True, **head_params):
+                 lr: float = 1e-4, weight_decay: float = 1e-4, warmup_epochs: int = 0, min_lr: float | None = None,
+                 knn_k: int | None = None, progress: bool = True, **head_params):
         self.n_clusters = n_clusters
         self.seed = seed
         self.epochs = epochs
         self.batch_size = batch_size
         self.training = {"lr": lr, "weight_decay": weight_decay, "warmup_epochs": warmup_epochs,
-                         "batch_size": batch_size}
+                         "min_lr": min_lr, "batch_size": batch_size}
         self.knn_k = knn_k  # how many of the stored neighbours to sample from (None: all)
         self.progress = progress
         self.head_params = {**self.defaults, **head_params}
@@ -93,13 +95,13 @@ class HeadClustering:
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming: it holds last.ckpt
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         probs = module.cluster_probabilities(datamodule.embeddings)
-        self.head_losses_ = module.last_epoch_head_loss.cpu().numpy().astype(np.float64)
+        self.head_losses_ = module.selection_losses().cpu().numpy().astype(np.float64)
         self.selected_head_ = module.selected_head()
         self.probs_ = probs[self.selected_head_].numpy()
         self.top2_ = np.argsort(-self.probs_, axis=1, kind="stable")[:, :2].astype(np.int32)
         self.labels_ = self.top2_[:, 0].copy()
         self.train_loss_ = float(self.head_losses_[self.selected_head_])
-        log.info("kept head %d of %d (lowest training loss %.4f)", self.selected_head_, len(self.head_losses_),
+        log.info("kept head %d of %d (lowest selection loss %.4f)", self.selected_head_, len(self.head_losses_),
                  self.train_loss_)
         return self
 
@@ -116,6 +118,7 @@ class SCANClustering(HeadClustering):
     """`epochs` of SCAN, then `self_label_epochs` of self-labelling (0 by default)."""
 
     module_path = "lightning_modules.clustering.heads.scan:SCAN"
+    selection_rule = "lowest mean SCAN loss over the last clustering epoch, before self-labelling"
 
     def total_epochs(self) -> int:
         return self.epochs + self.head_params.get("self_label_epochs", 0)

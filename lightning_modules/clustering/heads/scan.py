@@ -1,20 +1,24 @@
 """SCAN (Van Gansbeke et al., ECCV 2020) on frozen features: neighbours should share a cluster, and the
-batch's mean cluster distribution should have high entropy."""
+batch's mean cluster distribution should have high entropy. Follows wvangansbeke/Unsupervised-Classification
+(`losses/losses.py`: SCANLoss, ConfidenceBasedCE; `scan.py` and `selflabel.py`: the head with the lowest SCAN
+loss is kept and only that head is self-labelled)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from lightning_modules.clustering.heads.base import ClusteringHead, MultiHead
 
 
 def scan_head_losses(logits_x, logits_y, entropy_weight: float):
     """(H, B, K) logits of anchors and neighbours -> (H,) losses:
-    mean_b -log <p(x), p(x')>  -  entropy_weight * H(mean_b p(x))."""
+    mean_b -log <p(x), p(x')>  -  entropy_weight * H(mean_b p(x)). As in SCAN's code, -log is capped at 100
+    (nn.BCELoss clamps its log at -100) and the entropy reads probabilities clamped at 1e-8 (its `entropy`)."""
     log_p_x, log_p_y = logits_x.log_softmax(-1), logits_y.log_softmax(-1)
-    consistency = -torch.logsumexp(log_p_x + log_p_y, dim=-1).mean(-1)
-    mean_p = log_p_x.exp().mean(1)
-    entropy = -(mean_p * mean_p.clamp_min(1e-12).log()).sum(-1)
+    consistency = -torch.logsumexp(log_p_x + log_p_y, dim=-1).clamp_min(-100).mean(-1)
+    mean_p = log_p_x.exp().mean(1).clamp_min(1e-8)
+    entropy = -(mean_p * mean_p.log()).sum(-1)
     return consistency - entropy_weight * entropy
 
 
@@ -35,8 +39,11 @@ def self_label_head_losses(logits, threshold: float = 0.99):
 
 
 class SCAN(ClusteringHead):
-    """`self_label_epochs` > 0 appends SCAN's self-labelling step after the clustering epochs: the head's
-    own confident predictions (> `confidence_threshold`) become class-balanced pseudo-labels."""
+    """`self_label_epochs` > 0 appends SCAN's self-labelling step after the clustering epochs: the head with
+    the lowest SCAN loss in the last clustering epoch is chosen then, and only it is trained further, its own
+    confident predictions (> `confidence_threshold`) becoming class-balanced pseudo-labels. Self-labelling
+    losses never choose the head: they are not comparable between heads (a head with no confident sample
+    scores 0)."""
 
     def __init__(self, in_dim: int, n_clusters: int, n_heads: int = 16, entropy_weight: float = 5.0,
                  temperature: float = 0.1, hidden_dim: int = 512, bottleneck_dim: int = 256,
@@ -44,13 +51,26 @@ class SCAN(ClusteringHead):
         super().__init__(in_dim, n_clusters, n_heads, **training)
         self.save_hyperparameters()
         self.student = MultiHead(in_dim, n_clusters, n_heads, hidden_dim, bottleneck_dim)
+        # the SCAN losses of the last clustering epoch: kept through self-labelling (and in checkpoints)
+        self.register_buffer("scan_head_loss", torch.full((n_heads,), float("nan")))
 
-    def self_labelling(self) -> bool:
-        return self.current_epoch >= self.trainer.max_epochs - self.hparams.self_label_epochs
+    def clustering_epochs(self) -> int:
+        return self.trainer.max_epochs - self.hparams.self_label_epochs
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        if self.current_epoch == self.clustering_epochs() - 1:
+            self.scan_head_loss.copy_(self.last_epoch_head_loss)
+
+    def selection_losses(self) -> torch.Tensor:
+        return self.scan_head_loss
 
     def head_losses(self, anchors, neighbours):
-        if self.hparams.self_label_epochs and self.self_labelling():
-            return self_label_head_losses(self.cluster_logits(anchors), self.hparams.confidence_threshold)
+        if self.current_epoch >= self.clustering_epochs():
+            head = self.selected_head()
+            loss = self_label_head_losses(self.cluster_logits(anchors)[head:head + 1],
+                                          self.hparams.confidence_threshold)
+            return F.one_hot(torch.tensor(head, device=loss.device), self.hparams.n_heads).to(loss) * loss
         logits_x, logits_y = self.cluster_logits(torch.cat([anchors, neighbours])).chunk(2, dim=1)
         return scan_head_losses(logits_x, logits_y, self.hparams.entropy_weight)
 

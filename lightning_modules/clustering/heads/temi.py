@@ -1,5 +1,6 @@
 """TEMI (Adaloglou et al., BMVC 2023): self-distillation of H clustering heads on frozen features with
-kNN pairs as positives and the pointwise-mutual-information loss weighted by teacher agreement."""
+kNN pairs as positives and the pointwise-mutual-information loss weighted by teacher agreement.
+Follows HHU-MMBS/TEMI-official-BMVC2023 (`losses/multihead_losses.py`, `train_main.py`, the README's run)."""
 
 from __future__ import annotations
 
@@ -29,12 +30,16 @@ def temi_head_losses(student_x, student_y, teacher_x, teacher_y, cluster_prior, 
 
 
 class TEMI(ClusteringHead):
+    """The cluster prior p~_h(k) is an EMA of the teacher's batch-mean probabilities, updated with the current
+    batch *before* its loss is computed (`MultiHeadWeightProbBase.compute_weight` runs first)."""
+
     def __init__(self, in_dim: int, n_clusters: int, n_heads: int = 16, beta: float = 0.6,
                  temperature: float = 0.1, teacher_momentum: float = 0.996, prior_momentum: float = 0.9,
-                 hidden_dim: int = 512, bottleneck_dim: int = 256, **training):
-        super().__init__(in_dim, n_clusters, n_heads, **training)
+                 hidden_dim: int = 512, bottleneck_dim: int = 256, norm_last_layer: bool = False,
+                 freeze_last_layer: int = 1, **training):
+        super().__init__(in_dim, n_clusters, n_heads, freeze_last_layer=freeze_last_layer, **training)
         self.save_hyperparameters()
-        self.student = MultiHead(in_dim, n_clusters, n_heads, hidden_dim, bottleneck_dim)
+        self.student = MultiHead(in_dim, n_clusters, n_heads, hidden_dim, bottleneck_dim, norm_last_layer)
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
         self.register_buffer("cluster_prior", torch.full((n_heads, n_clusters), 1.0 / n_clusters))
 
@@ -44,13 +49,11 @@ class TEMI(ClusteringHead):
         student = self.student(both)
         with torch.no_grad():
             teacher = self.teacher(both)
-        (student_x, student_y), (teacher_x, teacher_y) = student.chunk(2, dim=1), teacher.chunk(2, dim=1)
-        losses = temi_head_losses(student_x, student_y, teacher_x, teacher_y, self.cluster_prior, hp.beta,
-                                  hp.temperature)
-        with torch.no_grad():
             batch_mean = (teacher / hp.temperature).softmax(-1).mean(1)
             self.cluster_prior.mul_(hp.prior_momentum).add_(batch_mean, alpha=1 - hp.prior_momentum)
-        return losses
+        (student_x, student_y), (teacher_x, teacher_y) = student.chunk(2, dim=1), teacher.chunk(2, dim=1)
+        return temi_head_losses(student_x, student_y, teacher_x, teacher_y, self.cluster_prior, hp.beta,
+                                hp.temperature)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         momentum = self.hparams.teacher_momentum

@@ -1,0 +1,376 @@
+"""Reference parity: every head loss and OOD score on fixed inputs against values worked out independently of
+the code under test (closed forms, scalar arithmetic, plain numpy), following the official implementations
+(TEMI-official-BMVC2023, Unsupervised-Classification (SCAN), swav, OpenOOD). Each test is built so that a
+changed sign, temperature, weighting or update order fails it; uneven, degenerate and tie cases included."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_modules.clustering.heads.dec import dec_head_losses, student_t_logits
+from lightning_modules.clustering.heads.scan import SCAN, scan_head_losses, self_label_head_losses
+from lightning_modules.clustering.heads.sinkhorn import Sinkhorn, sinkhorn_targets
+from lightning_modules.clustering.heads.temi import TEMI, temi_head_losses
+from lightning_modules.ood import build_scorer
+
+
+def tensor(values):
+    return torch.tensor(values, dtype=torch.float64)
+
+
+# ----------------------------------------------------------------------------------------------- TEMI
+
+
+def test_temi_loss_uniform_closed_form():
+    """All probabilities 1/K, prior 1/K: w = 1/K and both PMIs are (2 - 2 beta) log K."""
+    K, beta = 4, 0.6
+    zeros = torch.zeros(2, 3, K, dtype=torch.float64)
+    got = temi_head_losses(zeros, zeros, zeros, zeros, torch.full((2, K), 1 / K, dtype=torch.float64), beta, 0.1)
+    np.testing.assert_allclose(got.numpy(), -(2 - 2 * beta) * math.log(K) / K, rtol=1e-12)
+
+
+def test_temi_loss_worked_by_hand():
+    """Two heads, one pair, K = 2, temperature 0.5, beta 0.5. Head 0's logits are tau * log 3, so its
+    probabilities are quarters; head 1 is uniform. The teacher-agreement weight is averaged over heads."""
+    tau, beta, ln3 = 0.5, 0.5, math.log(3)
+    student_x = tensor([[[tau * ln3, 0]], [[0, 0]]])   # head 0: (3/4, 1/4)
+    student_y = tensor([[[0, 0]], [[0, 0]]])           # (1/2, 1/2)
+    teacher_x = tensor([[[tau * ln3, 0]], [[0, 0]]])   # head 0: (3/4, 1/4)
+    teacher_y = tensor([[[0, tau * ln3]], [[0, 0]]])   # head 0: (1/4, 3/4)
+    prior = tensor([[0.8, 0.2], [0.5, 0.5]])
+    weight = (3 / 8 + 1 / 2) / 2  # head 0: 3/4 * 1/4 + 1/4 * 3/4; head 1: 1/2
+    forward = math.sqrt(3 / 16) / 0.8 + math.sqrt(3 / 16) / 0.2   # sum_k (s_x t_y)^beta / p_k
+    backward = math.sqrt(3 / 8) / 0.8 + math.sqrt(1 / 8) / 0.2    # sum_k (s_y t_x)^beta / p_k
+    expected_head0 = -weight * (math.log(forward) + math.log(backward)) / 2
+    expected_head1 = -weight * math.log(2 * (1 / 4) ** beta / 0.5)  # both directions equal
+    got = temi_head_losses(student_x, student_y, teacher_x, teacher_y, prior, beta, tau)
+    np.testing.assert_allclose(got.numpy(), [expected_head0, expected_head1], rtol=1e-12)
+
+
+def numpy_softmax(logits):
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def test_temi_prior_is_updated_with_the_batch_before_the_loss():
+    """The official `compute_weight` moves p~ with this batch's teacher probabilities, then the loss reads it."""
+    torch.manual_seed(0)
+    H, K, tau, beta, momentum = 2, 3, 0.1, 0.6, 0.9
+    module = TEMI(in_dim=5, n_clusters=K, n_heads=H, hidden_dim=7, bottleneck_dim=4, beta=beta, temperature=tau,
+                  prior_momentum=momentum).double()
+    skewed = tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    module.cluster_prior.copy_(skewed)
+    anchors, neighbours = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
+    with torch.no_grad():
+        both = torch.cat([anchors, neighbours])
+        student, teacher = module.student(both).numpy(), module.teacher(both).numpy()
+    s, t = numpy_softmax(student / tau), numpy_softmax(teacher / tau)          # (H, 2B, K)
+    updated = momentum * skewed.numpy() + (1 - momentum) * t.mean(1)           # over both members of the pairs
+    s_x, s_y, t_x, t_y = s[:, :6], s[:, 6:], t[:, :6], t[:, 6:]
+    weight = (t_x * t_y).sum(-1).mean(0)                                        # (B,)
+
+    def expected(prior):
+        pmi = lambda a, b: np.log((((a * b) ** beta) / prior[:, None, :]).sum(-1))  # noqa: E731
+        return -(weight * (pmi(s_x, t_y) + pmi(s_y, t_x)) / 2).mean(-1)
+
+    got = module.head_losses(anchors, neighbours).detach().numpy()
+    np.testing.assert_allclose(got, expected(updated), rtol=1e-10)
+    np.testing.assert_allclose(module.cluster_prior.numpy(), updated, rtol=1e-12)
+    assert np.abs(expected(skewed.numpy()) - got).max() > 1e-3  # the lagged order would be told apart
+
+
+def attach_trainer(module, total_steps=10, max_epochs=1, epoch=0):
+    module._trainer = SimpleNamespace(estimated_stepping_batches=total_steps, max_epochs=max_epochs,
+                                      current_epoch=epoch)
+    configured = module.configure_optimizers()
+    return configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+
+
+def one_step(module, anchors, neighbours, epoch=0):
+    optimizer, _ = attach_trainer(module, epoch=epoch)
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    loss = module.head_losses(anchors, neighbours).sum()
+    loss.backward()
+    grads = {name: None if p.grad is None else p.grad.clone() for name, p in module.named_parameters()}
+    module.on_after_backward()
+    optimizer.step()
+    return before, grads
+
+
+def test_temi_last_layer_gain_is_learnt_and_decayed_like_dinos_weight_g():
+    """AdamW's first step, worked by hand: p <- p (1 - lr wd) - lr g / (|g| + eps). The gain (DINO's weight_g,
+    2-D) is decayed; biases are not (DINO's get_params_groups)."""
+    torch.manual_seed(1)
+    lr, wd = 1e-2, 0.5
+    module = TEMI(in_dim=5, n_clusters=3, n_heads=2, hidden_dim=7, bottleneck_dim=4, lr=lr, weight_decay=wd,
+                  batch_size=256, freeze_last_layer=0)
+    before, grads = one_step(module, torch.randn(8, 5), torch.randn(8, 5))
+    after = dict(module.named_parameters())
+    for name, decay in [("student.last_gain", wd), ("student.last_direction", wd), ("student.second_weight", wd),
+                        ("student.second_bias", 0.0), ("student.first.bias", 0.0)]:
+        g = grads[name]
+        assert g is not None and g.abs().max() > 0, name
+        expected = before[name] * (1 - lr * decay) - lr * g / (g.abs() + 1e-8)
+        torch.testing.assert_close(after[name].detach(), expected, rtol=1e-5, atol=1e-7, msg=name)
+    assert not torch.equal(after["student.last_gain"].detach(), before["student.last_gain"])
+
+
+def test_fixed_gain_when_norm_last_layer_and_frozen_last_layer_in_the_first_epoch():
+    torch.manual_seed(2)
+    fixed = TEMI(in_dim=5, n_clusters=3, n_heads=2, hidden_dim=7, bottleneck_dim=4, norm_last_layer=True,
+                 freeze_last_layer=0)
+    one_step(fixed, torch.randn(8, 5), torch.randn(8, 5))
+    assert torch.equal(fixed.student.last_gain.detach(), torch.ones(2, 1, 3))
+
+    for epoch, frozen in [(0, True), (1, False)]:  # TEMI's default freeze_last_layer = 1
+        torch.manual_seed(3)
+        module = TEMI(in_dim=5, n_clusters=3, n_heads=2, hidden_dim=7, bottleneck_dim=4)
+        before, _ = one_step(module, torch.randn(8, 5), torch.randn(8, 5), epoch=epoch)
+        for name in ("student.last_direction", "student.last_gain"):
+            unchanged = torch.equal(dict(module.named_parameters())[name].detach(), before[name])
+            assert unchanged == frozen, (epoch, name)
+        assert not torch.equal(module.student.second_weight.detach(), before["student.second_weight"])
+
+
+def test_learning_rate_warms_up_then_stays_at_lr_by_default():
+    """DINO's cosine_scheduler with TEMI's README settings (min_lr = lr): linspace(0, lr, warm-up steps), then
+    constant; with min_lr, cosine from lr to min_lr. Both scaled by batch_size / 256."""
+    def rates(**params):
+        module = TEMI(in_dim=4, n_clusters=3, n_heads=1, hidden_dim=5, bottleneck_dim=3, batch_size=512, **params)
+        module._trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=10, current_epoch=0)
+        configured = module.configure_optimizers()
+        optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+        seen = []
+        for _ in range(100):
+            seen.append([group["lr"] for group in optimizer.param_groups])
+            optimizer.step()
+            scheduler.step()
+        return np.array(seen)
+
+    constant = rates(lr=1e-3, warmup_epochs=2)  # 20 warm-up steps; base 1e-3 * 512 / 256
+    np.testing.assert_allclose(constant[:20, 0], np.linspace(0, 2e-3, 20), rtol=1e-12)
+    np.testing.assert_allclose(constant[20:], 2e-3, rtol=1e-12)
+    np.testing.assert_allclose(constant[:, 0], constant[:, 1])  # decayed and non-decayed groups alike
+    cosine = rates(lr=1e-3, warmup_epochs=2, min_lr=1e-4)
+    i = np.arange(80)
+    np.testing.assert_allclose(cosine[20:, 0], 2e-4 + 0.5 * (2e-3 - 2e-4) * (1 + np.cos(np.pi * i / 80)), rtol=1e-12)
+
+
+def test_weight_decay_groups():
+    module = TEMI(in_dim=4, n_clusters=3, n_heads=2, hidden_dim=5, bottleneck_dim=3, weight_decay=0.04)
+    optimizer, _ = attach_trainer(module)
+    names = {id(p): name for name, p in module.named_parameters()}
+    decayed, exempt = ({names[id(p)] for p in group["params"]} for group in optimizer.param_groups)
+    assert decayed == {"student.first.weight", "student.second_weight", "student.last_direction", "student.last_gain"}
+    assert exempt == {"student.first.bias", "student.second_bias"}  # the teacher is not optimised at all
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.04, 0.0]
+
+
+# ----------------------------------------------------------------------------------------------- SCAN
+
+
+def test_scan_loss_uniform_closed_form():
+    """Uniform predictions: consistency -log(K * 1/K^2) = log K, entropy log K: (1 - w) log K."""
+    zeros = torch.zeros(1, 4, 5, dtype=torch.float64)
+    assert scan_head_losses(zeros, zeros, entropy_weight=5.0).item() == pytest.approx(-4 * math.log(5), rel=1e-12)
+
+
+def test_scan_loss_degenerate_pair_and_empty_cluster_as_the_official_code():
+    """Disjoint confident predictions: <p, p'> ~ 2e-87, so -log is nn.BCELoss's cap of 100; the empty cluster's
+    mean probability is clamped at 1e-8, adding 1e-8 * log(1e8) to the entropy."""
+    logits_x, logits_y = tensor([[[0.0, -200.0]]]), tensor([[[-200.0, 0.0]]])
+    got = scan_head_losses(logits_x, logits_y, entropy_weight=2.0).item()
+    assert got == pytest.approx(100 - 2.0 * 1e-8 * math.log(1e8), rel=1e-12)
+
+
+def test_self_label_loss_worked_by_hand():
+    """Threshold 0.9: samples 0 and 1 confident in cluster 0, sample 2 in cluster 1, sample 3 not confident.
+    Class-balanced weights n / count: 3/2 for cluster 0, 3 for cluster 1 (weighted mean cross-entropy)."""
+    logits = tensor([[[5.0, 0.0], [4.0, 0.0], [0.0, 3.0], [1.0, 0.0]]])
+    nll = lambda margin: math.log1p(math.exp(-margin))  # noqa: E731  -log sigmoid(margin)
+    expected = (1.5 * nll(5) + 1.5 * nll(4) + 3 * nll(3)) / (1.5 + 1.5 + 3)
+    assert self_label_head_losses(logits, threshold=0.9).item() == pytest.approx(expected, rel=1e-12)
+    assert self_label_head_losses(tensor([[[0.1, 0.0]]]), threshold=0.9).item() == 0  # nobody confident
+
+
+def test_scan_never_selects_a_head_by_its_self_labelling_loss():
+    """Head 0 had no confident sample (self-labelling loss 0) but the worse SCAN loss: head 1 is kept."""
+    module = SCAN(in_dim=4, n_clusters=3, n_heads=2, hidden_dim=5, bottleneck_dim=3, self_label_epochs=2)
+    module.scan_head_loss.copy_(tensor([-1.0, -2.0]))
+    module.last_epoch_head_loss.copy_(tensor([0.0, 0.7]))
+    assert module.selected_head() == 1
+
+
+def test_scan_self_labelling_keeps_the_head_chosen_by_the_scan_loss_and_trains_only_it():
+    from lightning_modules.clustering.heads.estimator import SCANClustering
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([c + rng.normal(0, 0.3, (40, 6)) for c in rng.normal(0, 4, (3, 6))]).astype(np.float32)
+    neighbours = np.stack([np.roll(np.arange(len(x)), -s) for s in (1, 2, 3)], 1)
+    kwargs = {"epochs": 3, "batch_size": 24, "n_heads": 3, "hidden_dim": 16, "bottleneck_dim": 8, "progress": False}
+    plain = SCANClustering(3, seed=0, **kwargs).fit(x, neighbours)
+    labelled = SCANClustering(3, seed=0, self_label_epochs=2, confidence_threshold=0.5, **kwargs).fit(x, neighbours)
+    # the first 3 epochs are the same run (constant rate after warm-up), so the choice is the same
+    np.testing.assert_allclose(labelled.head_losses_, plain.head_losses_, rtol=1e-6)
+    assert labelled.selected_head_ == plain.selected_head_ == int(np.argmin(plain.head_losses_))
+    assert not np.array_equal(labelled.probs_, plain.probs_)  # self-labelling did train the kept head
+
+
+# ------------------------------------------------------------------------------------ Sinkhorn and DEC
+
+
+def swav_sinkhorn(scores, epsilon, iterations):
+    """swav's `distributed_sinkhorn` on one process, in numpy: Q is K x B."""
+    q = np.exp(scores / epsilon).T
+    q /= q.sum()
+    n_clusters, n_samples = q.shape
+    for _ in range(iterations):
+        q /= q.sum(axis=1, keepdims=True)
+        q /= n_clusters
+        q /= q.sum(axis=0, keepdims=True)
+        q /= n_samples
+    return (q * n_samples).T
+
+
+def test_sinkhorn_matches_swavs_iterations_and_swapped_loss():
+    rng = np.random.default_rng(4)
+    scores_x, scores_y = rng.uniform(-1, 1, (6, 3)), rng.uniform(-1, 1, (6, 3))
+    for iterations in (1, 3):
+        got = sinkhorn_targets(tensor(scores_x[None]), epsilon=0.05, iterations=iterations)[0].double().numpy()
+        np.testing.assert_allclose(got, swav_sinkhorn(scores_x, 0.05, iterations), rtol=1e-5)
+
+    class FixedScores(torch.nn.Module):  # the network's cosine scores for the anchors, then their neighbours
+        def forward(self, both):
+            return tensor(np.concatenate([scores_x, scores_y])[None])
+
+    module = Sinkhorn(in_dim=4, n_clusters=3, n_heads=1, temperature=0.1)
+    module.student = FixedScores()
+    q_x, q_y = swav_sinkhorn(scores_x, 0.05, 3), swav_sinkhorn(scores_y, 0.05, 3)
+    log_p = lambda s: np.log(numpy_softmax(s / 0.1))  # noqa: E731
+    expected = -((q_y * log_p(scores_x)).sum(-1) + (q_x * log_p(scores_y)).sum(-1)).mean() / 2
+    got = module.head_losses(torch.zeros(6, 4), torch.zeros(6, 4)).item()
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_dec_loss_worked_by_hand():
+    """Points 0, 1, 3 on a line, centroids 0 and 2, alpha 1: q_ik ∝ 1 / (1 + d^2)."""
+    kernel = [[1, 1 / 5], [1 / 2, 1 / 2], [1 / 10, 1 / 2]]
+    q = [[v / sum(row) for v in row] for row in kernel]
+    f = [sum(row[k] for row in q) for k in range(2)]
+    p = [[row[k] ** 2 / f[k] for k in range(2)] for row in q]
+    p = [[v / sum(row) for v in row] for row in p]
+    kl = sum(p[i][k] * math.log(p[i][k] / q[i][k]) for i in range(3) for k in range(2)) / 3
+    prior = sum(fk / 3 * math.log(fk / 3 * 2) for fk in f)
+    logits = student_t_logits(tensor([[0.0], [1.0], [3.0]]), tensor([[[0.0], [2.0]]]), alpha=1.0)
+    assert dec_head_losses(logits, prior_weight=0.5).item() == pytest.approx(kl + 0.5 * prior, rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------- OOD
+
+
+@pytest.fixture(scope="module")
+def uneven_classes():
+    """400, 100 and 20 samples; differently shaped classes, so that size-weighted pooling matters."""
+    rng = np.random.default_rng(5)
+    sizes, dims = [400, 100, 20], 5
+    labels = np.repeat(np.arange(3), sizes)
+    centres = rng.normal(0, 3, (3, dims))
+    scales = rng.uniform(0.2, 3, (3, dims))
+    train = centres[labels] + rng.normal(0, 1, (len(labels), dims)) * scales[labels]
+    queries = rng.normal(0, 4, (30, dims))
+    return train.astype(np.float32), labels, queries.astype(np.float32)
+
+
+def pooled_by_loops(train, labels):
+    x = train.astype(np.float64)
+    means = {c: x[labels == c].mean(0) for c in np.unique(labels)}
+    scatter = sum(np.outer(row - means[c], row - means[c]) for row, c in zip(x, labels))
+    return means, scatter / len(x)
+
+
+def squared_distance(query, mean, inverse):
+    d = query.astype(np.float64) - mean
+    return d @ inverse @ d
+
+
+@pytest.mark.parametrize("name", ["mahalanobis", "cluster-mahalanobis"])
+def test_mahalanobis_pools_class_centred_samples(uneven_classes, name, monkeypatch):
+    import lightning_modules.ood.mahalanobis as mahalanobis
+
+    monkeypatch.setattr(mahalanobis, "CHUNK_ROWS", 7)  # statistics accumulated over many uneven chunks
+    train, labels, queries = uneven_classes
+    means, covariance = pooled_by_loops(train, labels)
+    inverse = np.linalg.inv(covariance)
+    expected = [-min(squared_distance(q, m, inverse) for m in means.values()) for q in queries]
+    got = build_scorer(name).fit(train, labels).score(queries)
+    np.testing.assert_allclose(got, expected, rtol=1e-8)
+    equal_weights = np.mean([np.cov(train[labels == c].T, bias=True) for c in range(3)], axis=0)
+    wrong = [-min(squared_distance(q, m, np.linalg.inv(equal_weights)) for m in means.values()) for q in queries]
+    assert np.abs(np.array(wrong) - expected).max() > 1e-2 * np.abs(expected).max()
+
+
+def test_relative_mahalanobis_on_uneven_classes(uneven_classes):
+    train, labels, queries = uneven_classes
+    means, covariance = pooled_by_loops(train, labels)
+    background_mean, background = pooled_by_loops(train, np.zeros(len(train), dtype=int))
+    inverse, background_inverse = np.linalg.inv(covariance), np.linalg.inv(background)
+    expected = [-min(squared_distance(q, m, inverse) - squared_distance(q, background_mean[0], background_inverse)
+                     for m in means.values()) for q in queries]
+    got = build_scorer("relative-mahalanobis").fit(train, labels).score(queries)
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-9)
+
+
+def test_mahalanobis_with_a_one_sample_class():
+    """A class of one sample adds its mean and nothing to the pooled scatter."""
+    train = np.array([[0, 0], [2, 0], [0, 2], [2, 2], [10, 10]], dtype=np.float32)
+    labels = np.array([0, 0, 0, 0, 1])
+    covariance = np.eye(2) * 4 / 5  # class 0: four corners around (1, 1), each coordinate deviates by ±1
+    query = np.array([[9.0, 10.0]], dtype=np.float32)
+    expected = -min((query[0] - [1, 1]) @ np.linalg.inv(covariance) @ (query[0] - [1, 1]),
+                    (query[0] - [10, 10]) @ np.linalg.inv(covariance) @ (query[0] - [10, 10]))
+    assert build_scorer("mahalanobis").fit(train, labels).score(query)[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_knn_scores_with_ties_and_an_exact_match():
+    """Cosine similarity to the k-th nearest training embedding; duplicated training points tie."""
+    train = np.array([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float32)
+    queries = np.array([[1, 0], [0, 2]], dtype=np.float32)
+    s = math.sqrt(0.5)
+    np.testing.assert_allclose(build_scorer("knn1").fit(train).score(queries), [1, 1], rtol=1e-6)
+    np.testing.assert_allclose(build_scorer("knn1", k=2).fit(train).score(queries), [1, s], rtol=1e-6)
+    np.testing.assert_allclose(build_scorer("knn1", k=3).fit(train).score(queries), [s, 0], atol=1e-6)
+    np.testing.assert_allclose(build_scorer("knn50-mean", k=3).fit(train).score(queries),
+                               [(2 + s) / 3, (1 + s) / 3], rtol=1e-6)
+
+
+def test_probe_msp_and_energy_from_fixed_weights():
+    """Features L2-normalised, logits = W x + b, then MSP = max softmax(logits / T), energy = T logsumexp(logits / T)."""
+    from lightning_modules.ood.probe import LinearProbe
+
+    x = np.array([[3.0, 4.0], [0.0, -2.0]], dtype=np.float32)  # normalised: (0.6, 0.8), (0, -1)
+    weight, bias = [[1.0, 0.0], [0.0, 2.0], [-1.0, 1.0]], [0.0, -0.5, 0.25]
+    logits = [[0.6, 1.1, 0.45], [0.0, -2.5, -0.75]]
+    for kind, temperature in [("msp", 1.0), ("msp", 2.0), ("energy", 1.0), ("energy", 0.5)]:
+        scorer = build_scorer(f"probe-{kind}", temperature=temperature)
+        scorer.module_ = LinearProbe(2, 3)
+        with torch.no_grad():
+            scorer.module_.linear.weight.copy_(torch.tensor(weight))
+            scorer.module_.linear.bias.copy_(torch.tensor(bias))
+        expected = []
+        for row in logits:
+            exps = [math.exp(v / temperature) for v in row]
+            expected.append(max(exps) / sum(exps) if kind == "msp" else temperature * math.log(sum(exps)))
+        np.testing.assert_allclose(scorer.score(x), expected, rtol=1e-6)
+
+
+def test_zeroshot_msp_from_fixed_text_embeddings():
+    from lightning_modules.ood.zeroshot import ZeroShotMSP
+
+    scorer = ZeroShotMSP()
+    scorer.text_, scorer.scale_ = np.array([[1.0, 0.0], [0.0, 1.0]]), 10.0
+    x = np.array([[2.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+    expected = [math.exp(10) / (math.exp(10) + 1), 0.5]  # cosines (1, 0), and a tie (√½, √½) gives 1/2
+    np.testing.assert_allclose(scorer.score(x), expected, rtol=1e-6)
