@@ -233,10 +233,13 @@ def check_ood(config: dict) -> None:
                 raise ConfigError(f"config error: ood.scorers: '{name}' needs the ID labels, but dataset "
                                   f"'{pair['in']}' ({key}.in) has none; use an unsupervised scorer (knn1, "
                                   f"cluster-mahalanobis)")
+            if entry.info.get("labels") == "plp" and not is_labelled(in_cfg):
+                raise ConfigError(f"config error: ood.scorers: '{name}' needs the ID class names, but dataset "
+                                  f"'{pair['in']}' ({key}.in) has none; PLP labels the ID images by their names")
         if adversarial.get("scorers") and DATASETS.entry(out_cfg["source"]).info.get("images") is False:
             raise ConfigError(f"config error: ood.adversarial needs images, but dataset '{out['dataset']}' "
                               f"({key}.out) holds feature vectors; attack image datasets only")
-        if "cluster-mahalanobis" in scorers:
+        if any(entry.info.get("labels") == "clusters" for entry in scorers.values()):
             clusters = ood["clusters"]
             if clusters["method"] not in config["clustering"]["methods"]:
                 methods = config["clustering"]["methods"]
@@ -249,9 +252,10 @@ def check_ood(config: dict) -> None:
                                   f"'{pair['in']}' ({size} samples); allowed: 2..{size}")
     text_towers = [b["spec"] for b in config["backbones"]
                    if BACKBONES.entry(split_spec(b["spec"])[0]).info.get("text_tower")]
-    if any(entry.info.get("text") for entry in scorers.values()) and not text_towers:
+    text_scorers = [name for name, entry in scorers.items() if entry.info.get("text")]
+    if text_scorers and not text_towers:
         specs = ", ".join(f"'{b['spec']}'" for b in config["backbones"])
-        raise ConfigError(f"config error: ood.scorers: zeroshot-msp needs a backbone with a text tower "
+        raise ConfigError(f"config error: ood.scorers: {', '.join(text_scorers)} needs a backbone with a text tower "
                           f"(openclip/…), and none of {specs} has one; add one or drop the scorer")
 
 

@@ -16,7 +16,9 @@ CLUSTERING_COLUMNS = [
 ]
 OOD_COLUMNS = [
     "dataset", "backbone", "ood", "in", "out", "scorer", "base_scorer", "attack_style", "fit_labels",
-    "auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_openood", "auroc_clean", "fpr95_clean",
+    "auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_openood",
+    "auroc_low", "auroc_high", "aupr_in_low", "aupr_in_high", "aupr_out_low", "aupr_out_high",
+    "fpr95_low", "fpr95_high", "fpr95_openood_low", "fpr95_openood_high", "auroc_clean", "fpr95_clean",
     "n_fit", "n_id", "n_ood", "train_loss", "seconds",
 ]
 DIFFUSION_COLUMNS = ["dataset", "cond", "method", "k", "seed", "fd", "fd_backbone", "kid", "kid_std", "train_steps",

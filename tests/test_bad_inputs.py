@@ -120,6 +120,12 @@ CONFIG_MISTAKES = [
         "datasets": {"noise": {"source": "noise", "split": "train"}, "digits": {"source": "digits", "split": "test"}},
         "ood": {"pairs": [{"in": "noise", "out": "digits"}], "scorers": ["probe-msp"]}}),
      ["'probe-msp' needs the ID labels", "use an unsupervised scorer"]),
+    ("PLP without a text tower", lambda t: merge(BASE, {**OOD, "ood": {**OOD["ood"], "scorers": ["plp-msp"]}}),
+     ["plp-msp needs a backbone with a text tower", "none of 'pixels' has one"]),
+    ("PLP on data without class names", lambda t: merge(BASE, {
+        "datasets": {"noise": {"source": "noise", "split": "train"}, "digits": {"source": "digits", "split": "test"}},
+        "ood": {"pairs": [{"in": "noise", "out": "digits"}], "scorers": ["plp-energy"]}}),
+     ["'plp-energy' needs the ID class names", "has none"]),
     ("attack on feature vectors", lambda t: merge(BASE, {
         "datasets": {**OOD["datasets"], "feats": {"source": "synthetic", "dims": 64}},
         "ood": {"pairs": [{"in": "digits-04", "out": "feats"}], "scorers": ["knn1"],

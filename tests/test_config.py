@@ -221,7 +221,7 @@ def test_ood_runs_cover_pairs_scorers_and_attacks(default_config):
     config = validate_config(default_config, SCHEMA)
     assert list(ood_pairs(config)) == ["digits04-vs-digits59", "digits04-vs-noise"]
     runs = ood_run_dirs(config, {"pixels": {"spec": "pixels"}})
-    assert len(runs) == 2 * (8 + 2)
+    assert len(runs) == 2 * (12 + 2)  # 12 scorers and 2 attack styles per pair
     assert "digits-04/pixels/ood/digits04-vs-noise/knn1-adv-smooth" in runs
     # zero-shot scoring runs on the backbones with a text tower only
     config["ood"]["scorers"].append("zeroshot-msp")

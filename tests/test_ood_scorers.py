@@ -30,7 +30,8 @@ def gaussians():
 
 def test_registered_names_and_adversarial_names():
     assert {"knn1", "knn50", "knn50-mean", "mahalanobis", "relative-mahalanobis", "cluster-mahalanobis",
-            "probe-msp", "probe-energy", "zeroshot-msp"} <= set(OOD_SCORERS.names())
+            "probe-msp", "probe-energy", "probe-maxlogit", "probe-gen", "probe-vim", "plp-msp", "plp-vim",
+            "cluster-probe-energy", "zeroshot-msp"} <= set(OOD_SCORERS.names())
     assert split_scorer_name("knn1-adv-smooth") == ("knn1", "smooth")
     assert split_scorer_name("relative-mahalanobis") == ("relative-mahalanobis", None)
 
@@ -85,15 +86,46 @@ def test_supervised_scorers_refuse_missing_or_unknown_labels(gaussians):
         build_scorer("probe-msp").fit(train, np.r_[labels[:-1], -1])
 
 
-@pytest.mark.parametrize("kind", ["msp", "energy"])
+@pytest.mark.parametrize("kind", ["msp", "energy", "maxlogit", "gen", "vim"])
 def test_probe_scores_follow_their_formulas_on_the_probe_logits(gaussians, kind):
-    train, labels, test, ood = gaussians
-    scorer = build_scorer(f"probe-{kind}", epochs=30, batch_size=64, lr=1e-2, temperature=2.0).fit(train, labels)
-    logits = scorer.logits(test).numpy()
+    train, labels, test, _ = gaussians
+    scorer = build_scorer(f"probe-{kind}", epochs=30, batch_size=64, lr=4e-2, temperature=2.0).fit(train, labels)
+    train64 = train.astype(np.float64)
+    features = (test - train64.mean(0)) / train64.std(0)  # standardised with the ID training statistics
+    logits = features @ scorer.probe_.weight.T + scorer.probe_.bias
+    np.testing.assert_allclose(scorer.probe_.logits(test), logits, rtol=1e-6)
     assert (logits.argmax(1) == labels[::4]).mean() > 0.9  # the probe learnt the ID classes
-    expected = softmax(logits / 2, axis=1).max(1) if kind == "msp" else 2 * logsumexp(logits / 2, axis=1)
-    np.testing.assert_allclose(scorer.score(test), expected, rtol=1e-6)
-    assert scorer.score(test).mean() > scorer.score(ood).mean()
+    if kind == "vim":  # the formulas on fixed inputs: tests/test_reference_parity.py
+        expected = scorer.from_logits(logits, features)
+    else:
+        expected = {"msp": lambda: softmax(logits / 2, axis=1).max(1),
+                    "energy": lambda: 2 * logsumexp(logits / 2, axis=1),
+                    "maxlogit": lambda: logits.max(1),
+                    "gen": lambda: -(softmax(logits, axis=1) ** 0.1 * (1 - softmax(logits, axis=1)) ** 0.1).sum(1)}[kind]()
+    np.testing.assert_allclose(scorer.score(test), expected, rtol=1e-5)
+
+
+def test_a_shared_probe_is_read_not_retrained(gaussians, tmp_path):
+    from lightning_modules.ood.probe import Probe, train_probe
+
+    train, labels, test, _ = gaussians
+    probe = train_probe(train, labels, epochs=2, batch_size=64)
+    probe.save(tmp_path / "probe.npz")
+    loaded = Probe.load(tmp_path / "probe.npz")
+    for name in ("probe-energy", "plp-vim", "cluster-probe-gen"):
+        # no labels given: a scorer that tried to train its own probe would refuse
+        scores = build_scorer(name).fit(train, None, probe=loaded).score(test)
+        again = build_scorer(name).fit(train, None, probe=probe).score(test)
+        np.testing.assert_array_equal(scores, again)
+
+
+def test_vim_refuses_a_principal_space_as_large_as_the_features(gaussians):
+    from lightning_modules.ood.probe import train_probe
+
+    train, labels, _, _ = gaussians
+    probe = train_probe(train, labels, epochs=1)
+    with pytest.raises(ValueError, match=r"ood.vim.dim = 6 must lie in 1..5"):
+        build_scorer("probe-vim", dim=6).fit(train, probe=probe)
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +225,47 @@ def test_score_ood_pair_writes_scores_and_metrics_and_uses_cluster_pseudo_labels
         score_ood_pair("cluster-mahalanobis", {}, tmp_path / "in", "train", "test", tmp_path / "out", None,
                        tmp_path / "run2", assignments=tmp_path / "short.npy")
     assert not (tmp_path / "run2").exists()
+
+
+def test_plp_probe_learns_the_zero_shot_pseudo_labels_without_the_id_labels(tmp_path, tiny_clip, monkeypatch):
+    """PLP: the ID training embeddings labelled by CLIP zero-shot over the class names, a probe trained on those;
+    the true labels only measure the pseudo-labels afterwards."""
+    import lightning_modules.ood.run as ood_run
+    from lightning_modules.ood.probe import Probe
+    from lightning_modules.ood.run import score_ood_pair, train_shared_probe
+    from lightning_modules.ood.zeroshot import class_text_embeddings, zero_shot_labels
+
+    names = ["cat", "dog", "ship"]
+    text, _ = class_text_embeddings(tiny_clip, names, "plp-*")
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 3, 300)
+    x = (text[true] + rng.normal(0, 0.02, (300, text.shape[1]))).astype(np.float32)
+    shuffled = rng.permutation(true)  # the labels written to disk are wrong: PLP must not read them
+    _write_split(tmp_path / "in", "train", x, shuffled, names)
+    _write_split(tmp_path / "in", "test", x[:60], shuffled[:60], names)
+    _write_split(tmp_path / "out", "test", rng.normal(size=(40, text.shape[1])).astype(np.float32),
+                 np.zeros(40, dtype=int), ["noise"])
+    monkeypatch.setattr(ood_run, "_build_backbone", lambda backbone: (tiny_clip, None))
+    record = train_shared_probe("plp", tmp_path / "in", "train", tmp_path / "probe", {"epochs": 20, "batch_size": 64},
+                                backbone={"spec": "openclip/ViT-B-32"})
+    pseudo = zero_shot_labels(x, text)
+    probe = Probe.load(tmp_path / "probe" / "probe.npz")
+    assert record["n_classes"] == 3 and record["train_accuracy"] > 0.95
+    assert (probe.logits(x).argmax(1) == pseudo).mean() > 0.95
+    assert record["pseudo_label_accuracy"] == pytest.approx((pseudo == shuffled).mean())
+    scored = score_ood_pair("plp-energy", {}, tmp_path / "in", "train", "test", tmp_path / "out", None,
+                            tmp_path / "run", probe=tmp_path / "probe" / "probe.npz")
+    assert scored["fit_labels"] == "plp" and 0 <= scored["auroc"] <= 1
+
+
+def test_plp_needs_a_text_tower(tmp_path, gaussians, monkeypatch):
+    import lightning_modules.ood.run as ood_run
+    from lightning_modules.backbones import build_backbone
+    from lightning_modules.ood.run import train_shared_probe
+
+    train, labels, _, _ = gaussians
+    _write_split(tmp_path / "in", "train", train, labels, ["a", "b", "c"])
+    monkeypatch.setattr(ood_run, "_build_backbone", lambda backbone: build_backbone("pixels"))
+    with pytest.raises(ValueError, match="'plp-\\*' needs a backbone with a text tower"):
+        train_shared_probe("plp", tmp_path / "in", "train", tmp_path / "probe", {}, backbone={"spec": "pixels"})
+    assert not (tmp_path / "probe").exists()

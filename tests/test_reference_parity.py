@@ -346,24 +346,20 @@ def test_knn_scores_with_ties_and_an_exact_match():
                                [(2 + s) / 3, (1 + s) / 3], rtol=1e-6)
 
 
-def test_probe_msp_and_energy_from_fixed_weights():
-    """Features L2-normalised, logits = W x + b, then MSP = max softmax(logits / T), energy = T logsumexp(logits / T)."""
-    from lightning_modules.ood.probe import LinearProbe
+def test_probe_features_l2_and_standardised():
+    """feature_norm l2: (3, 4) -> (0.6, 0.8); standardise: the training mean and std (a constant dim unscaled)."""
+    from lightning_modules.ood.probe import Probe, _feature_statistics
 
-    x = np.array([[3.0, 4.0], [0.0, -2.0]], dtype=np.float32)  # normalised: (0.6, 0.8), (0, -1)
     weight, bias = [[1.0, 0.0], [0.0, 2.0], [-1.0, 1.0]], [0.0, -0.5, 0.25]
-    logits = [[0.6, 1.1, 0.45], [0.0, -2.5, -0.75]]
-    for kind, temperature in [("msp", 1.0), ("msp", 2.0), ("energy", 1.0), ("energy", 0.5)]:
-        scorer = build_scorer(f"probe-{kind}", temperature=temperature)
-        scorer.module_ = LinearProbe(2, 3)
-        with torch.no_grad():
-            scorer.module_.linear.weight.copy_(torch.tensor(weight))
-            scorer.module_.linear.bias.copy_(torch.tensor(bias))
-        expected = []
-        for row in logits:
-            exps = [math.exp(v / temperature) for v in row]
-            expected.append(max(exps) / sum(exps) if kind == "msp" else temperature * math.log(sum(exps)))
-        np.testing.assert_allclose(scorer.score(x), expected, rtol=1e-6)
+    probe = Probe(np.array(weight), np.array(bias), "l2")
+    np.testing.assert_allclose(probe.logits(np.array([[3.0, 4.0], [0.0, -2.0]])),
+                               [[0.6, 1.1, 0.45], [0.0, -2.5, -0.75]], rtol=1e-12)
+    train = np.array([[1.0, 5.0], [3.0, 5.0]])
+    mean, scale = _feature_statistics(train, "standardise")
+    np.testing.assert_allclose(mean, [2, 5])
+    np.testing.assert_allclose(scale, [1, 1])
+    probe = Probe(np.array(weight), np.array(bias), "standardise", mean, scale)
+    np.testing.assert_allclose(probe.features(np.array([[4.0, 7.0]])), [[2.0, 2.0]])
 
 
 def test_zeroshot_msp_from_fixed_text_embeddings():
@@ -374,3 +370,46 @@ def test_zeroshot_msp_from_fixed_text_embeddings():
     x = np.array([[2.0, 0.0], [1.0, 1.0]], dtype=np.float32)
     expected = [math.exp(10) / (math.exp(10) + 1), 0.5]  # cosines (1, 0), and a tie (√½, √½) gives 1/2
     np.testing.assert_allclose(scorer.score(x), expected, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------- post-hoc probe scores
+
+
+def fixed_probe(weight, bias):
+    from lightning_modules.ood.probe import Probe
+
+    return Probe(np.array(weight, dtype=np.float64), np.array(bias, dtype=np.float64), feature_norm="none")
+
+
+def test_msp_energy_maxlogit_on_fixed_logits():
+    """logits (0, ln 3): softmax (1/4, 3/4). T = 2: softmax of (0, ln 3 / 2) is (1, √3) / (1 + √3)."""
+    probe = fixed_probe([[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0])
+    x = np.array([[0.0, math.log(3)]])
+    fitted = lambda name, **p: build_scorer(name, **p).fit(x, probe=probe)  # noqa: E731
+    assert fitted("probe-msp").score(x)[0] == pytest.approx(3 / 4, rel=1e-12)
+    assert fitted("probe-msp", temperature=2.0).score(x)[0] == pytest.approx(math.sqrt(3) / (1 + math.sqrt(3)))
+    assert fitted("probe-energy").score(x)[0] == pytest.approx(math.log(4), rel=1e-12)
+    assert fitted("probe-energy", temperature=2.0).score(x)[0] == pytest.approx(2 * math.log(1 + math.sqrt(3)))
+    assert fitted("probe-maxlogit", temperature=2.0).score(x)[0] == pytest.approx(math.log(3), rel=1e-12)
+
+
+def test_gen_on_fixed_logits():
+    """Probabilities (1/4, 3/4), gamma 1/2: -2 √(3/16); with M = 1 only the largest counts: -√(3/16)."""
+    probe = fixed_probe([[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0])
+    x = np.array([[0.0, math.log(3)]])
+    assert build_scorer("probe-gen", gamma=0.5).fit(x, probe=probe).score(x)[0] == pytest.approx(-math.sqrt(3) / 2)
+    assert build_scorer("probe-gen", gamma=0.5, top=1).fit(x, probe=probe).score(x)[0] == pytest.approx(-math.sqrt(3) / 4)
+
+
+def test_vim_worked_by_hand():
+    """W = I, b = (1, -1): origin u = -W⁺b = (-1, 1). ID training features u + (±2, 0), u + (0, ±1): covariance
+    diag(2, 1/2), so with dim = 1 the residual is the second coordinate. Mean max logit over training: logits
+    f + b = (1, 1), (-3, 1), (0, 1), (0, -1) -> maxima 1, 1, 1, 0: 3/4; mean residual 1/2: alpha = 3/2."""
+    u = np.array([-1.0, 1.0])
+    train = u + np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    probe = fixed_probe([[1.0, 0.0], [0.0, 1.0]], [1.0, -1.0])
+    scorer = build_scorer("probe-vim", dim=1).fit(train, probe=probe)
+    assert scorer.alpha_ == pytest.approx(1.5, rel=1e-12)
+    query = u + np.array([[1.0, 2.0]])  # logits f + b = (1, 2); residual 2
+    expected = math.log(math.exp(1) + math.exp(2)) - 1.5 * 2
+    assert scorer.score(query)[0] == pytest.approx(expected, rel=1e-12)

@@ -137,15 +137,20 @@ OOD_TINY = {
                    "methods": {"kmeans": {"n_init": 2, "max_iter": 20, "datasets": ["digits-04"]}}},
     "ood": {
         "pairs": [{"name": "near", "in": "digits-04", "out": {"dataset": "digits", "classes": [5, 6, 7, 8, 9]}}],
-        "scorers": ["knn1", "mahalanobis", "cluster-mahalanobis", "probe-energy"],
+        "scorers": ["knn1", "mahalanobis", "cluster-mahalanobis", "probe-energy", "probe-vim", "cluster-probe-gen"],
         "clusters": {"method": "kmeans", "k": 5, "seed": 0},
         "probe": {"epochs": 2},
+        "bootstrap": {"resamples": 200},
         "adversarial": {"scorers": ["knn1"], "styles": {"patchy": 0.0}, "steps": 5, "n_images": 8},
     },
     "diffusion": {"datasets": ["digits-04"], "conditions": ["none", "class"], "clusters": {"methods": ["kmeans"], "k": [5]},
                   "image_size": 8, "block_out_channels": [8, 16], "layers_per_block": 1, "train_timesteps": 50,
                   "train_steps": 4, "batch_size": 16, "checkpoint_every": 2, "n_samples": 16, "sampling_steps": 2},
 }
+
+
+SCORED = ["cluster-mahalanobis", "cluster-probe-gen", "knn1", "knn1-adv-patchy", "mahalanobis", "probe-energy",
+          "probe-vim"]
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +165,13 @@ def test_ood_table_has_a_row_per_scorer_and_attack(ood_sweep):
     assert list(table.columns[:14]) == ["dataset", "backbone", "ood", "in", "out", "scorer", "base_scorer",
                                         "attack_style", "fit_labels", "auroc", "aupr_in", "aupr_out", "fpr95",
                                         "fpr95_openood"]
-    assert sorted(table.scorer) == ["cluster-mahalanobis", "knn1", "knn1-adv-patchy", "mahalanobis", "probe-energy"]
+    assert sorted(table.scorer) == SCORED
     assert set(table["in"]) == {"digits-04"} and set(table["out"]) == {"digits{5,6,7,8,9}"}
-    assert table.auroc.between(0.5, 1).all()
+    assert table.auroc.between(0, 1).all()  # a 2-epoch probe need not beat chance; the others must
+    assert table[~table.scorer.str.contains("probe")].auroc.between(0.5, 1).all()
+    for name in ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_openood"):  # 95% bootstrap intervals
+        assert (table[f"{name}_low"] <= table[name]).all() and (table[name] <= table[f"{name}_high"]).all()
+    assert (table.auroc_high - table.auroc_low).gt(0).any()
     row = table.set_index("scorer").loc["cluster-mahalanobis"]
     assert row.fit_labels == "clusters" and row.n_fit == 721 and row.n_id == 180 and row.n_ood == 180
     attacked = table.set_index("scorer").loc["knn1-adv-patchy"]
@@ -180,7 +189,9 @@ def test_ood_report_and_tracking(ood_sweep):
     client = MlflowClient(f"sqlite:///{ood_sweep}/results/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("ood-tiny").experiment_id])
     scored = sorted(r.data.tags["scorer"] for r in runs if "scorer" in r.data.tags)
-    assert scored == ["cluster-mahalanobis", "knn1", "knn1-adv-patchy", "mahalanobis", "probe-energy"]
+    assert scored == SCORED
+    probes = sorted(r.data.tags["source"] for r in runs if "source" in r.data.tags)
+    assert probes == ["classes", "clusters"]  # one probe per label source, shared by its scores
     assert all("auroc" in r.data.metrics for r in runs if "scorer" in r.data.tags)
 
 

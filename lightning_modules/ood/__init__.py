@@ -2,11 +2,12 @@
 `Scorer(**params).fit(train_embeddings, train_labels or None)` then `.score(x)` -> (N,) float64, higher =
 more in-distribution.
 
-Registry info: `params` (defaults baked into the registered name, e.g. knn1 -> k=1), `config` (the section
-of the `ood` config whose settings it takes), `labels` (what `fit`
-needs: None, "classes" (the ID labels) or "clusters" (a clustering run's assignments as pseudo-labels)),
-`text` (needs a backbone with a text tower; `fit` then also gets `backbone` and `class_names`) and
-`lightning` (trains a LightningModule)."""
+Registry info: `params` (defaults baked into the registered name, e.g. knn1 -> k=1), `config` (the sections
+of the `ood` config whose settings it takes, merged in order), `labels` (what it was fitted with: None,
+"classes" (the ID labels), "clusters" (a clustering run's assignments as pseudo-labels) or "plp" (CLIP
+zero-shot pseudo-labels from the class names; no ID labels)), `probe` (reads the shared linear probe of that
+label source, trained once by the `ood_probe` rule) and `text` (needs a backbone with a text tower; zero-shot's
+`fit` then also gets `backbone` and `class_names`)."""
 
 from lightning_modules.registry import Registry
 
@@ -19,11 +20,16 @@ OOD_SCORERS.register("mahalanobis", "lightning_modules.ood.mahalanobis:Mahalanob
 OOD_SCORERS.register("relative-mahalanobis", "lightning_modules.ood.mahalanobis:RelativeMahalanobis",
                      labels="classes")
 OOD_SCORERS.register("cluster-mahalanobis", "lightning_modules.ood.mahalanobis:Mahalanobis", labels="clusters")
-OOD_SCORERS.register("probe-msp", "lightning_modules.ood.probe:ProbeScorer", params={"score": "msp"},
-                     config="probe", labels="classes", lightning=True)
-OOD_SCORERS.register("probe-energy", "lightning_modules.ood.probe:ProbeScorer", params={"score": "energy"},
-                     config="probe", labels="classes", lightning=True)
 OOD_SCORERS.register("zeroshot-msp", "lightning_modules.ood.zeroshot:ZeroShotMSP", config="zeroshot", text=True)
+
+# Post-hoc scores on a linear probe: <source>-<score>, e.g. probe-vim (ID labels), plp-energy, cluster-probe-gen.
+PROBE_SOURCES = {"probe": "classes", "cluster-probe": "clusters", "plp": "plp"}
+POSTHOC_SCORES = {"msp": ("MSP", ()), "energy": ("Energy", ()), "maxlogit": ("MaxLogit", ()),
+                  "gen": ("GEN", ("gen",)), "vim": ("ViM", ("vim",))}
+for _prefix, _source in PROBE_SOURCES.items():
+    for _score, (_class, _sections) in POSTHOC_SCORES.items():
+        OOD_SCORERS.register(f"{_prefix}-{_score}", f"lightning_modules.ood.posthoc:{_class}",
+                             config=("probe", *_sections), labels=_source, probe=_source, text=_source == "plp")
 
 ADVERSARIAL_MARK = "-adv-"  # `knn1-adv-smooth`: knn1 on OOD images attacked with the `smooth` setting
 
@@ -40,4 +46,14 @@ def build_scorer(name: str, **params):
     return entry.load()(**{**entry.info.get("params", {}), **params})
 
 
-__all__ = ["ADVERSARIAL_MARK", "OOD_SCORERS", "build_scorer", "split_scorer_name"]
+def scorer_params(name: str, ood_config: dict) -> dict:
+    """The settings a scorer takes from the `ood` config: its sections, merged in order."""
+    sections = OOD_SCORERS.entry(split_scorer_name(name)[0]).info.get("config") or ()
+    params = {}
+    for section in (sections,) if isinstance(sections, str) else sections:
+        params.update(ood_config.get(section) or {})
+    return params
+
+
+__all__ = ["ADVERSARIAL_MARK", "OOD_SCORERS", "POSTHOC_SCORES", "PROBE_SOURCES", "build_scorer", "scorer_params",
+           "split_scorer_name"]

@@ -1,83 +1,106 @@
-"""`probe-msp` and `probe-energy`: a linear probe trained on the ID labels, scored by its maximum softmax
-probability or its energy (T * logsumexp(logits / T)), both at temperature T."""
+"""Linear probes on frozen embeddings: the logits that the post-hoc OOD scores (`ood/posthoc.py`) read.
+
+A probe is trained once per ID dataset x backbone x label source by the `ood_probe` rule and shared by every
+score that reads it. Label sources: `classes` (the ID labels), `clusters` (a clustering run's assignments)
+and `plp` (CLIP zero-shot pseudo-labels from the class names alone; Adaloglou et al., TMLR 2024).
+
+Training follows plp-official-tmlr2024 `linear_probing.py`: features standardised with the ID training mean
+and standard deviation (`--embed_norm`), Adam with L2 weight decay 1e-3, lr 1e-3 x batch / 256, 100 epochs at
+batch 256, cosine schedule from 0 with a 10% linear warm-up (`utils.cosine_scheduler_iter`) down to 0.
+`feature_norm: l2 | none` are the named alternatives (l2 was this platform's earlier default)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
-import pytorch_lightning as pl
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from lightning_modules.clustering.knn import l2_normalise
-from lightning_modules.ood.base import OODScorer, known_labels
+FEATURE_NORMS = ("standardise", "l2", "none")
 
 
-class LinearProbe(pl.LightningModule):
-    def __init__(self, in_dim: int, n_classes: int, lr: float = 1e-3, weight_decay: float = 1e-4):
-        super().__init__()
-        self.save_hyperparameters()
-        self.linear = nn.Linear(in_dim, n_classes)
+@dataclass
+class Probe:
+    """logits(x) = features(x) @ weight.T + bias; features: the normalisation the probe was trained on."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
+    weight: np.ndarray                # (C, D)
+    bias: np.ndarray                  # (C,)
+    feature_norm: str
+    mean: np.ndarray | None = None    # (D,) standardisation statistics of the ID training embeddings
+    scale: np.ndarray | None = None
+    train_loss: float = float("nan")
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self(x), y)
-        self.log("probe_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+    def features(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.feature_norm == "standardise":
+            return (x - self.mean) / self.scale
+        if self.feature_norm == "l2":
+            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return x
 
-    def configure_optimizers(self):
-        fused = self.device.type in ("cpu", "cuda")
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-                                 fused=fused)
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.features(x) @ self.weight.T + self.bias
+
+    def save(self, path) -> None:
+        from lightning_modules.io import atomic_path
+
+        arrays = {"weight": self.weight, "bias": self.bias, "feature_norm": np.array(self.feature_norm),
+                  "train_loss": np.array(self.train_loss)}
+        if self.mean is not None:
+            arrays.update(mean=self.mean, scale=self.scale)
+        with atomic_path(Path(path)) as tmp:
+            np.savez(tmp, **arrays)
+
+    @classmethod
+    def load(cls, path) -> "Probe":
+        with np.load(path) as arrays:
+            return cls(weight=arrays["weight"], bias=arrays["bias"], feature_norm=str(arrays["feature_norm"]),
+                       mean=arrays["mean"] if "mean" in arrays.files else None,
+                       scale=arrays["scale"] if "scale" in arrays.files else None,
+                       train_loss=float(arrays["train_loss"]))
 
 
-class ProbeScorer(OODScorer):
-    """Features are L2-normalised (as for CLIP probes) unless `normalise` is false."""
+def _feature_statistics(embeddings: np.ndarray, feature_norm: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if feature_norm not in FEATURE_NORMS:
+        raise ValueError(f"ood.probe.feature_norm = '{feature_norm}'; allowed: {', '.join(FEATURE_NORMS)}")
+    if feature_norm != "standardise":
+        return None, None
+    x = np.asarray(embeddings, dtype=np.float64)
+    scale = x.std(axis=0)
+    # a dimension with no spread (a constant pixel) stays unscaled instead of dividing by zero
+    return x.mean(axis=0), np.where(scale > 0, scale, 1.0)
 
-    def __init__(self, score: str = "msp", temperature: float = 1.0, epochs: int = 100, batch_size: int = 256,
-                 lr: float = 1e-3, weight_decay: float = 1e-4, normalise: bool = True, seed: int = 0,
-                 progress: bool = False, logger=None):
-        if score not in ("msp", "energy"):
-            raise ValueError(f"probe scorer: score = '{score}'; allowed: msp, energy")
-        self.score_kind, self.temperature, self.normalise = score, temperature, normalise
-        self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
-        self.seed, self.progress, self.logger = seed, progress, logger
 
-    def _features(self, x: np.ndarray) -> torch.Tensor:
-        x = l2_normalise(x) if self.normalise else np.asarray(x, dtype=np.float32)
-        return torch.from_numpy(np.ascontiguousarray(x))
+def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | None = None,
+                feature_norm: str = "standardise", epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
+                weight_decay: float = 1e-3, warmup_fraction: float = 0.1, seed: int = 0, progress: bool = False,
+                logger=None) -> Probe:
+    """A linear probe (C = n_classes, default labels.max() + 1) trained with cross-entropy on `labels`."""
+    import warnings
 
-    def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None, **context) -> "ProbeScorer":
-        import warnings
+    import pytorch_lightning as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
 
-        from torch.utils.data import DataLoader, TensorDataset
+    from lightning_modules.ood.probe_module import LinearProbe
 
-        labels = known_labels(labels, f"probe-{self.score_kind}")
-        pl.seed_everything(self.seed, workers=True, verbose=False)
-        x = self._features(embeddings)
-        loader = DataLoader(TensorDataset(x, torch.from_numpy(labels)), batch_size=min(self.batch_size, len(x)),
-                            shuffle=True, generator=torch.Generator().manual_seed(self.seed))
-        self.module_ = LinearProbe(x.shape[1], int(labels.max()) + 1, self.lr, self.weight_decay)
-        trainer = pl.Trainer(max_epochs=self.epochs, accelerator="auto", devices=1,
-                             logger=self.logger if self.logger is not None else False, enable_checkpointing=False,
-                             enable_model_summary=False, enable_progress_bar=self.progress, deterministic=True,
-                             log_every_n_steps=max(1, min(50, len(loader))))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            trainer.fit(self.module_, loader)
-        self.train_loss_ = float(trainer.callback_metrics["probe_loss"])
-        return self
-
-    def logits(self, x: np.ndarray) -> torch.Tensor:
-        self.module_.eval()
-        with torch.inference_mode():
-            return self.module_.cpu()(self._features(x)).double()
-
-    def score(self, x: np.ndarray) -> np.ndarray:
-        scaled = self.logits(x) / self.temperature
-        if self.score_kind == "msp":
-            return scaled.softmax(dim=1).max(dim=1).values.numpy()
-        return (self.temperature * torch.logsumexp(scaled, dim=1)).numpy()
+    labels = np.asarray(labels, dtype=np.int64)
+    n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+    mean, scale = _feature_statistics(embeddings, feature_norm)
+    probe = Probe(np.zeros((n_classes, embeddings.shape[1])), np.zeros(n_classes), feature_norm, mean, scale)
+    x = torch.from_numpy(probe.features(embeddings).astype(np.float32))
+    pl.seed_everything(seed, workers=True, verbose=False)
+    loader = DataLoader(TensorDataset(x, torch.from_numpy(labels)), batch_size=min(batch_size, len(x)),
+                        shuffle=True, generator=torch.Generator().manual_seed(seed))
+    module = LinearProbe(x.shape[1], n_classes, lr * batch_size / 256, weight_decay, warmup_fraction)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=logger if logger is not None else False,
+                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+                         deterministic=True, log_every_n_steps=max(1, min(50, len(loader))))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, loader)
+    linear = module.linear.cpu()
+    probe.weight = linear.weight.detach().double().numpy()
+    probe.bias = linear.bias.detach().double().numpy()
+    probe.train_loss = float(trainer.callback_metrics["probe_loss"])
+    return probe

@@ -1,5 +1,6 @@
-"""OOD jobs: score one in x out pair with one scorer (`scores.npz` + `metrics.json`, mirrored to MLflow),
-and attack one pair's OOD images (the adversarial embeddings that `<scorer>-adv-<style>` runs score).
+"""OOD jobs: train the linear probe of one label source (shared by every post-hoc score), score one in x out
+pair with one scorer (`scores.npz` + `metrics.json`, mirrored to MLflow), and attack one pair's OOD images
+(the adversarial embeddings that `<scorer>-adv-<style>` runs score).
 
 The scorer fits on the ID dataset's own split (its `split` in config, also the split it is clustered on)
 and scores that dataset's `eval_split` (ID) and the out dataset's `eval_split`, restricted to the pair's
@@ -15,10 +16,14 @@ import numpy as np
 from lightning_modules.data.builders import class_index
 from lightning_modules.embeddings.artifact import read_embeddings, read_meta
 from lightning_modules.io import atomic_path, load_npy, read_json, save_npy, write_json
-from lightning_modules.metrics.ood import OOD_METRICS, ood_metrics
+from lightning_modules.metrics.ood import OOD_METRICS, bootstrap_intervals, ood_metrics
 from lightning_modules.ood import OOD_SCORERS, build_scorer, split_scorer_name
+from lightning_modules.ood.probe import Probe
 
-RUN_METRICS = (*OOD_METRICS, "n_fit", "n_id", "n_ood", "seconds")
+PROBE_TRAINING = ("feature_norm", "epochs", "batch_size", "lr", "weight_decay", "warmup_fraction", "seed", "progress")
+
+RUN_METRICS = (*OOD_METRICS, *(f"{name}_{end}" for name in OOD_METRICS for end in ("low", "high")),
+               "n_fit", "n_id", "n_ood", "seconds")
 ATTACK_EXAMPLES = 16  # clean/adversarial image pairs kept for the report
 
 
@@ -57,10 +62,13 @@ def _fit_labels(kind: str | None, fit_labels: np.ndarray, n_fit: int, assignment
 def score_ood_pair(
     scorer: str, params: dict, fit_dir, fit_split: str, eval_split: str, ood_dir, ood_classes: list | None,
     out_dir, assignments=None, adversarial_dir=None, backbone: dict | None = None, run_info: dict | None = None,
-    logger=None,
+    bootstrap: dict | None = None, probe=None,
 ) -> dict:
+    """`bootstrap`: `{resamples, seed, level}` of the metrics' percentile intervals (1,000 / 0 / 0.95 by default);
+    `probe`: the shared probe file that post-hoc scores read."""
     base, style = split_scorer_name(scorer)
     entry = OOD_SCORERS.entry(base)
+    bootstrap = {"resamples": 1000, "seed": 0, "level": 0.95, **(bootstrap or {})}
     fit_x, fit_y = read_embeddings(fit_dir, fit_split)
     id_x, _ = read_embeddings(fit_dir, eval_split)
     ood_x, _ = read_embeddings(ood_dir, eval_split)
@@ -69,15 +77,16 @@ def score_ood_pair(
         raise ValueError(f"ID embeddings have {fit_x.shape[1]} dims but OOD embeddings {ood_x.shape[1]}; "
                          f"an OOD pair needs both sides embedded by the same backbone")
 
-    context = {}
-    if entry.info.get("text"):
+    context, labels = {}, None
+    if entry.info.get("probe"):
+        context["probe"] = Probe.load(probe)
+    elif entry.info.get("text"):
         context = {"backbone": _build_backbone(backbone)[0], "backbone_spec": backbone["spec"],
                    "class_names": read_meta(fit_dir, fit_split)["label_names"]}
-    if entry.info.get("lightning"):
-        params = {**params, "logger": logger}
+    else:
+        labels = _fit_labels(entry.info.get("labels"), fit_y, len(fit_x), assignments)
     started = time.perf_counter()
-    model = build_scorer(base, **params).fit(np.asarray(fit_x), _fit_labels(entry.info.get("labels"), fit_y,
-                                                                            len(fit_x), assignments), **context)
+    model = build_scorer(base, **params).fit(np.asarray(fit_x), labels, **context)
     scores = {"id": model.score(np.asarray(id_x))}
     extra = {}
     if style:
@@ -96,9 +105,12 @@ def score_ood_pair(
         "scorer": scorer,
         "base_scorer": base,
         "attack_style": style,
-        "params": {key: value for key, value in params.items() if key != "logger"},
+        "params": params,
         "fit_labels": entry.info.get("labels"),
         **ood_metrics(scores["id"], scores["ood"]),
+        **bootstrap_intervals(scores["id"], scores["ood"], bootstrap["resamples"], bootstrap["seed"],
+                              bootstrap["level"]),
+        "bootstrap": bootstrap,
         **extra,
         "n_fit": int(len(fit_x)),
         "n_id": int(len(scores["id"])),
@@ -116,17 +128,71 @@ def score_ood_pair(
 
 
 def run_ood_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
-    """`score_ood_pair` plus tracking (probe curves and the final record in one MLflow run)."""
+    """`score_ood_pair` plus tracking (the final record in one MLflow run)."""
+    from lightning_modules.tracking import log_run
+
+    record = score_ood_pair(**run)
+    log_run(tracking_uri, experiment, str(run["out_dir"]), tags,
+            params={"eval_split": run["eval_split"], **record["params"]},
+            metrics={name: record[name] for name in RUN_METRICS}, artifacts=[Path(run["out_dir"]) / "metrics.json"])
+    return record
+
+
+def train_shared_probe(source: str, fit_dir, fit_split: str, out_dir, params: dict, assignments=None,
+                       backbone: dict | None = None, logger=None) -> dict:
+    """Train the linear probe of one label source on the ID training embeddings; writes `probe.npz` (weights,
+    feature statistics) and `probe.json` into `out_dir`. Sources: `classes` (ID labels), `clusters` (the
+    clustering run in `assignments`), `plp` (CLIP zero-shot pseudo-labels from the class names; `backbone`)."""
+    from lightning_modules.ood.base import known_labels
+    from lightning_modules.ood.probe import train_probe
+
+    fit_x, fit_y = read_embeddings(fit_dir, fit_split)
+    fit_x = np.asarray(fit_x)
+    n_classes, record = None, {"source": source}
+    if source == "classes":
+        labels = known_labels(fit_y, "probe-*")
+    elif source == "clusters":
+        labels = _fit_labels("clusters", fit_y, len(fit_x), assignments)
+    elif source == "plp":
+        from lightning_modules.ood.zeroshot import require_text_tower, class_text_embeddings, zero_shot_labels
+
+        model = _build_backbone(backbone)[0]
+        require_text_tower(model, backbone["spec"], "plp-*")
+        text, _ = class_text_embeddings(model, read_meta(fit_dir, fit_split)["label_names"], "plp-*")
+        labels, n_classes = zero_shot_labels(fit_x, text), len(text)
+        if (np.asarray(fit_y) >= 0).all():  # how good the pseudo-labels are: evaluation only, never used to fit
+            record["pseudo_label_accuracy"] = float((labels == np.asarray(fit_y)).mean())
+    else:
+        raise ValueError(f"probe source '{source}'; allowed: classes, clusters, plp")
+    training = {key: params[key] for key in PROBE_TRAINING if key in params}
+    started = time.perf_counter()
+    probe = train_probe(fit_x, labels, n_classes, logger=logger, **training)
+    record.update({
+        "params": training,
+        "n_fit": int(len(fit_x)),
+        "n_classes": int(len(probe.bias)),
+        "train_loss": probe.train_loss,
+        "train_accuracy": float((probe.logits(fit_x).argmax(axis=1) == labels).mean()),  # on its own labels
+        "seconds": time.perf_counter() - started,
+        "label_metrics": ["pseudo_label_accuracy"] if "pseudo_label_accuracy" in record else [],
+    })
+    out_dir = Path(out_dir)
+    probe.save(out_dir / "probe.npz")
+    write_json(out_dir / "probe.json", record)
+    return record
+
+
+def run_probe_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
+    """`train_shared_probe` plus tracking (training curve and record in one MLflow run)."""
     from lightning_modules.tracking import lightning_logger, log_run
 
     run_name = str(run["out_dir"])
-    logger = None
-    if OOD_SCORERS.entry(split_scorer_name(run["scorer"])[0]).info.get("lightning"):
-        logger = lightning_logger(tracking_uri, experiment, run_name, tags)
-    record = score_ood_pair(**run, logger=logger)
-    log_run(tracking_uri, experiment, run_name, tags, params={"eval_split": run["eval_split"], **record["params"]},
-            metrics={name: record[name] for name in RUN_METRICS}, artifacts=[Path(run["out_dir"]) / "metrics.json"],
-            run_id=getattr(logger, "run_id", None))
+    logger = lightning_logger(tracking_uri, experiment, run_name, tags)
+    record = train_shared_probe(**run, logger=logger)
+    metrics = {name: record[name] for name in ("train_loss", "train_accuracy", "pseudo_label_accuracy", "n_fit",
+                                                "n_classes", "seconds") if name in record}
+    log_run(tracking_uri, experiment, run_name, tags, params={"source": record["source"], **record["params"]},
+            metrics=metrics, artifacts=[Path(run["out_dir"]) / "probe.json"], run_id=getattr(logger, "run_id", None))
     return record
 
 

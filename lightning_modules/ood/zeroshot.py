@@ -17,6 +17,34 @@ def has_text_tower(model) -> bool:
     return hasattr(model, "clip") and hasattr(model, "tokenizer")
 
 
+def require_text_tower(backbone, backbone_spec: str, scorer: str) -> None:
+    if backbone is None or not has_text_tower(backbone):
+        raise ValueError(f"OOD scorer '{scorer}' needs a backbone with a text tower (openclip/…); "
+                         f"'{backbone_spec}' has none")
+
+
+def class_text_embeddings(backbone, class_names: list[str] | None, scorer: str) -> tuple[np.ndarray, float]:
+    """(C, D) unit text embeddings, one per class (the mean of the unit embeddings of its five prompts, made
+    unit again), and the model's logit scale (100 when it has none)."""
+    if not class_names:
+        raise ValueError(f"OOD scorer '{scorer}' needs the ID class names")
+    clip = backbone.clip
+    with torch.inference_mode():
+        class_embeddings = []
+        for name in class_names:
+            tokens = backbone.tokenizer([template.format(c=name) for template in TEMPLATES])
+            prompts = torch.nn.functional.normalize(clip.encode_text(tokens).float(), dim=-1)
+            class_embeddings.append(torch.nn.functional.normalize(prompts.mean(0), dim=0))
+        scale = clip.logit_scale.exp().item() if hasattr(clip, "logit_scale") else 100.0
+    return torch.stack(class_embeddings).double().numpy(), scale
+
+
+def zero_shot_labels(embeddings: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """The zero-shot class of every embedding: argmax of its cosine to the class text embeddings (PLP's
+    pseudo-labels; plp-official `clip_pseudo_probs(...).argmax`)."""
+    return (l2_normalise(embeddings).astype(np.float64) @ text.T).argmax(axis=1)
+
+
 class ZeroShotMSP(OODScorer):
     def __init__(self, temperature: float | None = None):
         self.temperature = temperature  # None: the model's learnt logit scale
@@ -24,20 +52,8 @@ class ZeroShotMSP(OODScorer):
     def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None, backbone=None, backbone_spec: str = "",
             class_names: list[str] | None = None, **context) -> "ZeroShotMSP":
         """Only the class names are used: zero-shot needs no training data."""
-        if backbone is None or not has_text_tower(backbone):
-            raise ValueError(f"OOD scorer 'zeroshot-msp' needs a backbone with a text tower (openclip/…); "
-                             f"'{backbone_spec}' has none")
-        if not class_names:
-            raise ValueError("OOD scorer 'zeroshot-msp' needs the ID class names")
-        clip = backbone.clip
-        with torch.inference_mode():
-            class_embeddings = []
-            for name in class_names:
-                tokens = backbone.tokenizer([template.format(c=name) for template in TEMPLATES])
-                prompts = torch.nn.functional.normalize(clip.encode_text(tokens).float(), dim=-1)
-                class_embeddings.append(torch.nn.functional.normalize(prompts.mean(0), dim=0))
-            self.text_ = torch.stack(class_embeddings).double().numpy()
-            scale = clip.logit_scale.exp().item() if hasattr(clip, "logit_scale") else 100.0
+        require_text_tower(backbone, backbone_spec, "zeroshot-msp")
+        self.text_, scale = class_text_embeddings(backbone, class_names, "zeroshot-msp")
         self.scale_ = 1.0 / self.temperature if self.temperature else scale
         return self
 

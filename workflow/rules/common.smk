@@ -7,7 +7,7 @@ from lightning_modules.clustering import estimator_params
 from lightning_modules.config import ConfigError, validate_config
 from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
-from lightning_modules.ood import OOD_SCORERS, split_scorer_name
+from lightning_modules.ood import OOD_SCORERS, scorer_params, split_scorer_name
 from lightning_modules.diffusion import parse_condition
 from lightning_modules.sweep import (clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
                                    ood_pairs, ood_run_dirs)
@@ -44,6 +44,7 @@ wildcard_constraints:
     ood=SLUG_PATTERN,
     scorer=SLUG_PATTERN,
     style=r"[a-z0-9]+",
+    source=r"classes|clusters|plp",
     cond=r"none|class|clusters-[a-z0-9]+-k\d+",
 
 
@@ -131,10 +132,17 @@ def attack_dir(wildcards, style):
     return results(f"{wildcards.dataset}/{wildcards.backbone}/ood/{wildcards.ood}/attacks/{style}")
 
 
+def probe_file(wildcards, source):
+    return results(f"{wildcards.dataset}/{wildcards.backbone}/ood/probes/{source}/probe.npz")
+
+
 def ood_inputs(wildcards):
     base, style = split_scorer_name(wildcards.scorer)
+    info = OOD_SCORERS.entry(base).info
     inputs = ood_sides(wildcards)
-    if OOD_SCORERS.entry(base).info.get("labels") == "clusters":
+    if info.get("probe"):
+        inputs["probe"] = probe_file(wildcards, info["probe"])
+    elif info.get("labels") == "clusters":
         inputs["assignments"] = cluster_assignments(wildcards)
     if style:
         inputs["attack"] = f"{attack_dir(wildcards, style)}/attack.json"
@@ -144,20 +152,41 @@ def ood_inputs(wildcards):
 def ood_run_params(wildcards):
     pair = ood_pair(wildcards)
     base, style = split_scorer_name(wildcards.scorer)
-    entry = OOD_SCORERS.entry(base)
+    info = OOD_SCORERS.entry(base).info
     return {
         "scorer": wildcards.scorer,
-        "params": OOD.get(entry.info.get("config"), {}),
+        "params": scorer_params(base, OOD),
         "fit_dir": embeddings_dir(wildcards),
         "fit_split": clustering_split(wildcards),
         "eval_split": OOD["eval_split"],
         "ood_dir": results(f"{pair['out']['dataset']}/{wildcards.backbone}/embeddings"),
         "ood_classes": pair["out"]["classes"],
-        "assignments": cluster_assignments(wildcards) if entry.info.get("labels") == "clusters" else None,
+        "assignments": cluster_assignments(wildcards) if info.get("labels") == "clusters" and not info.get("probe") else None,
+        "probe": probe_file(wildcards, info["probe"]) if info.get("probe") else None,
         "adversarial_dir": attack_dir(wildcards, style) if style else None,
         "backbone": BACKBONES[wildcards.backbone],
+        "bootstrap": OOD["bootstrap"],
         "run_info": {"dataset": wildcards.dataset, "backbone": wildcards.backbone, "ood": wildcards.ood,
                      "in": pair["in"], "out": describe_side(pair["out"])},
+    }
+
+
+def ood_probe_inputs(wildcards):
+    fit = f"{embeddings_dir(wildcards)}/{clustering_split(wildcards)}"
+    inputs = {"fit": f"{fit}.npy", "fit_meta": f"{fit}.meta.json"}
+    if wildcards.source == "clusters":
+        inputs["assignments"] = cluster_assignments(wildcards)
+    return inputs
+
+
+def ood_probe_params(wildcards):
+    return {
+        "source": wildcards.source,
+        "fit_dir": embeddings_dir(wildcards),
+        "fit_split": clustering_split(wildcards),
+        "params": OOD["probe"],
+        "assignments": cluster_assignments(wildcards) if wildcards.source == "clusters" else None,
+        "backbone": BACKBONES[wildcards.backbone],
     }
 
 

@@ -1,3 +1,25 @@
+rule ood_probe:
+    # The linear probe of one label source (classes | clusters | plp), trained once and read by every post-hoc
+    # score of every pair with this ID dataset.
+    input:
+        unpack(ood_probe_inputs),
+        tracking=ancient(results("tracking/experiment.json")),
+    output:
+        probe=results("{dataset}/{backbone}/ood/probes/{source}/probe.npz"),
+        record=results("{dataset}/{backbone}/ood/probes/{source}/probe.json"),
+    log:
+        results("logs/ood/{dataset}/{backbone}/probe-{source}.log"),
+    params:
+        run=ood_probe_params,
+        tracking_uri=TRACKING_URI,
+        experiment=SWEEP,
+    threads: 1
+    conda:
+        "../../envs/compute.yaml"
+    script:
+        "../scripts/ood_probe.py"
+
+
 rule ood_score:
     # One scorer on one in x out pair: fit on the ID split, score ID and OOD test embeddings.
     input:
