@@ -136,10 +136,19 @@ def check_registries_and_sizes(config: dict) -> None:
     bound_k = config["clustering"]["upper_bound"].get("k")
     if config["clustering"]["upper_bound"]["enabled"] and bound_k:
         grids["clustering.upper_bound.k"] = [bound_k]
+    for section in ("knn", "ood.knn"):
+        search = config["knn"] if section == "knn" else (config.get("ood") or {}).get("knn", {})
+        if search.get("nlist") and search.get("nprobe") and search["nprobe"] > search["nlist"]:
+            raise ConfigError(f"config error: {section}.nprobe = {search['nprobe']} is larger than {section}.nlist = "
+                              f"{search['nlist']}; allowed: 1..{search['nlist']} (the cells visited per query)")
     for name, dataset in config["datasets"].items():
         size = known_size(dataset["source"], dataset["split"])
         if size is None:
             continue
+        nlist = config["knn"].get("nlist")
+        if config["knn"]["index"] == "ivf" and nlist and nlist > size:
+            raise ConfigError(f"config error: knn.nlist = {nlist} cells cannot be trained on dataset '{name}' "
+                              f"({size} samples); use a smaller knn.nlist or knn.index: exact")
         for key, ks in grids.items():
             too_large = [k for k in ks if k > size]
             if too_large:

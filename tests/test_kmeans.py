@@ -135,8 +135,33 @@ def test_gpu_branch_runs_faiss_kmeans_with_our_settings(digits_pixels, monkeypat
     x, _ = digits_pixels
     on_gpu_path = LloydKMeans(10, seed=0, n_init=3).fit(x)
     on_cpu_path = LloydKMeans(10, seed=0, n_init=3, use_gpu=False).fit(x)
-    assert made == [dict(niter=100, seed=0, nredo=3, spherical=False, max_points_per_centroid=len(x),
-                         min_points_per_centroid=1, gpu=True, verbose=False)]
+    # one faiss run per k-means++ start (faiss seeds at random itself), the lowest objective kept
+    assert made == [dict(niter=100, seed=0, nredo=1, spherical=False, max_points_per_centroid=len(x),
+                         min_points_per_centroid=1, gpu=True, verbose=False)] * 3
     assert on_gpu_path.inertia_ == pytest.approx(on_cpu_path.inertia_, rel=0.02)
     by_hand = sum(np.sum((x[on_gpu_path.labels_ == j] - on_gpu_path.cluster_centers_[j]) ** 2) for j in range(10))
     assert on_gpu_path.inertia_ == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_kmeans_plus_plus_is_scikit_learns_seeding(digits_pixels):
+    """The default start is sklearn's kmeans_plusplus on the training rows (with the seed drawn from ours), and
+    one k-means++ run already beats the best of ten random starts' worst."""
+    from sklearn.cluster import kmeans_plusplus
+
+    x, _ = digits_pixels
+    rng = np.random.default_rng(0)
+    start, _ = kmeans_plusplus(x, 10, random_state=int(rng.integers(2**31)))
+    reference = KMeans(10, init=start, n_init=1, max_iter=100, tol=1e-4, algorithm="lloyd").fit(x)
+    ours = LloydKMeans(10, seed=0).fit(x)
+    assert ours.inertia_ == pytest.approx(reference.inertia_, rel=1e-5)
+    randoms = [LloydKMeans(10, seed=s, init="random").fit(x).inertia_ for s in range(10)]
+    assert ours.inertia_ <= max(randoms)
+
+
+def test_kmeans_plus_plus_on_a_sample_and_a_bad_init_name(digits_pixels):
+    x, _ = digits_pixels
+    sampled = LloydKMeans(10, seed=0, init_sample=300).fit(x)
+    full = LloydKMeans(10, seed=0).fit(x)
+    assert sampled.inertia_ == pytest.approx(full.inertia_, rel=0.05)
+    with pytest.raises(ValueError, match="kmeans.init = 'kmeans'; allowed: k-means\\+\\+, random"):
+        LloydKMeans(10, init="kmeans")

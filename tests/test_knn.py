@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from lightning_modules.clustering.knn import build_knn_graph, knn_graph, l2_normalise, read_knn_graph
+from lightning_modules.clustering.knn import build_knn_graph, read_knn_graph
+from lightning_modules.neighbours import knn_graph, l2_normalise
 from lightning_modules.embeddings.artifact import write_embeddings
 
 
@@ -45,3 +46,81 @@ def test_graph_from_other_embeddings_is_refused(tmp_path):
     assert read_knn_graph(tmp_path / "knn", "all", 5, first).shape == (50, 5)
     with pytest.raises(ValueError, match="fingerprint mismatch"):
         read_knn_graph(tmp_path / "knn", "all", 5, second)
+
+
+def sphere_mixture(n=6000, dims=16, components=30, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(components, dims))
+    return (centres[rng.integers(0, components, n)] + 0.3 * rng.normal(size=(n, dims))).astype(np.float32)
+
+
+def test_ivf_graph_has_high_recall_and_records_it(tmp_path):
+    """An IVF graph against exact search: the recall it writes into its meta is the recall measured here."""
+    from lightning_modules.neighbours import graph_recall
+
+    x = sphere_mixture()
+    write_embeddings(tmp_path / "emb", "all", x, np.zeros(len(x), dtype=np.int64), {})
+    meta = build_knn_graph(tmp_path / "emb", "all", 10, tmp_path / "knn", index="ivf", recall_queries=500)
+    assert meta["index"] == "ivf" and meta["nlist"] == round(4 * np.sqrt(len(x))) and meta["nprobe"] >= 8
+    indices = read_knn_graph(tmp_path / "knn", "all", 10, x)
+    exact, _ = knn_graph(x, 10)
+    overlap = np.mean([len(np.intersect1d(a, b)) for a, b in zip(indices, exact)]) / 10
+    assert overlap > 0.95 and meta["recall_at_k"] > 0.95
+    assert graph_recall(x, exact, 500) == pytest.approx(1.0, abs=1e-3)  # exact search recalls itself
+    assert not (indices == np.arange(len(x))[:, None]).any()
+
+
+def test_ivf_warns_in_one_line_when_recall_is_low(tmp_path, caplog):
+    x = np.random.default_rng(0).normal(size=(4000, 16)).astype(np.float32)  # no structure for the cells to follow
+    write_embeddings(tmp_path / "emb", "all", x, np.zeros(len(x), dtype=np.int64), {})
+    meta = build_knn_graph(tmp_path / "emb", "all", 20, tmp_path / "knn", index="ivf", nlist=40, nprobe=1)
+    assert meta["recall_at_k"] < 0.9
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "raise knn.nprobe" in warnings[0]
+    indices = read_knn_graph(tmp_path / "knn", "all", 20)
+    assert (indices >= 0).all() and not (indices == np.arange(len(x))[:, None]).any()
+
+
+def test_rows_whose_cells_hold_too_few_points_are_searched_exactly():
+    """nprobe = 1 over 200 cells of 3,000 points: many cells hold fewer than k + 1 points; faiss pads with -1,
+    and those rows are searched exactly instead (never a -1 neighbour, never a float16 overflow)."""
+    from lightning_modules.neighbours import exact_neighbours
+
+    x = sphere_mixture(n=3000, components=200)
+    indices, similarities = knn_graph(x, 20, index="ivf", nlist=200, nprobe=1)
+    assert (indices >= 0).all() and np.isfinite(similarities).all() and similarities.max() <= 1 + 1e-5
+    exact = exact_neighbours(x, x, 20, exclude=np.arange(len(x)))
+    refilled = (indices == exact).all(axis=1)
+    assert 0 < refilled.mean() < 1
+
+
+@pytest.mark.parametrize("settings, message", [({"nlist": 100, "nprobe": 200}, "knn.nprobe = 200 must lie in 1..knn.nlist"),
+                                               ({"nlist": 500}, "knn.nlist = 500 needs at least 500 points")])
+def test_impossible_ivf_settings_fail_in_one_line_and_write_nothing(tmp_path, settings, message):
+    x = sphere_mixture(n=300)
+    write_embeddings(tmp_path / "emb", "all", x, np.zeros(len(x), dtype=np.int64), {})
+    with pytest.raises(ValueError, match=message):
+        build_knn_graph(tmp_path / "emb", "all", 5, tmp_path / "knn", index="ivf", **settings)
+    assert not (tmp_path / "knn").exists()
+
+
+def test_memory_mapped_float16_embeddings_are_searched_in_chunks(monkeypatch):
+    """The graph of a float16 memory map, read in chunks of 7 rows, equals the in-memory float32 graph."""
+    import lightning_modules.neighbours as neighbours
+
+    x = sphere_mixture(n=200).astype(np.float16)
+    expected, _ = knn_graph(x.astype(np.float32), 5)
+    monkeypatch.setattr(neighbours, "CHUNK_ROWS", 7)
+    got, _ = neighbours.knn_graph(x, 5, query_batch=7)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_exact_neighbours_by_chunks_match_a_full_sort():
+    from lightning_modules.neighbours import exact_neighbours, l2_normalise
+
+    x = sphere_mixture(n=500)
+    rows = np.array([0, 17, 499])
+    got = exact_neighbours(x, x[rows], 8, exclude=rows, chunk_rows=64)
+    sims = l2_normalise(x[rows]) @ l2_normalise(x).T
+    sims[np.arange(3), rows] = -np.inf
+    np.testing.assert_array_equal(got, np.argsort(-sims, axis=1, kind="stable")[:, :8])

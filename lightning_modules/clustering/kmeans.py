@@ -104,7 +104,11 @@ def lloyd(assign: _Assigner, centroids: np.ndarray, max_iter: int, tol: float, s
 
 
 class LloydKMeans:
-    """Lloyd's k-means: `n_init` restarts from K random points, the one with the lowest inertia kept.
+    """Lloyd's k-means: `n_init` restarts, the one with the lowest inertia kept.
+
+    init: "k-means++" (scikit-learn's greedy `kmeans_plusplus`, the default) or "random" (K distinct rows).
+    init_sample: run k-means++ on at most this many random rows (None: on every training row); at millions of
+        rows the seeding would otherwise cost more than Lloyd itself.
 
     tol: stop once the centroids' squared shift is at most tol x the data's mean variance (0: once they stop
         moving at all, else after max_iter).
@@ -118,14 +122,19 @@ class LloydKMeans:
         self,
         n_clusters: int,
         seed: int = 0,
-        n_init: int = 10,
+        n_init: int = 1,
         max_iter: int = 100,
         tol: float = 1e-4,
         spherical: bool = False,
         max_points_per_centroid: int | None = None,
         use_gpu: bool | str = "auto",
         verbose: bool = False,
+        init: str = "k-means++",
+        init_sample: int | None = None,
     ):
+        if init not in ("k-means++", "random"):
+            raise ValueError(f"clustering.methods.kmeans.init = '{init}'; allowed: k-means++, random")
+        self.init, self.init_sample = init, init_sample
         self.n_clusters = n_clusters
         self.seed = seed
         self.n_init = n_init
@@ -157,21 +166,34 @@ class LloydKMeans:
         train = x
         if self.max_points_per_centroid and n > self.n_clusters * self.max_points_per_centroid:
             train = x[np.sort(rng.choice(n, self.n_clusters * self.max_points_per_centroid, replace=False))]
+        starts = [init_centroids] if init_centroids is not None else self._starts(train, rng)
         workers = max(1, min(_worker_count(), n // CHUNK_ROWS))
         # the threads split the rows; BLAS must not split them again
         with ThreadPoolExecutor(workers) as pool, threadpool_limits(1, user_api="blas"):
             if self._gpu():
-                self.cluster_centers_ = self._fit_faiss_gpu(train, init_centroids)
+                self.cluster_centers_ = self._fit_faiss_gpu(train, starts)
             else:
-                starts = ([init_centroids] if init_centroids is not None else
-                          [train[rng.choice(len(train), self.n_clusters, replace=False)]
-                           for _ in range(self.n_init)])
                 self.cluster_centers_ = self._best_of(starts, _Assigner(train, pool, workers))
             self.top2_, partial, _ = _Assigner(x, pool, workers)(self.cluster_centers_, count=2, distances=True)
         self.top2_ = self.top2_.astype(np.int32)
         self.labels_ = self.top2_[:, 0].copy()
         self.inertia_ = float(np.sum(partial, dtype=np.float64) + np.einsum("ij,ij->", x, x, dtype=np.float64))
         return self
+
+    def _starts(self, train: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        """`n_init` initial centroid sets, (K, D) each."""
+        if self.init == "random":
+            return [train[rng.choice(len(train), self.n_clusters, replace=False)] for _ in range(self.n_init)]
+        from sklearn.cluster import kmeans_plusplus
+
+        starts = []
+        for _ in range(self.n_init):
+            sample = train
+            if self.init_sample and len(train) > max(self.init_sample, self.n_clusters):
+                sample = train[np.sort(rng.choice(len(train), max(self.init_sample, self.n_clusters), replace=False))]
+            centres, _ = kmeans_plusplus(sample, self.n_clusters, random_state=int(rng.integers(2**31)))
+            starts.append(np.ascontiguousarray(centres, dtype=np.float32))
+        return starts
 
     def _best_of(self, starts: list[np.ndarray], assign: _Assigner) -> np.ndarray:
         """Lloyd from every start; with several, the centroids of the lowest inertia on the training rows."""
@@ -183,16 +205,19 @@ class LloydKMeans:
             print(f"k-means: inertia of each restart {[round(value, 4) for value in inertias]}")
         return runs[int(np.argmin(inertias))]
 
-    def _fit_faiss_gpu(self, train: np.ndarray, init_centroids: np.ndarray | None) -> np.ndarray:
-        """faiss runs every iteration (no tol) and keeps the best of its restarts itself."""
+    def _fit_faiss_gpu(self, train: np.ndarray, starts: list[np.ndarray]) -> np.ndarray:
+        """faiss from each start (it runs every iteration: no tol); the lowest final objective is kept."""
         import faiss
 
-        kmeans = faiss.Kmeans(train.shape[1], self.n_clusters, niter=self.max_iter, seed=self.seed,
-                              nredo=self.n_init if init_centroids is None else 1, spherical=self.spherical,
-                              max_points_per_centroid=len(train), min_points_per_centroid=1, gpu=True,
-                              verbose=self.verbose)
-        kmeans.train(train, init_centroids=init_centroids)
-        return kmeans.centroids.copy()
+        best, best_objective = None, np.inf
+        for start in starts:
+            kmeans = faiss.Kmeans(train.shape[1], self.n_clusters, niter=self.max_iter, seed=self.seed, nredo=1,
+                                  spherical=self.spherical, max_points_per_centroid=len(train),
+                                  min_points_per_centroid=1, gpu=True, verbose=self.verbose)
+            kmeans.train(train, init_centroids=start)
+            if kmeans.obj[-1] < best_objective:
+                best, best_objective = kmeans.centroids.copy(), kmeans.obj[-1]
+        return best
 
     def fit_predict(self, embeddings: np.ndarray) -> np.ndarray:
         return self.fit(embeddings).labels_

@@ -1,60 +1,24 @@
-"""The kNN graph: exact cosine nearest neighbours of every embedding (self excluded), with faiss.
+"""The kNN graph artifact: cosine nearest neighbours of every embedding (self excluded), exact or IVF
+(`lightning_modules.neighbours`).
 
 Artifact: `{dataset}/{backbone}/knn/{split}.k{n}.npy` (int32 indices, nearest first),
-`{split}.k{n}.dist.npy` (float16 cosine similarities) and `{split}.k{n}.meta.json` (the fingerprint of the
-embeddings it was built from, checked by every reader)."""
+`{split}.k{n}.dist.npy` (float16 cosine similarities) and `{split}.k{n}.meta.json` (the index, its recall@k
+against exact search on a sample of rows, and the fingerprint of the embeddings it was built from, checked by
+every reader)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from lightning_modules.embeddings.artifact import array_fingerprint, read_embeddings, read_meta
 from lightning_modules.io import load_npy, read_json, save_npy, write_json
+from lightning_modules.neighbours import graph_recall, ivf_settings, knn_graph
 
-
-def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / (np.linalg.norm(x, axis=1, keepdims=True) + eps)  # eps inside the division: zero rows stay zero
-
-
-def cosine_index(normalised: np.ndarray, use_gpu: bool | str = "auto"):
-    """An exact inner-product faiss index over L2-normalised rows (on every GPU when there are any)."""
-    import faiss
-
-    index = faiss.IndexFlatIP(normalised.shape[1])
-    if (faiss.get_num_gpus() > 0) if use_gpu == "auto" else bool(use_gpu):
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(np.ascontiguousarray(normalised, dtype=np.float32))
-    return index
-
-
-def knn_graph(embeddings: np.ndarray, k: int = 50, query_batch: int = 65536, use_gpu: bool | str = "auto",
-              progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) embeddings -> (N, k) int32 neighbour indices and (N, k) float32 cosine similarities.
-
-    Queries run in batches of `query_batch` rows so memory stays bounded for millions of points. A point
-    is never its own neighbour, even when duplicates tie with it.
-    """
-    from tqdm.auto import tqdm
-
-    n = len(embeddings)
-    if not 1 <= k < n:
-        raise ValueError(f"knn.k = {k} must be between 1 and the number of samples - 1 ({n - 1})")
-    x = l2_normalise(embeddings)
-    index = cosine_index(x, use_gpu)
-    indices = np.empty((n, k), dtype=np.int32)
-    similarities = np.empty((n, k), dtype=np.float32)
-    for start in tqdm(range(0, n, query_batch), desc="knn", disable=not progress):
-        stop = min(start + query_batch, n)
-        sims, found = index.search(x[start:stop], k + 1)
-        is_self = found == np.arange(start, stop)[:, None]
-        is_self[~is_self.any(axis=1), -1] = True  # self lost among ties: drop the farthest instead
-        order = np.argsort(is_self, axis=1, kind="stable")[:, :k]  # self (True) moves to the end
-        indices[start:stop] = np.take_along_axis(found, order, axis=1)
-        similarities[start:stop] = np.take_along_axis(sims, order, axis=1)
-    return indices, similarities
+log = logging.getLogger(__name__)
+RECALL_WARNING = 0.9
 
 
 def knn_paths(knn_dir: str | Path, split: str, k: int) -> dict[str, Path]:
@@ -63,14 +27,26 @@ def knn_paths(knn_dir: str | Path, split: str, k: int) -> dict[str, Path]:
             (("indices", ".npy"), ("similarities", ".dist.npy"), ("meta", ".meta.json"))}
 
 
-def build_knn_graph(embeddings_dir, split: str, k: int, knn_dir, query_batch: int = 65536) -> dict:
+def build_knn_graph(embeddings_dir, split: str, k: int, knn_dir, query_batch: int = 65536, index: str = "exact",
+                    nlist: int | None = None, nprobe: int | None = None, recall_queries: int = 2000) -> dict:
+    """Build and write the graph; its meta records the index and, for IVF, its measured recall@k against exact
+    search on `recall_queries` random rows (one warning line below 0.9)."""
     embeddings, _ = read_embeddings(embeddings_dir, split)
-    indices, similarities = knn_graph(np.asarray(embeddings), k, query_batch, progress=True)
+    if index == "ivf":
+        nlist, nprobe = ivf_settings(len(embeddings), nlist, nprobe)
+    indices, similarities = knn_graph(embeddings, k, query_batch, progress=True, index=index, nlist=nlist,
+                                      nprobe=nprobe)
+    meta = {"k": k, "split": split, "count": len(indices), "metric": "cosine", "index": index,
+            "embeddings_fingerprint": read_meta(embeddings_dir, split).get("embeddings_fingerprint")}
+    if index == "ivf":
+        recall = graph_recall(embeddings, indices, recall_queries)
+        meta.update(nlist=nlist, nprobe=nprobe, recall_at_k=recall, recall_queries=min(recall_queries, len(indices)))
+        if recall < RECALL_WARNING:
+            log.warning("kNN graph recall@%d = %.3f against exact search (< %.1f): raise knn.nprobe (now %d of "
+                        "%d cells) or use knn.index: exact", k, recall, RECALL_WARNING, nprobe, nlist)
     paths = knn_paths(knn_dir, split, k)
     save_npy(paths["indices"], indices)
     save_npy(paths["similarities"], similarities.astype(np.float16))
-    meta = {"k": k, "split": split, "count": len(indices), "metric": "cosine",
-            "embeddings_fingerprint": read_meta(embeddings_dir, split).get("embeddings_fingerprint")}
     write_json(paths["meta"], meta)
     return meta
 

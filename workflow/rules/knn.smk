@@ -10,7 +10,7 @@ rule knn_graph:
     log:
         results("logs/knn/{dataset}/{backbone}/{split}.k{n}.log"),
     params:
-        query_batch=config["knn"]["query_batch"],
+        search={key: config["knn"][key] for key in ("query_batch", "index", "nlist", "nprobe", "recall_queries")},
     threads: 2
     conda:
         "../../envs/compute.yaml"

@@ -9,5 +9,5 @@ with job_logging(snakemake.log[0]):
         split=snakemake.wildcards.split,
         k=int(snakemake.wildcards.n),
         knn_dir=Path(snakemake.output.indices).parent,
-        query_batch=snakemake.params.query_batch,
+        **snakemake.params.search,
     )

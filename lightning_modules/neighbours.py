@@ -1,0 +1,152 @@
+"""Neighbour search shared by clustering (the kNN graph), OOD scoring and the data builders: L2 normalisation
+in bounded chunks, exact or IVF faiss indexes over cosine similarity, and recall against exact search.
+
+Embeddings may arrive memory-mapped (float16 on disk): they are normalised chunk by chunk into the index, so
+the index's own float32 (or float16) store is the only full copy. On GPUs the index is sharded over every
+visible GPU with float16 storage (each holds 1/n of the rows) instead of being replicated on each one.
+
+Index kinds (`knn.index`):
+- `exact`: IndexFlatIP, brute force, ~2 N² d FLOPs for a whole graph.
+- `ivf`: IndexIVFScalarQuantizer with float16 codes: `nlist` k-means cells trained on a sample, `nprobe` of them
+  visited per query. Defaults from N: nlist = 4 √N (faiss's guideline 4–16 √N), nprobe = nlist / 64 (≥ 8).
+  How many cells are enough depends on the data: every IVF graph measures its recall@k against exact search
+  and warns below 0.9 (`benchmarks.clustering` measures recall and speed-up on a mixture of 1,000 clusters)."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 65536
+INDEX_KINDS = ("exact", "ivf")
+TRAIN_POINTS_PER_CELL = 64  # IVF training sample per cell (faiss warns below 39)
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length, as float32 (eps inside the division: zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + eps)
+
+
+def normalised_chunks(embeddings: np.ndarray, chunk_rows: int = CHUNK_ROWS):
+    """Yield (start, float32 unit rows) over `embeddings` (memory-mapped or not) in bounded chunks."""
+    for start in range(0, len(embeddings), chunk_rows):
+        yield start, l2_normalise(embeddings[start:start + chunk_rows])
+
+
+def ivf_settings(n: int, nlist: int | None = None, nprobe: int | None = None) -> tuple[int, int]:
+    """(nlist, nprobe) for N points, the defaults derived from N; one-line errors for settings that cannot work."""
+    nlist = nlist or max(1, int(round(4 * math.sqrt(n))))
+    nprobe = nprobe or min(nlist, max(8, nlist // 64))
+    if nlist > n:
+        raise ValueError(f"knn.nlist = {nlist} needs at least {nlist} points to train its cells, got {n}; "
+                         f"use a smaller knn.nlist or knn.index: exact")
+    if not 1 <= nprobe <= nlist:
+        raise ValueError(f"knn.nprobe = {nprobe} must lie in 1..knn.nlist ({nlist})")
+    return nlist, nprobe
+
+
+def _use_gpu(use_gpu: bool | str) -> bool:
+    import faiss
+
+    return faiss.get_num_gpus() > 0 if use_gpu == "auto" else bool(use_gpu)
+
+
+def build_index(embeddings: np.ndarray, index: str = "exact", nlist: int | None = None, nprobe: int | None = None,
+                use_gpu: bool | str = "auto", seed: int = 0):
+    """A cosine (inner product over unit rows) faiss index holding every row of `embeddings`."""
+    import faiss
+
+    if index not in INDEX_KINDS:
+        raise ValueError(f"knn.index = '{index}'; allowed: {', '.join(INDEX_KINDS)}")
+    n, dims = embeddings.shape
+    if index == "exact":
+        cpu_index = faiss.IndexFlatIP(dims)
+    else:
+        nlist, nprobe = ivf_settings(n, nlist, nprobe)
+        cpu_index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dims), dims, nlist,
+                                                  faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, TRAIN_POINTS_PER_CELL * nlist),
+                                                            replace=False))
+        cpu_index.train(l2_normalise(embeddings[sample]))
+        cpu_index.nprobe = nprobe
+    searchable = cpu_index
+    if _use_gpu(use_gpu):
+        options = faiss.GpuMultipleClonerOptions()
+        options.shard = True        # rows split over the GPUs, not copied to each
+        options.useFloat16 = True   # float16 storage: 13M x 768 fits on four 40 GB cards
+        searchable = faiss.index_cpu_to_all_gpus(cpu_index, co=options)
+        if index == "ivf":
+            faiss.GpuParameterSpace().set_index_parameter(searchable, "nprobe", nprobe)
+    for _, chunk in normalised_chunks(embeddings):
+        searchable.add(chunk)
+    return searchable
+
+
+def search(index, embeddings: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS, progress: bool = False):
+    """(N, k) similarities and indices of the rows of `embeddings` (normalised chunk by chunk) in `index`."""
+    from tqdm.auto import tqdm
+
+    similarities = np.empty((len(embeddings), k), dtype=np.float32)
+    indices = np.empty((len(embeddings), k), dtype=np.int64)
+    for start, chunk in tqdm(normalised_chunks(embeddings, chunk_rows), desc="search", disable=not progress,
+                             total=-(-len(embeddings) // chunk_rows)):
+        similarities[start:start + len(chunk)], indices[start:start + len(chunk)] = index.search(chunk, k)
+    return similarities, indices
+
+
+def knn_graph(embeddings: np.ndarray, k: int = 50, query_batch: int = CHUNK_ROWS, use_gpu: bool | str = "auto",
+              progress: bool = False, index: str = "exact", nlist: int | None = None,
+              nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) embeddings -> (N, k) int32 neighbour indices and (N, k) float32 cosine similarities, nearest
+    first. A point is never its own neighbour, even when duplicates tie with it (or, with IVF, when the
+    search misses it)."""
+    n = len(embeddings)
+    if not 1 <= k < n:
+        raise ValueError(f"knn.k = {k} must be between 1 and the number of samples - 1 ({n - 1})")
+    searchable = build_index(embeddings, index, nlist, nprobe, use_gpu)
+    sims, found = search(searchable, embeddings, k + 1, query_batch, progress)
+    is_self = found == np.arange(n)[:, None]
+    is_self[~is_self.any(axis=1), -1] = True  # self not among the k + 1: drop the farthest instead
+    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]  # self (True) moves to the end
+    indices, similarities = np.take_along_axis(found, order, axis=1), np.take_along_axis(sims, order, axis=1)
+    short = np.flatnonzero((indices < 0).any(axis=1))
+    if len(short):  # IVF: the probed cells held fewer than k other points; search those rows exactly
+        log.info("%d rows found fewer than %d neighbours in their probed cells; searched exactly", len(short), k)
+        indices[short] = exact_neighbours(embeddings, embeddings[short], k, exclude=short)
+        similarities[short] = (l2_normalise(embeddings[short])[:, None, :]
+                               * l2_normalise(embeddings[indices[short].ravel()]).reshape(len(short), k, -1)).sum(-1)
+    return indices.astype(np.int32), similarities
+
+
+def exact_neighbours(embeddings: np.ndarray, queries: np.ndarray, k: int, exclude: np.ndarray | None = None,
+                     chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """(Q, k) indices of the exact k nearest rows of `embeddings` to each query (cosine), streaming over the
+    rows in chunks; `exclude[q]`: a row index query q may not return (itself)."""
+    unit_queries = l2_normalise(queries)
+    best_sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(queries), k), dtype=np.int64)
+    for start, chunk in normalised_chunks(embeddings, chunk_rows):
+        sims = unit_queries @ chunk.T
+        if exclude is not None:
+            own = (exclude >= start) & (exclude < start + len(chunk))
+            sims[own, exclude[own] - start] = -np.inf
+        rows = np.broadcast_to(np.arange(start, start + len(chunk)), sims.shape)
+        merged_sims, merged_rows = np.hstack([best_sims, sims]), np.hstack([best_rows, rows])
+        keep = np.argsort(-merged_sims, axis=1, kind="stable")[:, :k]
+        best_sims, best_rows = np.take_along_axis(merged_sims, keep, 1), np.take_along_axis(merged_rows, keep, 1)
+    return best_rows
+
+
+def graph_recall(embeddings: np.ndarray, indices: np.ndarray, n_queries: int = 2000, seed: int = 0) -> float:
+    """Recall@k of a kNN graph against exact search on `n_queries` random rows: the mean fraction of each
+    row's exact k nearest (self excluded) that the graph holds."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(embeddings), size=min(n_queries, len(embeddings)), replace=False))
+    exact = exact_neighbours(embeddings, embeddings[rows], indices.shape[1], exclude=rows)
+    found = indices[rows]
+    return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(exact, found)]) / indices.shape[1])
