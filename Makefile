@@ -13,7 +13,7 @@ MLFLOW_PORT ?= 5000
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test test-slurm bench mlflow-ui mlflow-server clean install
+.PHONY: demo test test-gpu test-slurm bench mlflow-ui mlflow-server clean install
 
 install: $(INSTALLED)
 
@@ -40,6 +40,11 @@ bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.ood
 	$(BIN)/python -m benchmarks.workflow
 	$(BIN)/python -m benchmarks.summary
+
+# Where a GPU exists: sharded float16 search, GPU k-means, a head epoch and autocast extraction against their
+# CPU references. Without one every test skips and says why.
+test-gpu: $(INSTALLED)
+	$(BIN)/python -m pytest -m gpu tests/test_gpu.py
 
 # A one-node SLURM cluster on this machine (installed with apt-get when missing; needs root), an MLflow
 # server, and a slice of the demo through the slurm profile. Skipped, with the reason, where SLURM cannot be

@@ -230,3 +230,18 @@ def test_scan_self_labelling_runs_after_the_clustering_epochs():
     model = SCANClustering(4, epochs=2, self_label_epochs=2, batch_size=32, n_heads=2, hidden_dim=16,
                            bottleneck_dim=8, progress=False).fit(x, neighbours)
     assert model.epochs == 2 and model.probs_.shape == (len(x), 4)
+
+
+def test_heads_train_from_a_float16_memory_map_as_from_its_float32_values(tmp_path):
+    """Batches are gathered from the memory map (no full float32 copy) and give what the same values in memory
+    give; the graph may be a read-only int32 memory map too."""
+    from lightning_modules.clustering.heads.estimator import TEMIClustering
+
+    x, _ = blobs(n_per_cluster=20)
+    np.save(tmp_path / "x.npy", x.astype(np.float16))
+    np.save(tmp_path / "knn.npy", np.tile(np.arange(1, 6, dtype=np.int32), (len(x), 1)))
+    mapped, graph = np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "knn.npy", mmap_mode="r")
+    kwargs = {"epochs": 2, "batch_size": 16, "n_heads": 2, "hidden_dim": 8, "bottleneck_dim": 4, "progress": False}
+    from_map = TEMIClustering(4, seed=3, **kwargs).fit(mapped, graph)
+    in_memory = TEMIClustering(4, seed=3, **kwargs).fit(mapped.astype(np.float32), np.array(graph))
+    np.testing.assert_array_equal(from_map.probs_, in_memory.probs_)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -128,11 +129,13 @@ class ClusteringHead(pl.LightningModule, ABC):
         return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, warmup, final)}
 
     @torch.no_grad()
-    def cluster_probabilities(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-        """(N, d) -> (H, N, K) probabilities, in input order."""
+    def cluster_probabilities(self, embeddings, batch_size: int = 4096) -> torch.Tensor:
+        """(N, d) array or memory map -> (H, N, K) probabilities, in input order, read `batch_size` rows at a time."""
         was_training = self.training
         self.eval()
-        chunks = [self.cluster_logits(embeddings[i:i + batch_size].to(self.device)).softmax(-1).cpu()
+        # np.array: a writable float32 copy of this chunk only (the source may be a read-only memory map)
+        chunks = [self.cluster_logits(torch.as_tensor(np.array(embeddings[i:i + batch_size], dtype=np.float32),
+                                                      device=self.device)).softmax(-1).cpu()
                   for i in range(0, len(embeddings), batch_size)]
         self.train(was_training)
         return torch.cat(chunks, dim=1)

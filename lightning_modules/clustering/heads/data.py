@@ -1,4 +1,7 @@
-"""The DataModule every head shares: embeddings and their kNN graph, served as (anchor, neighbour) pairs."""
+"""The DataModule every head shares: embeddings and their kNN graph, served as (anchor, neighbour) pairs.
+
+The embeddings stay as given — typically the artifact's memory map, float16 on disk — and every batch is
+gathered from them and converted to float32 on its own, so no stage copies the whole artifact."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ class NeighbourPairs(Dataset):
     small embeddings the per-sample Python overhead would dominate a training step.
     """
 
-    def __init__(self, embeddings: torch.Tensor, neighbours: torch.Tensor | None, generator: torch.Generator):
+    def __init__(self, embeddings: np.ndarray, neighbours: np.ndarray | None, generator: torch.Generator):
         self.embeddings = embeddings
         self.neighbours = neighbours
         self.generator = generator
@@ -27,20 +30,23 @@ class NeighbourPairs(Dataset):
     def __len__(self) -> int:
         return len(self.embeddings)
 
+    def rows(self, index: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.embeddings[index], dtype=np.float32))
+
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(indices)
+        index = np.asarray(indices, dtype=np.int64)
+        anchors = self.rows(index)
         if self.neighbours is None:  # heads that ignore neighbours (DEC) see each anchor twice
-            return self.embeddings[index], self.embeddings[index]
-        pick = torch.randint(0, self.neighbours.shape[1], (len(index),), generator=self.generator)
-        return self.embeddings[index], self.embeddings[self.neighbours[index, pick]]
+            return anchors, anchors
+        pick = torch.randint(0, self.neighbours.shape[1], (len(index),), generator=self.generator).numpy()
+        return anchors, self.rows(self.neighbours[index, pick])
 
 
 class EmbeddingPairsDataModule(pl.LightningDataModule):
     def __init__(self, embeddings: np.ndarray, neighbours: np.ndarray | None, batch_size: int, seed: int = 0):
         super().__init__()
-        self.embeddings = torch.from_numpy(np.array(embeddings, dtype=np.float32))
-        # a copy: the graph usually arrives memory-mapped read-only, and int64 indexes without conversion
-        self.neighbours = None if neighbours is None else torch.from_numpy(np.array(neighbours, dtype=np.int64))
+        self.embeddings = embeddings  # gathered batch by batch (NeighbourPairs.rows)
+        self.neighbours = neighbours  # (N, k) int32, usually memory-mapped: rows gathered per batch too
         self.batch_size = min(batch_size, len(self.embeddings))
         # Both random streams (batch order, neighbour picks) live here so that checkpoints carry their state
         # (state_dict below) and a resumed run draws exactly what an uninterrupted one would have.
@@ -62,5 +68,5 @@ class EmbeddingPairsDataModule(pl.LightningDataModule):
             drop_last=True,  # a last batch of a handful of samples would skew batch statistics
             collate_fn=_as_batch,
             generator=self.generators["order"],
-            num_workers=0,  # the data is one in-memory tensor; worker processes would only add overhead
+            num_workers=0,  # one indexing operation per batch: worker processes would only add overhead
         )

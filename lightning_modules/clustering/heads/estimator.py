@@ -66,7 +66,6 @@ class HeadClustering:
         else:
             neighbours = None
         pl.seed_everything(self.seed, workers=True, verbose=False)
-        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         datamodule = EmbeddingPairsDataModule(embeddings, neighbours, self.batch_size, self.seed)
         module = self.build_module(embeddings)
         steps_per_epoch = max(1, n // datamodule.batch_size)

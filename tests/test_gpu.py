@@ -1,0 +1,73 @@
+"""GPU checks (`make test-gpu`, marker `gpu`): where a CUDA GPU and faiss-gpu exist, the GPU paths against their
+CPU references. Without them every test skips with the reason."""
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+
+
+def _faiss_gpus() -> int:
+    import faiss
+
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
+needs_faiss_gpu = pytest.mark.skipif(_faiss_gpus() == 0, reason="faiss sees no GPU (faiss-cpu, or no GPU)")
+
+
+def clustered(n=20000, dims=64, components=50, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(components, dims))
+    return (centres[rng.integers(0, components, n)] + 0.3 * rng.normal(size=(n, dims))).astype(np.float32)
+
+
+@needs_faiss_gpu
+def test_sharded_float16_search_recalls_cpu_exact_search():
+    from lightning_modules.neighbours import knn_graph
+
+    x = clustered()
+    on_gpu, _ = knn_graph(x, 20, use_gpu=True)
+    on_cpu, _ = knn_graph(x, 20, use_gpu=False)
+    recall = np.mean([len(np.intersect1d(a, b)) for a, b in zip(on_gpu, on_cpu)]) / 20
+    assert recall >= 0.99
+
+
+@needs_faiss_gpu
+def test_gpu_kmeans_matches_the_cpu_lloyd_loop_from_the_same_start():
+    from lightning_modules.clustering.kmeans import LloydKMeans
+
+    x = clustered()
+    start = x[np.random.default_rng(0).choice(len(x), 50, replace=False)]
+    on_gpu = LloydKMeans(50, max_iter=20, tol=0, use_gpu=True).fit(x, init_centroids=start)
+    on_cpu = LloydKMeans(50, max_iter=20, tol=0, use_gpu=False).fit(x, init_centroids=start)
+    assert on_gpu.inertia_ == pytest.approx(on_cpu.inertia_, rel=1e-3)
+
+
+@needs_cuda
+def test_one_head_epoch_on_the_gpu():
+    from lightning_modules.clustering.heads.estimator import TEMIClustering
+    from lightning_modules.neighbours import knn_graph
+
+    x = clustered(n=4000)
+    neighbours, _ = knn_graph(x, 10, use_gpu=False)
+    model = TEMIClustering(50, epochs=1, batch_size=256, n_heads=4, progress=False).fit(x, neighbours)
+    assert model.probs_.shape == (4000, 50) and np.isfinite(model.probs_).all()
+
+
+@needs_cuda
+def test_embedding_extraction_under_autocast_matches_float32():
+    from lightning_modules.backbones import build_backbone
+    from lightning_modules.embeddings.extract import embed_images
+
+    torch.manual_seed(0)
+    model, transform = build_backbone("timm/vit_tiny_patch16_224", pretrained=False)
+    images = np.random.default_rng(0).random((16, 3, 32, 32), dtype=np.float32)
+    mixed = embed_images(model, transform, images, batch_size=8, progress=False)
+    with torch.no_grad():
+        reference = torch.cat([model.float().cpu()(torch.stack([transform(torch.from_numpy(i)) for i in images[s:s + 8]]))
+                               for s in (0, 8)]).numpy()
+    cosine = (mixed * reference).sum(1) / (np.linalg.norm(mixed, axis=1) * np.linalg.norm(reference, axis=1))
+    assert cosine.min() > 0.99
