@@ -65,10 +65,19 @@ def _feature_statistics(embeddings: np.ndarray, feature_norm: str) -> tuple[np.n
         raise ValueError(f"ood.probe.feature_norm = '{feature_norm}'; allowed: {', '.join(FEATURE_NORMS)}")
     if feature_norm != "standardise":
         return None, None
-    x = np.asarray(embeddings, dtype=np.float64)
-    scale = x.std(axis=0)
+    # two passes over row chunks in float64: a memory-mapped artifact is never copied whole
+    mean = sum(np.asarray(embeddings[rows], dtype=np.float64).sum(axis=0) for rows in _chunks(len(embeddings)))
+    mean = mean / len(embeddings)
+    variance = sum(((np.asarray(embeddings[rows], dtype=np.float64) - mean) ** 2).sum(axis=0)
+                   for rows in _chunks(len(embeddings))) / len(embeddings)
+    scale = np.sqrt(variance)
     # a dimension with no spread (a constant pixel) stays unscaled instead of dividing by zero
-    return x.mean(axis=0), np.where(scale > 0, scale, 1.0)
+    return mean, np.where(scale > 0, scale, 1.0)
+
+
+def _chunks(n: int, rows: int = 65536):
+    for start in range(0, n, rows):
+        yield slice(start, min(n, start + rows))
 
 
 def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | None = None,
@@ -88,7 +97,10 @@ def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | Non
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
     mean, scale = _feature_statistics(embeddings, feature_norm)
     probe = Probe(np.zeros((n_classes, embeddings.shape[1])), np.zeros(n_classes), feature_norm, mean, scale)
-    x = torch.from_numpy(probe.features(embeddings).astype(np.float32))
+    x = np.empty(embeddings.shape, dtype=np.float32)  # the one float32 copy the training loop reads
+    for rows in _chunks(len(embeddings)):
+        x[rows] = probe.features(embeddings[rows])
+    x = torch.from_numpy(x)
     pl.seed_everything(seed, workers=True, verbose=False)
     loader = DataLoader(TensorDataset(x, torch.from_numpy(labels)), batch_size=min(batch_size, len(x)),
                         shuffle=True, generator=torch.Generator().manual_seed(seed))
