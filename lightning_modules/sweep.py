@@ -82,6 +82,21 @@ def ood_run_dirs(config: dict, backbones: dict[str, dict]) -> list[str]:
             if scorer_applies(scorer, backbone["spec"])]
 
 
+def ood_probe_dirs(config: dict, backbones: dict[str, dict]) -> list[str]:
+    """`{in dataset}/{backbone}/ood/probes/{source}` for every shared linear probe the sweep's scorers read."""
+    from lightning_modules.ood import OOD_SCORERS, split_scorer_name
+
+    dirs = []
+    for pair in ood_pairs(config).values():
+        for slug, backbone in backbones.items():
+            for scorer in ood_scorer_names(config):
+                source = OOD_SCORERS.entry(split_scorer_name(scorer)[0]).info.get("probe")
+                run_dir = f"{pair['in']}/{slug}/ood/probes/{source}"
+                if source and scorer_applies(scorer, backbone["spec"]) and run_dir not in dirs:
+                    dirs.append(run_dir)
+    return dirs
+
+
 def diffusion_conditions(config: dict, dataset: str, backbone_bound: Callable[[str], int | None] | None = None) -> list[str]:
     """The conditions of one dataset's diffusion runs: `diffusion.conditions`, then `clusters-<method>-k<K>` for
     each of `diffusion.clusters.methods` at every K of `diffusion.clusters.k` (default: the method's grid), and

@@ -21,6 +21,8 @@ OOD_COLUMNS = [
     "fpr95_low", "fpr95_high", "fpr95_openood_low", "fpr95_openood_high", "auroc_clean", "fpr95_clean",
     "n_fit", "n_id", "n_ood", "train_loss", "seconds",
 ]
+PROBE_COLUMNS = ["dataset", "backbone", "source", "n_fit", "n_classes", "train_loss", "train_accuracy",
+                 "pseudo_label_accuracy", "seconds"]
 DIFFUSION_COLUMNS = ["dataset", "cond", "method", "k", "seed", "fd", "fd_backbone", "kid", "kid_std", "train_steps",
                      "n_samples", "uses_labels", "seconds"]
 BOUND_COLUMNS = ["dataset", "backbone", "k_trained", "bound", "clusters_used", "effective_clusters", "seed"]
@@ -29,16 +31,19 @@ BOUND_COLUMNS = ["dataset", "backbone", "k_trained", "bound", "clusters_used", "
 def collect_table(metrics_files: Iterable[str | Path], columns: list[str]) -> pd.DataFrame:
     records = [{**_identity(path), **read_json(path)} for path in metrics_files]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    keys = [c for c in columns if c in ("dataset", "backbone", "method", "k", "seed", "ood", "scorer", "cond")]
+    keys = [c for c in columns if c in ("dataset", "backbone", "method", "k", "seed", "ood", "scorer", "cond",
+                                        "source")]
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _identity(path: str | Path) -> dict:
-    """dataset and backbone from `{dataset}/{backbone}/clusters/...` paths (for files that do not say)."""
+    """dataset and backbone from `{dataset}/{backbone}/clusters/...` and `.../ood/probes/...` paths (for files
+    that do not say)."""
     parts = Path(path).parts
-    if "clusters" in parts:
-        at = parts.index("clusters")
-        return {"dataset": parts[at - 2], "backbone": parts[at - 1]}
+    for marker in ("probes", "clusters"):  # probes first: `clusters` is also a probe's label source
+        if marker in parts:
+            at = parts.index(marker) - (1 if marker == "probes" else 0)  # .../ood/probes/<source>/probe.json
+            return {"dataset": parts[at - 2], "backbone": parts[at - 1]}
     return {}
 
 
@@ -64,6 +69,13 @@ def build_ood_table(metrics_files: Iterable[str | Path], out_path: str | Path) -
     """One row per pair x backbone x scorer; `*_clean` columns hold an attacked row's metrics on the same
     OOD images before the attack."""
     frame = collect_table(metrics_files, OOD_COLUMNS)
+    write_table(frame, out_path)
+    return frame
+
+
+def build_probe_table(probe_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
+    """One row per shared linear probe (ID dataset x backbone x label source): each is its own MLflow run."""
+    frame = collect_table(probe_files, PROBE_COLUMNS)
     write_table(frame, out_path)
     return frame
 

@@ -166,6 +166,10 @@ def test_ood_table_has_a_row_per_scorer_and_attack(ood_sweep):
                                         "attack_style", "fit_labels", "auroc", "aupr_in", "aupr_out", "fpr95",
                                         "fpr95_openood"]
     assert sorted(table.scorer) == SCORED
+    probes = pd.read_parquet(ood_sweep / "results" / "tables" / "ood_probes.parquet")
+    assert probes.source.tolist() == ["classes", "clusters"] and (probes.n_fit == 721).all()
+    assert set(probes.dataset) == {"digits-04"} and set(probes.backbone) == {"pixels"}
+    assert probes.n_classes.tolist() == [5, 5]  # the digits 0-4, and k-means with K = 5
     assert set(table["in"]) == {"digits-04"} and set(table["out"]) == {"digits{5,6,7,8,9}"}
     assert table.auroc.between(0, 1).all()  # a 2-epoch probe need not beat chance; the others must
     assert table[~table.scorer.str.contains("probe")].auroc.between(0.5, 1).all()

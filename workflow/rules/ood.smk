@@ -64,8 +64,10 @@ rule ood_attack:
 rule ood_table:
     input:
         metrics=[results(f"{run_dir}/metrics.json") for run_dir in ood_run_dirs(config, BACKBONES)],
+        probes=[results(f"{probe_dir}/probe.json") for probe_dir in ood_probe_dirs(config, BACKBONES)],
     output:
-        results("tables/ood.parquet"),
+        table=results("tables/ood.parquet"),
+        probes=results("tables/ood_probes.parquet"),
     log:
         results("logs/tables/ood.log"),
     conda:
