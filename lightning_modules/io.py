@@ -63,3 +63,9 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
 
 def read_json(path: str | os.PathLike) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def row_chunks(n: int, rows: int):
+    """Slices covering range(n) in blocks of `rows`: how stages stream a memory-mapped artifact."""
+    for start in range(0, n, rows):
+        yield slice(start, min(n, start + rows))

@@ -277,8 +277,7 @@ def test_probe_statistics_accumulated_by_chunks_from_a_memory_map(tmp_path, monk
     x = np.random.default_rng(0).normal(3, 2, (500, 6)).astype(np.float16)
     np.save(tmp_path / "x.npy", x)
     mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
-    original = probe_module._chunks
-    monkeypatch.setattr(probe_module, "_chunks", lambda n: original(n, rows=7))
+    monkeypatch.setattr(probe_module, "CHUNK_ROWS", 7)
     mean, scale = probe_module._feature_statistics(mapped, "standardise")
     np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), rtol=1e-12)
     np.testing.assert_allclose(scale, x.astype(np.float64).std(0), rtol=1e-12)

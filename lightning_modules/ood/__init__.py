@@ -30,6 +30,7 @@ for _prefix, _source in PROBE_SOURCES.items():
     for _score, (_class, _sections) in POSTHOC_SCORES.items():
         OOD_SCORERS.register(f"{_prefix}-{_score}", f"lightning_modules.ood.posthoc:{_class}",
                              config=("probe", *_sections), labels=_source, probe=_source, text=_source == "plp")
+del _prefix, _source, _score, _class, _sections
 
 ADVERSARIAL_MARK = "-adv-"  # `knn1-adv-smooth`: knn1 on OOD images attacked with the `smooth` setting
 

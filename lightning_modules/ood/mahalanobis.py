@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from lightning_modules.io import row_chunks
 from lightning_modules.ood.base import OODScorer, known_labels
 
 CHUNK_ROWS = 65536
-
-
-def _chunks(n: int):
-    for start in range(0, n, CHUNK_ROWS):
-        yield slice(start, min(n, start + CHUNK_ROWS))
 
 
 def class_means_and_pooled_covariance(embeddings: np.ndarray, labels: np.ndarray):
@@ -26,11 +22,11 @@ def class_means_and_pooled_covariance(embeddings: np.ndarray, labels: np.ndarray
     covariance = 1/N sum_i (x_i - mu_{y_i})(x_i - mu_{y_i})^T."""
     classes, class_index = np.unique(labels, return_inverse=True)
     sums = np.zeros((len(classes), embeddings.shape[1]))
-    for rows in _chunks(len(embeddings)):
+    for rows in row_chunks(len(embeddings), CHUNK_ROWS):
         np.add.at(sums, class_index[rows], np.asarray(embeddings[rows], dtype=np.float64))
     means = sums / np.bincount(class_index, minlength=len(classes))[:, None]
     scatter = np.zeros((embeddings.shape[1],) * 2)
-    for rows in _chunks(len(embeddings)):
+    for rows in row_chunks(len(embeddings), CHUNK_ROWS):
         centred = np.asarray(embeddings[rows], dtype=np.float64) - means[class_index[rows]]
         scatter += centred.T @ centred
     return classes, means, scatter / len(embeddings)

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_modules.io import row_chunks
+
 FEATURE_NORMS = ("standardise", "l2", "none")
+CHUNK_ROWS = 65536
 
 
 @dataclass
@@ -66,18 +69,14 @@ def _feature_statistics(embeddings: np.ndarray, feature_norm: str) -> tuple[np.n
     if feature_norm != "standardise":
         return None, None
     # two passes over row chunks in float64: a memory-mapped artifact is never copied whole
-    mean = sum(np.asarray(embeddings[rows], dtype=np.float64).sum(axis=0) for rows in _chunks(len(embeddings)))
-    mean = mean / len(embeddings)
+    n = len(embeddings)
+    mean = sum(np.asarray(embeddings[rows], dtype=np.float64).sum(axis=0) for rows in row_chunks(n, CHUNK_ROWS)) / n
     variance = sum(((np.asarray(embeddings[rows], dtype=np.float64) - mean) ** 2).sum(axis=0)
-                   for rows in _chunks(len(embeddings))) / len(embeddings)
+                   for rows in row_chunks(n, CHUNK_ROWS)) / n
     scale = np.sqrt(variance)
     # a dimension with no spread (a constant pixel) stays unscaled instead of dividing by zero
     return mean, np.where(scale > 0, scale, 1.0)
 
-
-def _chunks(n: int, rows: int = 65536):
-    for start in range(0, n, rows):
-        yield slice(start, min(n, start + rows))
 
 
 def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | None = None,
@@ -98,7 +97,7 @@ def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | Non
     mean, scale = _feature_statistics(embeddings, feature_norm)
     probe = Probe(np.zeros((n_classes, embeddings.shape[1])), np.zeros(n_classes), feature_norm, mean, scale)
     x = np.empty(embeddings.shape, dtype=np.float32)  # the one float32 copy the training loop reads
-    for rows in _chunks(len(embeddings)):
+    for rows in row_chunks(len(embeddings), CHUNK_ROWS):
         x[rows] = probe.features(embeddings[rows])
     x = torch.from_numpy(x)
     pl.seed_everything(seed, workers=True, verbose=False)
