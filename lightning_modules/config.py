@@ -295,19 +295,23 @@ def check_paths(config: dict) -> None:
 
 
 def check_diffusion(config: dict) -> None:
-    """Diffusion: known image datasets, a UNet that can downsample the image size, conditions that name a
-    configured clustering method and K >= 2, labels for class conditioning, a configured backbone."""
+    """Diffusion: known image datasets, a known denoiser (a UNet that can downsample the image size),
+    conditions that name a configured clustering method and K >= 2, labels for class conditioning and for the
+    classifier feature network, a configured backbone."""
     from lightning_modules.data import DATASETS, is_labelled
-    from lightning_modules.diffusion import check_image_size, parse_condition
+    from lightning_modules.diffusion import DENOISERS, check_image_size, parse_condition
     from lightning_modules.naming import backbone_slug
 
     diffusion = config.get("diffusion") or {}
     if not diffusion.get("datasets"):
         return
+    network = diffusion["network"]
     try:
-        check_image_size(diffusion["image_size"], len(diffusion["block_out_channels"]))
-    except ValueError as error:
-        raise ConfigError(f"config error: {error}") from None
+        DENOISERS.entry(network["name"])
+        if network["name"] == "ddpmpp" and diffusion["image_size"] is not None:
+            check_image_size(diffusion["image_size"], len(network.get("channels", (256, 256, 256))))
+    except (KeyError, ValueError) as error:
+        raise ConfigError(f"config error: diffusion.network: {error}") from None
     wanted = diffusion.get("backbone")
     specs = [b["spec"] for b in config["backbones"]]
     if wanted is not None and wanted not in specs + [backbone_slug(spec) for spec in specs]:
@@ -343,6 +347,9 @@ def check_diffusion(config: dict) -> None:
         if "class" in diffusion["conditions"] and not is_labelled(dataset):
             raise ConfigError(f"config error: diffusion.conditions: 'class' needs labels, but dataset '{name}' has "
                               f"none; drop 'class' or the dataset")
+        if "classifier" in diffusion["metrics"]["networks"] and not is_labelled(dataset):
+            raise ConfigError(f"config error: diffusion.metrics.networks: 'classifier' is trained on labels, but "
+                              f"dataset '{name}' has none; use inception or backbone")
 
 
 def validate_config(config: dict, schema_path: str | Path) -> dict:

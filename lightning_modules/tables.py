@@ -23,8 +23,9 @@ OOD_COLUMNS = [
 ]
 PROBE_COLUMNS = ["dataset", "backbone", "source", "n_fit", "n_classes", "train_loss", "train_accuracy",
                  "pseudo_label_accuracy", "seconds"]
-DIFFUSION_COLUMNS = ["dataset", "cond", "method", "k", "seed", "fd", "fd_backbone", "kid", "kid_std", "train_steps",
-                     "n_samples", "uses_labels", "seconds"]
+DIFFUSION_COLUMNS = ["dataset", "cond", "method", "k", "seed", "uses_labels", "scores", "class_consistency",
+                     "train_steps", "n_samples", "reference_images", "network_evaluations", "train_seconds",
+                     "sample_seconds", "feature_backbone"]
 BOUND_COLUMNS = ["dataset", "backbone", "k_trained", "bound", "clusters_used", "effective_clusters", "seed"]
 
 
@@ -81,12 +82,11 @@ def build_probe_table(probe_files: Iterable[str | Path], out_path: str | Path) -
 
 
 def build_diffusion_table(metrics_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
-    """One row per dataset x condition x seed. The Fréchet distance column is named after the backbone whose
-    features it was computed in (`fd_<backbone>`)."""
+    """One row per dataset x condition x seed; `fd_<net>`, `fd_floor_<net>`, `kid_<net>`, `kid_std_<net>` for
+    each feature network the runs were scored in (`feature_backbone` names the backbone of `*_backbone`)."""
     metrics_files = list(metrics_files)
-    fd_names = sorted({name for path in metrics_files for name in read_json(path)
-                       if name.startswith("fd_") and name != "fd_backbone"})
-    columns = [name for column in DIFFUSION_COLUMNS for name in (fd_names if column == "fd" else [column])]
+    scores = sorted({name for path in metrics_files for name in read_json(path) if name.startswith(("fd_", "kid_"))})
+    columns = [name for column in DIFFUSION_COLUMNS for name in (scores if column == "scores" else [column])]
     frame = collect_table(metrics_files, columns)
     write_table(frame, out_path)
     return frame

@@ -140,12 +140,16 @@ def log_run(
                 "create run",
             )
             run_id = run.info.run_id
+        # a logger may have logged some params already (Lightning's hyper-parameters, with its own spelling of
+        # a tuple): MLflow refuses to log a param twice with another value, so those stay as they are
+        logged = _with_retries(lambda: client.get_run(run_id).data.params, "read params")
+        fresh = {k: v for k, v in _flat_params(params).items() if k not in logged}
         now = int(time.time() * 1000)
         _with_retries(
             lambda: client.log_batch(
                 run_id,
                 metrics=[Metric(k, v, now, 0) for k, v in _loggable_metrics(metrics).items()],
-                params=[Param(k, v) for k, v in _flat_params(params).items()],
+                params=[Param(k, v) for k, v in fresh.items()],
                 tags=[RunTag("clusterlab.artifact_path", run_name)],
             ),
             "log batch",

@@ -29,6 +29,29 @@ def resumable(checkpoint_dir, every_n_epochs: int | None = None, every_n_train_s
     return [callback], None
 
 
+def step_log(total_steps: int, lines: int = 10):
+    """A callback that logs one plain line (step, loss, elapsed) at every 1/lines of training: readable job
+    logs instead of a carriage-return progress bar."""
+    import time
+
+    from pytorch_lightning.callbacks import Callback
+
+    every = max(1, total_steps // lines)
+
+    class StepLog(Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            step = trainer.global_step
+            if step % every == 0 or step == total_steps:
+                loss = trainer.callback_metrics.get("train/loss")
+                log.info("step %d/%d, train/loss %s, %.1f s", step, total_steps,
+                         "–" if loss is None else f"{float(loss):.4g}", time.perf_counter() - self.started)
+
+    return StepLog()
+
+
 def warmup_cosine(optimizer, total_steps: int, warmup_steps: int, final_factor: float = 0.0) -> dict:
     """Lightning's `lr_scheduler` entry, stepped every batch: DINO's `cosine_scheduler` (which TEMI uses) as a
     factor of the base rate: linear from 0 to 1 over `warmup_steps` (np.linspace(0, 1, warmup_steps)), then

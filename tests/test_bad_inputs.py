@@ -141,7 +141,7 @@ CONFIG_MISTAKES = [
         "imgs": {"source": "imagefolder", "root": str(t / "data" / ".." / "elsewhere")}}}),
      ["datasets.imgs.root", "outside data_roots", "add its folder to data_roots"]),
     ("diffusion image size the UNet cannot downsample", lambda t: merge(BASE, {"diffusion": {
-        "datasets": ["digits"], "image_size": 10, "block_out_channels": [8, 16, 32]}}),
+        "datasets": ["digits"], "image_size": 10, "network": {"name": "ddpmpp", "channels": [8, 16, 32]}}}),
      ["diffusion.image_size = 10 cannot be downsampled 2 times", "use a multiple of 4"]),
     ("weights outside data_roots", lambda t: merge(BASE, {"data_roots": [str(t / "data")], "backbones": [
         {"spec": "timm/vit_tiny_patch16_224", "weights": str(t / "w.safetensors")}]}),

@@ -234,8 +234,12 @@ def test_ood_runs_cover_pairs_scorers_and_attacks(default_config):
 
 
 DIFFUSION_MISTAKES = [
-    ("image size the UNet cannot downsample", lambda c: c["diffusion"].update(image_size=18, block_out_channels=[8, 16, 32]),
+    ("image size the UNet cannot downsample", lambda c: c["diffusion"].update(image_size=18, network={"name": "ddpmpp", "channels": [8, 16, 32]}),
      ["diffusion.image_size = 18 cannot be downsampled 2 times", "multiple of 4"]),
+    ("unknown denoiser", lambda c: c["diffusion"].update(network={"name": "unet"}),
+     ["diffusion.network: unknown diffusion network 'unet'", "allowed: ddpmpp, mlp"]),
+    ("classifier features without labels", lambda c: c["diffusion"].update(datasets=["noise"], conditions=["none"]),
+     ["'classifier' is trained on labels", "dataset 'noise' has none"]),
     ("one cluster", lambda c: c["diffusion"]["conditions"].append("clusters-kmeans-k1"),
      ["diffusion.conditions[2] = 'clusters-kmeans-k1'", "K = 1", "use K >= 2"]),
     ("clusters of an unconfigured method", lambda c: c["diffusion"]["conditions"].append("clusters-kmeens-k10"),
@@ -267,6 +271,7 @@ def test_diffusion_runs_cover_conditions_clusters_and_the_bound(default_config):
     from lightning_modules.sweep import diffusion_run_dirs
 
     config = validate_config(default_config, SCHEMA)
-    assert diffusion_run_dirs(config) == [f"digits/diffusion/{c}/seed0" for c in
-                                          ("none", "class", "clusters-kmeans-k5", "clusters-kmeans-k20")]
-    assert diffusion_run_dirs(config, lambda dataset: 13)[-1] == "digits/diffusion/clusters-kmeans-k13/seed0"
+    assert diffusion_run_dirs(config) == [f"digits/diffusion/{c}/seed{s}" for c in
+                                          ("none", "class", "clusters-kmeans-k5", "clusters-kmeans-k20")
+                                          for s in (0, 1, 2)]
+    assert diffusion_run_dirs(config, lambda dataset: 13)[-1] == "digits/diffusion/clusters-kmeans-k13/seed2"

@@ -83,25 +83,54 @@ def test_sampling_labels_follow_the_cluster_frequencies():
     assert set(sample_labels(labels, 5, 1000, "uniform")) == {0, 1, 2, 3, 4}
 
 
-TINY = {"image_size": 8, "block_out_channels": (8, 16), "layers_per_block": 1, "train_timesteps": 50}
+MLP = {"name": "mlp", "hidden": 32, "blocks": 1}
+
+
+def test_denoisers_by_name_and_the_unet_attends_at_16x16():
+    from lightning_modules.diffusion import DENOISERS
+
+    unet = DENOISERS.get("ddpmpp")((3, 32, 32), n_classes=4, channels=(16, 16, 16), layers_per_block=1, dropout=0.2)
+    blocks = [type(block).__name__ for block in unet.unet.down_blocks]
+    assert blocks == ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"]  # 32, 16, 8
+    assert unet.unet.class_embedding.num_embeddings == 5  # four classes and the null class
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.2 for m in unet.modules())
+    out = unet(torch.randn(2, 3, 32, 32), torch.tensor([0.1, -0.3]), torch.tensor([0, 4]))
+    assert out.shape == (2, 3, 32, 32)
+    mlp = DENOISERS.get("mlp")((1, 8, 8), n_classes=None, hidden=16, blocks=1)
+    assert mlp(torch.randn(3, 1, 8, 8), torch.zeros(3)).abs().max() == 0  # zero-initialised output
+    with pytest.raises(KeyError, match="did you mean 'mlp'"):
+        DENOISERS.get("mpl")
 
 
 def test_conditional_denoiser_trains_and_samples_with_guidance():
-    from lightning_modules.diffusion.model import ConditionedDenoiser
+    from lightning_modules.diffusion.edm import EDMSettings
+    from lightning_modules.diffusion.model import EDMDenoiser
 
     torch.manual_seed(0)
-    model = ConditionedDenoiser(n_classes=3, **TINY)
-    assert model.unet.class_embedding.num_embeddings == 4  # three classes and the null class
+    model = EDMDenoiser((1, 8, 8), MLP, n_classes=3, edm={"steps": 3})
     images = torch.rand(6, 1, 8, 8) * 2 - 1
     loss = model.training_step((images, torch.tensor([0, 1, 2, 0, 1, 2])), 0)
     loss.backward()
     assert torch.isfinite(loss)
-    samples = model.sample(torch.tensor([0, 1, 2]), steps=3, guidance=1.5, seed=1)
+    samples = model.sample(torch.tensor([0, 1, 2]), guidance=1.5, seed=1)
     assert samples.shape == (3, 1, 8, 8) and 0 <= samples.min() and samples.max() <= 1
-    again = model.sample(torch.tensor([0, 1, 2]), steps=3, guidance=1.5, seed=1)
-    assert torch.equal(samples, again)  # seeded
-    unconditional = ConditionedDenoiser(n_classes=None, **TINY)
-    assert unconditional.sample(None, n=2, steps=2, sampler="dpm").shape == (2, 1, 8, 8)
+    assert torch.equal(samples, model.sample(torch.tensor([0, 1, 2]), guidance=1.5, seed=1))  # seeded
+    unconditional = EDMDenoiser((1, 8, 8), MLP, n_classes=None)
+    assert unconditional.sample(None, n=2, settings=EDMSettings(steps=2)).shape == (2, 1, 8, 8)
+
+
+def test_ema_follows_the_weights_on_edms_schedule():
+    from lightning_modules.diffusion.model import EDMDenoiser
+
+    model = EDMDenoiser((1, 8, 8), MLP, ema_halflife_kimg=0.5, ema_rampup_ratio=None)
+    before = [p.detach().clone() for p in model.ema.parameters()]
+    with torch.no_grad():
+        for parameter in model.denoiser.parameters():
+            parameter.add_(1.0)
+    model.update_ema(500)  # β = 0.5^(500/500) = 0.5
+    for old, new, current in zip(before, model.ema.parameters(), model.denoiser.parameters()):
+        torch.testing.assert_close(new, 0.5 * old + 0.5 * current)
+    assert float(model.images_seen) == 500
 
 
 def test_conditioning_checks():
@@ -122,32 +151,156 @@ def test_conditioning_checks():
         parse_condition("clas")
 
 
-PARAMS = {**TINY, "fit": "pad", "lr": 1e-3, "warmup_steps": 0, "ema_decay": 0.9, "p_uncond": 0.1, "batch_size": 16,
-          "train_steps": 6, "checkpoint_every": 3, "n_samples": 20, "sampling_steps": 3, "sampler": "ddim",
-          "guidance": 0.0, "sample_labels": "empirical"}
+PARAMS = {"image_size": None, "fit": "pad", "network": MLP, "edm": {"steps": 3}, "lr": 1e-3, "lr_rampup_kimg": 0,
+          "ema_halflife_kimg": 0.5, "ema_rampup_ratio": 0.05, "p_uncond": 0.1, "batch_size": 16, "train_steps": 6,
+          "checkpoint_every": 3, "devices": 1, "strategy": "auto", "precision": "32-true", "n_samples": 20,
+          "guidance": 0.0, "sample_labels": "empirical",
+          "metrics": {"networks": ["backbone"], "kid_subsets": 10, "kid_subset_size": 1000}}
+
+
+def pixel_networks():
+    from lightning_modules.diffusion.run import feature_networks
+
+    return feature_networks(PARAMS["metrics"], {"spec": "pixels"})
 
 
 def test_a_killed_diffusion_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, digits_pixels):
     from lightning_modules.data import DatasetSplit
-    from lightning_modules.diffusion.model import ConditionedDenoiser
+    from lightning_modules.diffusion.model import EDMDenoiser
     from lightning_modules.diffusion.run import train_diffusion
 
     x, y = digits_pixels
     data = DatasetSplit(x[:64].reshape(-1, 1, 8, 8), y[:64], [str(d) for d in range(10)])
-    original = ConditionedDenoiser.training_step
+    original = EDMDenoiser.training_step
 
     def killed_after_step_4(self, batch, batch_idx):
         if self.global_step == 4:
             raise RuntimeError("killed")
         return original(self, batch, batch_idx)
 
-    monkeypatch.setattr(ConditionedDenoiser, "training_step", killed_after_step_4)
+    monkeypatch.setattr(EDMDenoiser, "training_step", killed_after_step_4)
     with pytest.raises(RuntimeError, match="killed"):
-        train_diffusion(data, "class", tmp_path, PARAMS, {"spec": "pixels"}, progress=False)
+        train_diffusion(data, "class", tmp_path, PARAMS, pixel_networks(), progress=False)
     checkpoint = tmp_path / ".checkpoints" / "last.ckpt"
-    assert torch.load(checkpoint, weights_only=False)["global_step"] == 3
-    monkeypatch.setattr(ConditionedDenoiser, "training_step", original)
-    record = train_diffusion(data, "class", tmp_path, PARAMS, {"spec": "pixels"}, progress=False)
-    assert record["train_steps"] == 6 and np.isfinite(record["fd_pixels"]) and record["uses_labels"]
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["global_step"] == 3 and float(state["state_dict"]["images_seen"]) == 48
+    assert any(name.startswith("ema.") for name in state["state_dict"])  # the EMA weights are checkpointed
+    monkeypatch.setattr(EDMDenoiser, "training_step", original)
+    record = train_diffusion(data, "class", tmp_path, PARAMS, pixel_networks(), progress=False)
+    assert record["train_steps"] == 6 and np.isfinite(record["fd_backbone"]) and record["uses_labels"]
+    assert record["network_evaluations"] == 5 and record["kid"]["subset_size"] == 10  # < the 20 samples
     assert np.load(tmp_path / "samples.npy").shape == (20, 1, 8, 8)
     assert not (tmp_path / ".checkpoints").exists()
+
+
+def test_resumed_training_matches_an_uninterrupted_run(tmp_path, monkeypatch, digits_pixels):
+    """Checkpoints at step 3 of 6: a run killed after it ends with the same weights (and EMA) as one that was
+    never interrupted."""
+    from lightning_modules.data import DatasetSplit
+    from lightning_modules.diffusion.model import EDMDenoiser
+    from lightning_modules.diffusion.run import train_diffusion
+
+    x, y = digits_pixels
+    data = DatasetSplit(x[:48].reshape(-1, 1, 8, 8), y[:48], [str(d) for d in range(10)])
+    params = {**PARAMS, "batch_size": 16}  # three batches = one epoch: the checkpoint is at an epoch end
+    whole = train_diffusion(data, "none", tmp_path / "whole", params, pixel_networks(), progress=False)
+    original = EDMDenoiser.training_step
+
+    def killed(self, batch, batch_idx):
+        if self.global_step == 4:
+            raise RuntimeError("killed")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(EDMDenoiser, "training_step", killed)
+    with pytest.raises(RuntimeError):
+        train_diffusion(data, "none", tmp_path / "resumed", params, pixel_networks(), progress=False)
+    monkeypatch.setattr(EDMDenoiser, "training_step", original)
+    resumed = train_diffusion(data, "none", tmp_path / "resumed", params, pixel_networks(), progress=False)
+    np.testing.assert_array_equal(np.load(tmp_path / "whole" / "samples.npy"),
+                                  np.load(tmp_path / "resumed" / "samples.npy"))
+    assert whole["fd_backbone"] == resumed["fd_backbone"]
+
+
+def test_the_feature_classifier_learns_digits_and_scores_class_consistency(tmp_path, digits_pixels):
+    from lightning_modules.diffusion.features import ClassifierFeatures, class_consistency, train_classifier
+
+    x, y = digits_pixels
+    record = train_classifier(x.reshape(-1, 1, 8, 8), y, tmp_path, epochs=15)
+    assert record["held_out_accuracy"] > 0.9 and record["n_classes"] == 10
+    network = ClassifierFeatures(tmp_path)
+    assert network(x[:5].reshape(-1, 1, 8, 8)).shape == (5, 128)
+    assert (network.predict(x[:200].reshape(-1, 1, 8, 8)) == y[:200]).mean() > 0.9
+    # cluster 0 holds classes (3, 3, 5) -> majority 3; cluster 1 holds (7, 2, 2) -> 2; cluster 2 holds no image
+    train_conditioning, train_labels = np.array([0, 0, 0, 1, 1, 1]), np.array([3, 3, 5, 7, 2, 2])
+    predicted, conditioning = np.array([3, 5, 2, 2, 4]), np.array([0, 0, 1, 1, 2])
+    assert class_consistency(predicted, conditioning, train_conditioning, train_labels) == pytest.approx(3 / 5)
+    # a tie (one 4, one 1) goes to the smaller class
+    assert class_consistency(np.array([1]), np.array([0]), np.array([0, 0]), np.array([4, 1])) == 1.0
+    with pytest.raises(ValueError, match="at least two classes"):
+        train_classifier(x[:10].reshape(-1, 1, 8, 8), np.full(10, -1), tmp_path / "none")
+
+
+def test_scores_have_a_real_vs_real_floor_and_kid_subsets_smaller_than_the_sets():
+    from lightning_modules.diffusion.run import real_reference_sets, score_samples
+
+    rng = np.random.default_rng(0)
+    real, floor = real_reference_sets(100, 80, seed=0)
+    assert len(real) == len(floor) == 50 and not set(real) & set(floor)
+    images = rng.random((100, 1, 2, 2))
+    identity = {"pixels": lambda batch: batch.reshape(len(batch), -1).astype(np.float64)}
+    record = score_samples(images[floor] + 0.3, images[real], images[floor], identity, 10, 1000, seed=0)
+    # the floor set shifted by 0.3: same covariances, so only the squared mean difference changes
+    gap = images[floor].reshape(50, -1).mean(0) - images[real].reshape(50, -1).mean(0)
+    expected = record["fd_floor_pixels"] - (gap**2).sum() + ((gap + 0.3) ** 2).sum()
+    assert record["fd_pixels"] == pytest.approx(expected, rel=1e-6)
+    assert record["kid"] == {"subsets": 10, "subset_size": 25} and record["kid_std_pixels"] > 0
+
+
+def test_missing_inception_weights_stop_in_one_line_naming_the_file(tmp_path):
+    from lightning_modules.diffusion.features import InceptionFeatures
+
+    with pytest.raises(FileNotFoundError) as error:
+        InceptionFeatures(tmp_path / "missing.pth")
+    message = str(error.value)
+    assert "\n" not in message and str(tmp_path / "missing.pth") in message and "curl -L -o" in message
+
+
+def test_inception_features_load_a_weights_file(tmp_path, monkeypatch):
+    """The real loader with random weights written here: 2,048-d features for grey and colour images."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+
+    from lightning_modules.diffusion.features import InceptionFeatures
+
+    with monkeypatch.context() as patch:  # build the architecture without any weights, then save it
+        patch.setattr(fidelity, "load_state_dict_from_url", lambda *args, **kwargs: {})
+        patch.setattr(torch.nn.Module, "load_state_dict", lambda self, state, *args, **kwargs: None)
+        torch.manual_seed(0)
+        random_network = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    torch.save(random_network.state_dict(), tmp_path / "weights.pth")
+    network = InceptionFeatures(tmp_path / "weights.pth")
+    grey = network(np.random.default_rng(0).random((2, 1, 8, 8)))
+    colour = network(np.random.default_rng(0).random((2, 3, 32, 32)))
+    assert grey.shape == colour.shape == (2, 2048) and np.isfinite(grey).all()
+
+
+def test_report_summary_intervals_and_verdict():
+    import pandas as pd
+    from scipy import stats
+
+    from lightning_modules.diffusion.summary import mean_interval, summarise, verdict
+
+    mean, low, high = mean_interval([1.0, 2.0, 3.0])
+    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)  # std (ddof = 1) of 1, 2, 3 is 1
+    assert (mean, low, high) == pytest.approx((2.0, 2 - half, 2 + half))
+    assert np.isnan(mean_interval([5.0])[1]) and np.isnan(mean_interval([np.nan])[0])
+    runs = pd.DataFrame({
+        "dataset": ["d"] * 9, "cond": ["none"] * 3 + ["class"] * 3 + ["clusters-kmeans-k5"] * 3,
+        "method": [None] * 6 + ["kmeans"] * 3, "k": [np.nan] * 6 + [5] * 3,
+        "fd_classifier": [10, 11, 12, 5, 5.5, 6, 9, 11, 13], "fd_floor_classifier": [1.0] * 9})
+    summary = summarise(runs, "fd_classifier")
+    assert summary.seeds.tolist() == [3, 3, 3] and summary.floor.tolist() == [1.0] * 3
+    sentence = verdict(summary, "fd_classifier")
+    assert "beaten beyond the 95% intervals by class" in sentence
+    assert "within the intervals: clusters-kmeans-k5" in sentence
+    assert "one seed" in verdict(summarise(runs[runs.fd_classifier != 11], "fd_classifier").assign(
+        low=np.nan, high=np.nan), "fd_classifier")

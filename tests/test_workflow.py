@@ -144,8 +144,9 @@ OOD_TINY = {
         "adversarial": {"scorers": ["knn1"], "styles": {"patchy": 0.0}, "steps": 5, "n_images": 8},
     },
     "diffusion": {"datasets": ["digits-04"], "conditions": ["none", "class"], "clusters": {"methods": ["kmeans"], "k": [5]},
-                  "image_size": 8, "block_out_channels": [8, 16], "layers_per_block": 1, "train_timesteps": 50,
-                  "train_steps": 4, "batch_size": 16, "checkpoint_every": 2, "n_samples": 16, "sampling_steps": 2},
+                  "network": {"name": "mlp", "hidden": 16, "blocks": 1}, "edm": {"steps": 2}, "train_steps": 4,
+                  "batch_size": 16, "checkpoint_every": 2, "n_samples": 16,
+                  "metrics": {"networks": ["classifier", "backbone"], "classifier_epochs": 1, "kid_subsets": 10}},
 }
 
 
@@ -202,10 +203,21 @@ def test_ood_report_and_tracking(ood_sweep):
 def test_diffusion_runs_per_condition_with_table_and_report(ood_sweep):
     table = pd.read_parquet(ood_sweep / "results" / "tables" / "diffusion.parquet")
     assert sorted(table.cond) == ["class", "clusters-kmeans-k5", "none"]
-    assert list(table.columns[:7]) == ["dataset", "cond", "method", "k", "seed", "fd_pixels", "fd_backbone"]
-    assert (table.train_steps == 4).all() and table.fd_pixels.gt(0).all() and table.uses_labels.tolist() == [True, False, False]
+    assert list(table.columns[:10]) == ["dataset", "cond", "method", "k", "seed", "uses_labels", "fd_backbone",
+                                        "fd_classifier", "fd_floor_backbone", "fd_floor_classifier"]
+    assert (table.train_steps == 4).all() and table.fd_classifier.gt(0).all()
+    assert table.uses_labels.tolist() == [True, False, False] and table.class_consistency.isna().tolist() == [False, False, True]
     run = ood_sweep / "results" / "digits-04" / "diffusion" / "clusters-kmeans-k5" / "seed0"
     assert np.load(run / "samples.npy").shape == (16, 1, 8, 8) and set(np.load(run / "labels.npy")) <= set(range(5))
     assert not (run / ".checkpoints").exists()
     html = (ood_sweep / "results" / "reports" / "diffusion.html").read_text()
     assert html.count("data:image/png;base64") >= 4  # the FD curve and a sample grid per condition
+    assert "no unconditional run with an interval" in html  # one seed: the report says so instead of ranking
+    # every diffusion run's scores reach the tracking store (the Lightning logger's params used to clash)
+    client = MlflowClient(f"sqlite:///{ood_sweep}/results/mlflow.db")
+    runs = [r for r in client.search_runs([client.get_experiment_by_name("ood-tiny").experiment_id])
+            if "cond" in r.data.tags]
+    assert sorted(r.data.tags["cond"] for r in runs) == sorted(table.cond)
+    for run in runs:
+        assert {"fd_classifier", "kid_classifier", "fd_floor_backbone", "train/loss"} <= set(run.data.metrics)
+        assert run.info.status == "FINISHED"

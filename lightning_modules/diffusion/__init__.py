@@ -1,6 +1,9 @@
-"""Cluster-conditioned diffusion. Conditioner registry: what a diffusion model is conditioned on, by name:
-`none`, `class` (the ground-truth labels) and `clusters-<method>-k<K>` (a clustering run's assignments).
-Each conditioner is `(labels, meta) -> (conditioning labels or None, number of classes or None)`."""
+"""Cluster-conditioned diffusion (C-EDM: EDM conditioned on cluster labels). Two registries:
+
+- CONDITIONERS: what a denoiser is conditioned on, by name: `none`, `class` (the ground-truth labels) and
+  `clusters-<method>-k<K>` (a clustering run's assignments); each is
+  `(data, assignments, k) -> (conditioning labels or None, number of classes or None)`.
+- DENOISERS: the raw network F inside EDM's preconditioning, by `diffusion.network.name`."""
 
 from __future__ import annotations
 
@@ -12,6 +15,10 @@ CONDITIONERS = Registry("diffusion conditioning")
 CONDITIONERS.register("none", "lightning_modules.diffusion.run:no_conditioning", uses_labels=False)
 CONDITIONERS.register("class", "lightning_modules.diffusion.run:class_conditioning", uses_labels=True)
 CONDITIONERS.register("clusters", "lightning_modules.diffusion.run:cluster_conditioning", uses_labels=False)
+
+DENOISERS = Registry("diffusion network")
+DENOISERS.register("mlp", "lightning_modules.diffusion.networks:DenoisingMLP", description="residual MLP, small images on CPU")
+DENOISERS.register("ddpmpp", "lightning_modules.diffusion.networks:DDPMppUNet", description="DDPM++-like UNet (CIFAR)")
 
 _CLUSTERS = re.compile(r"^clusters-([a-z0-9]+)-k(\d+)$")
 
@@ -32,7 +39,7 @@ def check_image_size(image_size: int, n_levels: int) -> None:
     factor = 2 ** (n_levels - 1)
     if image_size % factor:
         raise ValueError(f"diffusion.image_size = {image_size} cannot be downsampled {n_levels - 1} times by the "
-                         f"UNet ({n_levels} levels in block_out_channels); use a multiple of {factor}")
+                         f"UNet ({n_levels} levels in diffusion.network.channels); use a multiple of {factor}")
 
 
-__all__ = ["CONDITIONERS", "check_image_size", "parse_condition"]
+__all__ = ["CONDITIONERS", "DENOISERS", "check_image_size", "parse_condition"]

@@ -1,7 +1,8 @@
-"""One diffusion run: train a conditioned denoiser on a dataset split, sample from it, and score the samples
-against the real images (Fréchet distance and KID in a backbone's feature space). Writes `samples.npy`,
-`labels.npy` (the conditioning label of each sample, -1 when unconditional) and `metrics.json`; a killed job
-resumes from its last checkpoint."""
+"""One diffusion run: train an EDM denoiser on a dataset split conditioned as the run says, sample from it,
+and score the samples against the real images in every configured feature network (FD, KID, and the
+real-vs-real FD of two disjoint real sets as the noise floor). Writes `samples.npy`, `labels.npy` (the
+conditioning label of each sample, −1 when unconditional) and `metrics.json`; a killed job resumes from its
+last checkpoint."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import torch
 from lightning_modules.data import DatasetSplit
 from lightning_modules.io import save_npy, write_json
 from lightning_modules.training import CHECKPOINT_DIR
-
 
 
 def no_conditioning(data: DatasetSplit, assignments=None, k=None):
@@ -39,12 +39,15 @@ def cluster_conditioning(data: DatasetSplit, assignments: np.ndarray | None = No
     return np.asarray(assignments, dtype=np.int64), int(k)
 
 
-def prepare_images(images: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
-    """(N, C, h, w) in [0, 1] -> (N, C, size, size) in [0, 1]: zero-padded around the centre, or resized."""
+def prepare_images(images: np.ndarray, size: int | None, mode: str = "pad") -> np.ndarray:
+    """(N, C, h, w) in [0, 1] -> (N, C, size, size) in [0, 1]: zero-padded around the centre, or resized;
+    size None keeps the images as they are."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"diffusion needs images (N, C, H, W), got shape {images.shape}")
     height, width = images.shape[2:]
+    if size is None or (size == height == width):
+        return images
     if mode == "resize":
         resized = torch.nn.functional.interpolate(torch.from_numpy(images), size=(size, size), mode="bilinear",
                                                   antialias=True, align_corners=False)
@@ -71,78 +74,138 @@ def sample_labels(labels: np.ndarray, n_classes: int, count: int, how: str = "em
 
 
 def _train(module, images: np.ndarray, labels: np.ndarray | None, params: dict, seed: int, checkpoint_dir, logger,
-           progress: bool) -> int:
+           progress: bool):
+    """Lightning fit with the configured devices, strategy and precision; resumes from the last checkpoint."""
     import warnings
 
     import pytorch_lightning as pl
-    from torch.utils.data import DataLoader, TensorDataset
 
-    from lightning_modules.training import resumable
+    from lightning_modules.diffusion.model import ImagesDataModule
+    from lightning_modules.training import resumable, step_log
 
-    x = torch.from_numpy(images * 2 - 1)  # the denoiser works in [-1, 1]
-    y = torch.from_numpy(labels if labels is not None else np.full(len(images), -1))
-    loader = DataLoader(TensorDataset(x, y), batch_size=min(params["batch_size"], len(x)), shuffle=True,
-                        drop_last=True, generator=torch.Generator().manual_seed(seed))
+    data = ImagesDataModule(images * 2 - 1, labels, params["batch_size"], seed)  # EDM's range: [-1, 1]
     callbacks, resume_from = resumable(checkpoint_dir, every_n_train_steps=params["checkpoint_every"])
-    trainer = pl.Trainer(max_steps=params["train_steps"], accelerator="auto", devices=1, deterministic=False,
+    plugins = []
+    if params["devices"] not in (1, "1"):
+        # Lightning launches the other ranks itself: inside a SLURM job step (one task) its SLURM environment
+        # would wait for ranks SLURM never starts
+        from lightning_fabric.plugins.environments import LightningEnvironment
+
+        plugins.append(LightningEnvironment())
+    steps = params["train_steps"]
+    trainer = pl.Trainer(max_steps=steps, accelerator="auto", devices=params["devices"], strategy=params["strategy"],
+                         precision=params["precision"], plugins=plugins, deterministic=False,
                          logger=logger if logger is not None else False, enable_model_summary=False,
-                         enable_progress_bar=progress, callbacks=callbacks, log_every_n_steps=50)
+                         enable_progress_bar=progress, callbacks=[*callbacks, step_log(steps)],
+                         log_every_n_steps=max(1, steps // 50))  # ~50 points of the loss curve in MLflow
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-        trainer.fit(module, loader, ckpt_path=resume_from)
-    return int(trainer.global_step)
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    return trainer
+
+
+def real_reference_sets(count: int, n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint random index sets of the real images, each of min(n_samples, N // 2): the first is the
+    reference the samples are scored against, the second gives the real-vs-real floor at the same size."""
+    size = min(n_samples, count // 2)
+    order = np.random.default_rng(seed).permutation(count)
+    return order[:size], order[size:2 * size]
+
+
+def score_samples(samples: np.ndarray, real: np.ndarray, floor: np.ndarray, networks: dict, kid_subsets: int,
+                  kid_subset_size: int, seed: int) -> dict:
+    """FD and KID of the samples against `real`, and the FD of `floor` (other real images) against `real`, in
+    each feature network: `fd_<net>`, `kid_<net>`, `kid_std_<net>`, `fd_floor_<net>`. KID's subsets are at
+    most half of the smaller set, so they differ from each other."""
+    from lightning_modules.metrics.generation import frechet_distance, kernel_inception_distance
+
+    record = {}
+    subset = max(2, min(kid_subset_size, len(samples) // 2, len(real) // 2))
+    for name, features in networks.items():
+        reference, generated = features(real), features(samples)
+        record[f"fd_{name}"] = frechet_distance(reference, generated)
+        record[f"fd_floor_{name}"] = frechet_distance(reference, features(floor))
+        record[f"kid_{name}"], record[f"kid_std_{name}"] = kernel_inception_distance(
+            reference, generated, subsets=kid_subsets, subset_size=subset, seed=seed)
+    record["kid"] = {"subsets": kid_subsets, "subset_size": subset}
+    return record
+
+
+def feature_networks(metrics: dict, backbone: dict, classifier_dir=None, device: str = "cpu") -> dict:
+    """The configured feature networks, built before training so a missing weights file stops the job first."""
+    from lightning_modules.diffusion.features import ClassifierFeatures, InceptionFeatures
+
+    networks = {}
+    for name in metrics["networks"]:
+        if name == "inception":
+            networks[name] = InceptionFeatures(metrics.get("inception_weights"), device=device)
+        elif name == "classifier":
+            networks[name] = ClassifierFeatures(classifier_dir, device=device)
+        elif name == "backbone":
+            from lightning_modules.backbones import build_backbone
+            from lightning_modules.embeddings.extract import embed_images
+
+            model, transform = build_backbone(backbone["spec"], **{k: v for k, v in backbone.items() if k != "spec"})
+            networks[name] = lambda images, model=model, transform=transform: embed_images(
+                model, transform, images, progress=False).astype(np.float64)
+        else:
+            raise ValueError(f"diffusion.metrics.networks: unknown '{name}'; allowed: inception, classifier, backbone")
+    return networks
 
 
 def train_diffusion(
-    data: DatasetSplit, condition: str, out_dir, params: dict, feature_backbone: dict, assignments=None,
-    seed: int = 0, run_info: dict | None = None, logger=None, progress: bool = True,
-) -> dict:
-    """Train on `data` conditioned as `condition` says, sample `params["n_samples"]` images, score them."""
+    data: DatasetSplit, condition: str, out_dir, params: dict, networks: dict, assignments=None, seed: int = 0,
+    run_info: dict | None = None, logger=None, progress: bool = True,
+) -> dict | None:
+    """Train on `data` conditioned as `condition` says, sample `params["n_samples"]` images, score them in
+    `networks` (name -> features). Returns the record (None on the non-zero ranks of a multi-GPU run: rank 0
+    samples and writes)."""
     import pytorch_lightning as pl
 
-    from lightning_modules.backbones import build_backbone
     from lightning_modules.diffusion import CONDITIONERS, parse_condition
-    from lightning_modules.diffusion.model import ConditionedDenoiser
-    from lightning_modules.embeddings.extract import embed_images
-    from lightning_modules.metrics.generation import frechet_distance, kernel_inception_distance
-    from lightning_modules.naming import backbone_slug
+    from lightning_modules.diffusion.features import class_consistency
+    from lightning_modules.diffusion.model import EDMDenoiser
 
     kind, method, k = parse_condition(condition)
     labels, n_classes = CONDITIONERS.get(kind)(data, assignments, k)
     images = prepare_images(data.images, params["image_size"], params["fit"])
     pl.seed_everything(seed, workers=True, verbose=False)
-    module = ConditionedDenoiser(
-        image_size=params["image_size"], channels=images.shape[1], n_classes=n_classes,
-        block_out_channels=tuple(params["block_out_channels"]), layers_per_block=params["layers_per_block"],
-        train_timesteps=params["train_timesteps"], p_uncond=params["p_uncond"], lr=params["lr"],
-        warmup_steps=params["warmup_steps"], ema_decay=params["ema_decay"])
+    module = EDMDenoiser(
+        image_shape=images.shape[1:], network=params["network"], n_classes=n_classes, edm=params["edm"],
+        p_uncond=params["p_uncond"], lr=params["lr"], lr_rampup_images=int(params["lr_rampup_kimg"] * 1000),
+        ema_halflife_kimg=params["ema_halflife_kimg"], ema_rampup_ratio=params["ema_rampup_ratio"],
+        batch_size=params["batch_size"], seed=seed)
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    steps = _train(module, images, labels, params, seed, out_dir / CHECKPOINT_DIR, logger, progress)
+    trainer = _train(module, images, labels, params, seed, out_dir / CHECKPOINT_DIR, logger, progress)
+    if trainer.global_rank != 0:
+        return None
+    trained = time.perf_counter()
     count = params["n_samples"]
     wanted = None if labels is None else torch.from_numpy(sample_labels(labels, n_classes, count,
                                                                         params["sample_labels"], seed))
-    samples = module.sample(wanted, n=count, steps=params["sampling_steps"], sampler=params["sampler"],
-                            guidance=params["guidance"], seed=seed).numpy()
-    seconds = time.perf_counter() - started
+    samples = module.sample(wanted, n=count, guidance=params["guidance"], seed=seed).numpy()
+    sampled = time.perf_counter()
 
-    model, transform = build_backbone(feature_backbone["spec"], **{key: value for key, value in feature_backbone.items()
-                                                                  if key != "spec"})
-    real = images[np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False)]
-    real_features = embed_images(model, transform, real, progress=False)
-    generated_features = embed_images(model, transform, samples, progress=False)
-    kid, kid_std = kernel_inception_distance(real_features, generated_features, seed=seed)
+    real, floor = real_reference_sets(len(images), count, seed)
+    metrics = params["metrics"]
     record = {
         **(run_info or {}),
         "cond": condition, "method": method, "k": k, "seed": seed,
-        f"fd_{backbone_slug(feature_backbone['spec'])}": frechet_distance(real_features, generated_features),
-        "fd_backbone": feature_backbone["spec"], "kid": kid, "kid_std": kid_std,
-        "train_steps": steps, "n_samples": count, "seconds": seconds,
+        **score_samples(samples, images[real], images[floor], networks, metrics["kid_subsets"],
+                        metrics["kid_subset_size"], seed),
+        "train_steps": int(trainer.global_step), "n_samples": count, "reference_images": len(real),
+        "network_evaluations": 2 * module.settings.steps - 1,
+        "train_seconds": trained - started, "sample_seconds": sampled - trained,
         "params": params,
         # `class` trains on the ground truth; the metrics compare with real images and use no labels
         "uses_labels": CONDITIONERS.entry(kind).info["uses_labels"],
     }
+    classifier = networks.get("classifier")
+    if classifier is not None and wanted is not None and (data.labels >= 0).any():
+        record["class_consistency"] = class_consistency(classifier.predict(samples), wanted.numpy(), labels,
+                                                        data.labels)
     save_npy(out_dir / "samples.npy", samples.astype(np.float16))
     save_npy(out_dir / "labels.npy", np.full(count, -1, np.int32) if wanted is None else wanted.numpy().astype(np.int32))
     write_json(out_dir / "metrics.json", record)
@@ -150,10 +213,21 @@ def train_diffusion(
     return record
 
 
+def train_feature_classifier(dataset: dict, out_dir, params: dict) -> dict:
+    """The `classifier` feature network of a data set: trained once on its (prepared) training images."""
+    from lightning_modules.data import dataset_options, load_dataset
+    from lightning_modules.diffusion.features import train_classifier
+
+    data = load_dataset(dataset["source"], dataset["split"], dataset_options(dataset))
+    images = prepare_images(data.images, params["image_size"], params["fit"])
+    return train_classifier(images, data.labels, out_dir, epochs=params["metrics"]["classifier_epochs"])
+
+
 def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: dict, condition: str, out_dir,
                       params: dict, feature_backbone: dict, seed: int, assignments=None, embeddings_meta=None,
-                      run_info: dict | None = None) -> dict:
-    """Load the dataset split, check that cluster assignments belong to it, train and score (tracked)."""
+                      classifier_dir=None, run_info: dict | None = None) -> dict | None:
+    """Load the dataset split, check that cluster assignments belong to it, build the feature networks, train,
+    sample and score (tracked)."""
     from lightning_modules.data import dataset_options, load_dataset
     from lightning_modules.io import load_npy, read_json
     from lightning_modules.tracking import lightning_logger, log_run
@@ -166,12 +240,17 @@ def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: d
             raise ValueError(f"{assignments} clusters other data than this dataset's (fingerprint mismatch); "
                              f"rerun its embedding and clustering")
         cluster_labels = load_npy(assignments, mmap=False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    networks = feature_networks(params["metrics"], feature_backbone, classifier_dir, device)
     run_name = str(out_dir)
     logger = lightning_logger(tracking_uri, experiment, run_name, tags)
-    record = train_diffusion(data, condition, out_dir, params, feature_backbone, cluster_labels, seed, run_info, logger,
-                             progress=True)
-    fd_name = next(name for name in record if name.startswith("fd_") and name != "fd_backbone")
+    record = train_diffusion(data, condition, out_dir, params, networks, cluster_labels, seed,
+                             {**(run_info or {}), "feature_backbone": feature_backbone["spec"]}, logger, progress=False)
+    if record is None:
+        return None
+    metrics = {name: value for name, value in record.items()
+               if name.startswith(("fd_", "kid_")) or name in ("class_consistency", "train_steps", "train_seconds",
+                                                               "sample_seconds")}
     log_run(tracking_uri, experiment, run_name, tags, params={"condition": condition, "seed": seed, **params},
-            metrics={name: record[name] for name in (fd_name, "kid", "kid_std", "train_steps", "seconds")},
-            artifacts=[Path(out_dir) / "metrics.json"], run_id=getattr(logger, "run_id", None))
+            metrics=metrics, artifacts=[Path(out_dir) / "metrics.json"], run_id=getattr(logger, "run_id", None))
     return record

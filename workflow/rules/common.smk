@@ -32,6 +32,8 @@ DIFFUSION = config["diffusion"]
 DIFFUSION_BACKBONE = diffusion_backbone(config)
 # the diffusion config minus its grid: what every diffusion run is trained and sampled with
 DIFFUSION_PARAMS = {k: v for k, v in DIFFUSION.items() if k not in ("datasets", "backbone", "conditions", "clusters", "seeds")}
+# GPUs a diffusion job asks the cluster for: its Lightning devices (0 where a run is configured for CPU)
+DIFFUSION_GPUS = DIFFUSION["devices"] if isinstance(DIFFUSION["devices"], int) else 1
 
 
 wildcard_constraints:
@@ -223,8 +225,16 @@ def diffusion_cluster_files(wildcards):
     }
 
 
+def diffusion_classifier_files(wildcards):
+    """The data set's feature classifier, when diffusion.metrics.networks scores in it."""
+    if "classifier" not in DIFFUSION["metrics"]["networks"]:
+        return {}
+    return {"classifier": results(f"{wildcards.dataset}/diffusion/classifier/metrics.json")}
+
+
 def diffusion_run_params(wildcards):
     files = diffusion_cluster_files(wildcards)
+    classifier = diffusion_classifier_files(wildcards).get("classifier")
     return {
         "dataset": DATASETS[wildcards.dataset],
         "condition": wildcards.cond,
@@ -233,6 +243,7 @@ def diffusion_run_params(wildcards):
         "seed": int(wildcards.seed),
         "assignments": files.get("assignments"),
         "embeddings_meta": files.get("embeddings_meta"),
+        "classifier_dir": classifier and os.path.dirname(classifier),
         "run_info": {"dataset": wildcards.dataset},
     }
 

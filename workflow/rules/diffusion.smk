@@ -1,7 +1,26 @@
+rule diffusion_classifier:
+    # The data set's feature network for FD and class consistency (diffusion.metrics.networks: classifier).
+    output:
+        model=results("{dataset}/diffusion/classifier/model.pt"),
+        metrics=results("{dataset}/diffusion/classifier/metrics.json"),
+    log:
+        results("logs/diffusion/{dataset}/classifier.log"),
+    params:
+        dataset=lambda wildcards: DATASETS[wildcards.dataset],
+        params=DIFFUSION_PARAMS,
+    threads: 1
+    conda:
+        "../../envs/compute.yaml"
+    script:
+        "../scripts/diffusion_classifier.py"
+
+
 rule diffusion:
-    # One denoiser per dataset x condition x seed (a GPU job on clusters); scored against the real images.
+    # One EDM denoiser per dataset x condition x seed (GPU jobs on clusters, `diffusion.devices` GPUs each);
+    # scored against the real images in every feature network.
     input:
         unpack(diffusion_cluster_files),
+        unpack(diffusion_classifier_files),
         tracking=ancient(results("tracking/experiment.json")),
     output:
         samples=results("{dataset}/diffusion/{cond}/seed{seed}/samples.npy"),
@@ -13,7 +32,9 @@ rule diffusion:
         run=diffusion_run_params,
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
-    threads: 1  # small UNets: two single-threaded runs beat one using both cores
+    resources:
+        gpu=DIFFUSION_GPUS,
+    threads: 1  # small denoisers: two single-threaded runs beat one using both cores
     conda:
         "../../envs/compute.yaml"
     script:
