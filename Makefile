@@ -38,6 +38,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.embed
 	$(BIN)/python -m benchmarks.clustering --full
 	$(BIN)/python -m benchmarks.ood
+	$(BIN)/python -m benchmarks.diffusion
 	$(BIN)/python -m benchmarks.workflow
 	$(BIN)/python -m benchmarks.summary
 
