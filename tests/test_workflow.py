@@ -6,6 +6,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import finished_sweep, run_workflow
@@ -127,6 +128,23 @@ def test_changed_image_files_rerun_the_embedding(tmp_path):
     assert "rule embed:" in dry_run.stdout and "params" in dry_run.stdout
 
 
+def test_diffusion_jobs_per_seed_or_per_condition(tmp_path):
+    """Without seeds_in_one_job every seed is its own job (a GPU job each on clusters); with it one job per
+    condition writes every seed's artifacts."""
+    config = {"sweep": "plan", "datasets": {"digits": {"source": "digits", "split": "test"}}, "backbones": ["pixels"],
+              "clustering": {"k": [5], "seeds": [0], "methods": {"kmeans": {}}},
+              "diffusion": {"datasets": ["digits"], "conditions": ["none", "class"], "seeds": [0, 1, 2],
+                            "network": {"name": "mlp"}, "metrics": {"networks": ["backbone"]}}}
+    counts = {}
+    for together in (False, True):
+        config["diffusion"]["seeds_in_one_job"] = together
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        plan = run_workflow(tmp_path, "-n", "--quiet", "rules")
+        assert plan.returncode == 0, plan.stderr[-2000:]
+        counts[together] = int(next(line.split()[1] for line in plan.stdout.splitlines() if line.startswith("diffusion ")))
+    assert counts == {False: 6, True: 2}
+
+
 OOD_TINY = {
     "sweep": "ood-tiny",
     "datasets": {"digits-04": {"source": "digits", "split": "train", "classes": [0, 1, 2, 3, 4]},
@@ -144,6 +162,7 @@ OOD_TINY = {
         "adversarial": {"scorers": ["knn1"], "styles": {"patchy": 0.0}, "steps": 5, "n_images": 8},
     },
     "diffusion": {"datasets": ["digits-04"], "conditions": ["none", "class"], "clusters": {"methods": ["kmeans"], "k": [5]},
+                  "seeds": [0, 1], "seeds_in_one_job": True,
                   "network": {"name": "mlp", "hidden": 16, "blocks": 1}, "edm": {"steps": 2}, "train_steps": 4,
                   "batch_size": 16, "checkpoint_every": 2, "n_samples": 16,
                   "metrics": {"networks": ["classifier", "backbone"], "classifier_epochs": 1, "kid_subsets": 10}},
@@ -202,22 +221,23 @@ def test_ood_report_and_tracking(ood_sweep):
 
 def test_diffusion_runs_per_condition_with_table_and_report(ood_sweep):
     table = pd.read_parquet(ood_sweep / "results" / "tables" / "diffusion.parquet")
-    assert sorted(table.cond) == ["class", "clusters-kmeans-k5", "none"]
+    assert sorted(table.cond) == sorted(["class", "clusters-kmeans-k5", "none"] * 2)  # two seeds, one job each
     assert list(table.columns[:10]) == ["dataset", "cond", "method", "k", "seed", "uses_labels", "fd_backbone",
                                         "fd_classifier", "fd_floor_backbone", "fd_floor_classifier"]
     assert (table.train_steps == 4).all() and table.fd_classifier.gt(0).all()
-    assert table.uses_labels.tolist() == [True, False, False] and table.class_consistency.isna().tolist() == [False, False, True]
+    assert table.uses_labels.tolist() == [True] * 2 + [False] * 4
+    assert table.class_consistency.isna().tolist() == [False] * 4 + [True] * 2
     run = ood_sweep / "results" / "digits-04" / "diffusion" / "clusters-kmeans-k5" / "seed0"
     assert np.load(run / "samples.npy").shape == (16, 1, 8, 8) and set(np.load(run / "labels.npy")) <= set(range(5))
     assert not (run / ".checkpoints").exists()
     html = (ood_sweep / "results" / "reports" / "diffusion.html").read_text()
     assert html.count("data:image/png;base64") >= 4  # the FD curve and a sample grid per condition
-    assert "no unconditional run with an interval" in html  # one seed: the report says so instead of ranking
+    assert "beyond the 95% intervals" in html  # the report's first sentence
     # every diffusion run's scores reach the tracking store (the Lightning logger's params used to clash)
     client = MlflowClient(f"sqlite:///{ood_sweep}/results/mlflow.db")
     runs = [r for r in client.search_runs([client.get_experiment_by_name("ood-tiny").experiment_id])
             if "cond" in r.data.tags]
-    assert sorted(r.data.tags["cond"] for r in runs) == sorted(table.cond)
+    assert sorted((r.data.tags["cond"], r.data.tags["seed"]) for r in runs) == sorted(zip(table.cond, table.seed.astype(str)))
     for run in runs:
         assert {"fd_classifier", "kid_classifier", "fd_floor_backbone", "train/loss"} <= set(run.data.metrics)
         assert run.info.status == "FINISHED"

@@ -223,15 +223,17 @@ def train_feature_classifier(dataset: dict, out_dir, params: dict) -> dict:
     return train_classifier(images, data.labels, out_dir, epochs=params["metrics"]["classifier_epochs"])
 
 
-def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: dict, condition: str, out_dir,
-                      params: dict, feature_backbone: dict, seed: int, assignments=None, embeddings_meta=None,
-                      classifier_dir=None, run_info: dict | None = None) -> dict | None:
-    """Load the dataset split, check that cluster assignments belong to it, build the feature networks, train,
-    sample and score (tracked)."""
+def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: dict, condition: str, out_dirs: list,
+                      params: dict, feature_backbone: dict, seeds: list[int], assignments=None, embeddings_meta=None,
+                      classifier_dir=None, run_info: dict | None = None) -> list[dict | None]:
+    """Load the dataset split, check that cluster assignments belong to it and build the feature networks once;
+    then per seed (its own folder and MLflow run): train, sample and score."""
     from lightning_modules.data import dataset_options, load_dataset
     from lightning_modules.io import load_npy, read_json
     from lightning_modules.tracking import lightning_logger, log_run
 
+    if len(out_dirs) != len(seeds):
+        raise ValueError(f"{len(seeds)} diffusion seeds for {len(out_dirs)} output folders")
     data = load_dataset(dataset["source"], dataset["split"], dataset_options(dataset))
     cluster_labels = None
     if assignments is not None:
@@ -242,15 +244,19 @@ def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: d
         cluster_labels = load_npy(assignments, mmap=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     networks = feature_networks(params["metrics"], feature_backbone, classifier_dir, device)
-    run_name = str(out_dir)
-    logger = lightning_logger(tracking_uri, experiment, run_name, tags)
-    record = train_diffusion(data, condition, out_dir, params, networks, cluster_labels, seed,
-                             {**(run_info or {}), "feature_backbone": feature_backbone["spec"]}, logger, progress=False)
-    if record is None:
-        return None
-    metrics = {name: value for name, value in record.items()
-               if name.startswith(("fd_", "kid_")) or name in ("class_consistency", "train_steps", "train_seconds",
-                                                               "sample_seconds")}
-    log_run(tracking_uri, experiment, run_name, tags, params={"condition": condition, "seed": seed, **params},
-            metrics=metrics, artifacts=[Path(out_dir) / "metrics.json"], run_id=getattr(logger, "run_id", None))
-    return record
+    records = []
+    for seed, out_dir in zip(seeds, out_dirs):
+        run_name, run_tags = str(out_dir), {**tags, "seed": seed}
+        logger = lightning_logger(tracking_uri, experiment, run_name, run_tags)
+        record = train_diffusion(data, condition, out_dir, params, networks, cluster_labels, seed,
+                                 {**(run_info or {}), "feature_backbone": feature_backbone["spec"]}, logger,
+                                 progress=False)
+        records.append(record)
+        if record is None:  # a non-zero rank of a multi-GPU run
+            continue
+        metrics = {name: value for name, value in record.items()
+                   if name.startswith(("fd_", "kid_")) or name in ("class_consistency", "train_steps", "train_seconds",
+                                                                   "sample_seconds")}
+        log_run(tracking_uri, experiment, run_name, run_tags, params={"condition": condition, "seed": seed, **params},
+                metrics=metrics, artifacts=[Path(out_dir) / "metrics.json"], run_id=getattr(logger, "run_id", None))
+    return records

@@ -5,20 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-
-def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student's t interval with ddof = 1; one value gives NaN bounds."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return np.nan, np.nan, np.nan
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, np.nan, np.nan
-    half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
+from lightning_modules.metrics.stats import mean_interval
 
 
 def summarise(runs: pd.DataFrame, score: str, level: float = 0.95) -> pd.DataFrame:

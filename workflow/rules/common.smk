@@ -31,7 +31,8 @@ OOD_PAIRS = ood_pairs(config)
 DIFFUSION = config["diffusion"]
 DIFFUSION_BACKBONE = diffusion_backbone(config)
 # the diffusion config minus its grid: what every diffusion run is trained and sampled with
-DIFFUSION_PARAMS = {k: v for k, v in DIFFUSION.items() if k not in ("datasets", "backbone", "conditions", "clusters", "seeds")}
+DIFFUSION_PARAMS = {k: v for k, v in DIFFUSION.items()
+                    if k not in ("datasets", "backbone", "conditions", "clusters", "seeds", "seeds_in_one_job")}
 # GPUs a diffusion job asks the cluster for: its Lightning devices (0 where a run is configured for CPU)
 DIFFUSION_GPUS = DIFFUSION["devices"] if isinstance(DIFFUSION["devices"], int) else 1
 
@@ -240,7 +241,7 @@ def diffusion_run_params(wildcards):
         "condition": wildcards.cond,
         "params": DIFFUSION_PARAMS,
         "feature_backbone": DIFFUSION_BACKBONE,
-        "seed": int(wildcards.seed),
+        "seeds": [int(wildcards.seed)] if "seed" in wildcards.keys() else DIFFUSION["seeds"],
         "assignments": files.get("assignments"),
         "embeddings_meta": files.get("embeddings_meta"),
         "classifier_dir": classifier and os.path.dirname(classifier),

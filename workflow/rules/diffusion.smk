@@ -15,19 +15,31 @@ rule diffusion_classifier:
         "../scripts/diffusion_classifier.py"
 
 
+# One EDM denoiser per dataset x condition x seed (GPU jobs on clusters, `diffusion.devices` GPUs each), scored
+# against the real images in every feature network. With diffusion.seeds_in_one_job, one job trains a
+# condition's seeds one after the other (tiny CPU runs: one process start-up instead of one per seed); the
+# artifacts and MLflow runs are per seed either way.
+def diffusion_run_file(name, seeds=None):
+    """`name` of the run at wildcard seed, or of every configured seed (the wildcards dataset and cond kept)."""
+    if seeds is None:
+        return results("{dataset}/diffusion/{cond}/seed{seed}/" + name)
+    return expand(results("{{dataset}}/diffusion/{{cond}}/seed{seed}/" + name), seed=seeds)
+
+
+ONE_JOB_SEEDS = DIFFUSION["seeds"] if DIFFUSION["seeds_in_one_job"] else None
+
+
 rule diffusion:
-    # One EDM denoiser per dataset x condition x seed (GPU jobs on clusters, `diffusion.devices` GPUs each);
-    # scored against the real images in every feature network.
     input:
         unpack(diffusion_cluster_files),
         unpack(diffusion_classifier_files),
         tracking=ancient(results("tracking/experiment.json")),
     output:
-        samples=results("{dataset}/diffusion/{cond}/seed{seed}/samples.npy"),
-        labels=results("{dataset}/diffusion/{cond}/seed{seed}/labels.npy"),
-        metrics=results("{dataset}/diffusion/{cond}/seed{seed}/metrics.json"),
+        samples=diffusion_run_file("samples.npy", ONE_JOB_SEEDS),
+        labels=diffusion_run_file("labels.npy", ONE_JOB_SEEDS),
+        metrics=diffusion_run_file("metrics.json", ONE_JOB_SEEDS),
     log:
-        results("logs/diffusion/{dataset}/{cond}/seed{seed}.log"),
+        results("logs/diffusion/{dataset}/{cond}/" + ("seeds.log" if ONE_JOB_SEEDS else "seed{seed}.log")),
     params:
         run=diffusion_run_params,
         tracking_uri=TRACKING_URI,

@@ -4,6 +4,7 @@ from lightning_modules.jobs import job_logging
 from lightning_modules.diffusion.run import run_diffusion_job
 
 with job_logging(snakemake.log[0]):
+    metrics = snakemake.output.metrics
+    out_dirs = [Path(path).parent for path in ([metrics] if isinstance(metrics, str) else metrics)]
     run_diffusion_job(tracking_uri=snakemake.params.tracking_uri, experiment=snakemake.params.experiment,
-                      tags=dict(snakemake.wildcards.items()), out_dir=Path(snakemake.output.metrics).parent,
-                      **snakemake.params.run)
+                      tags=dict(snakemake.wildcards.items()), out_dirs=out_dirs, **snakemake.params.run)
