@@ -26,6 +26,8 @@ PROBE_COLUMNS = ["dataset", "backbone", "source", "n_fit", "n_classes", "train_l
 DIFFUSION_COLUMNS = ["dataset", "cond", "method", "k", "seed", "uses_labels", "scores", "class_consistency",
                      "train_steps", "n_samples", "reference_images", "network_evaluations", "train_seconds",
                      "sample_seconds", "feature_backbone"]
+SELECTION_COLUMNS = ["dataset", "backbone", "criterion", "method", "k", "score", "nmi", "best_nmi", "best_nmi_run",
+                     "nmi_regret", "acc", "best_acc", "best_acc_run", "acc_regret"]
 BOUND_COLUMNS = ["dataset", "backbone", "k_trained", "bound", "clusters_used", "effective_clusters", "seed"]
 
 
@@ -55,6 +57,15 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
 
 def build_clustering_table(metrics_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
     frame = collect_table(metrics_files, CLUSTERING_COLUMNS)
+    write_table(frame, out_path)
+    return frame
+
+
+def build_selection_table(selection_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
+    """One row per dataset x backbone x label-free criterion: the configuration it picked and its regret."""
+    rows = [{"dataset": record["dataset"], "backbone": record["backbone"], **pick}
+            for record in map(read_json, selection_files) for pick in record["picks"]]
+    frame = pd.DataFrame.from_records(rows, columns=SELECTION_COLUMNS)
     write_table(frame, out_path)
     return frame
 

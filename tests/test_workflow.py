@@ -70,6 +70,18 @@ def test_report_is_executed_with_plots_embedded(sweep):
     notebook = nbformat.read(sweep / "results" / "reports" / "clustering.ipynb", as_version=4)
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    assert "vs kmeans" in html and "(p " in html  # the paired summary opens the report
+    assert "came closest, picking" in html  # the label-free choice and its regret
+
+
+def test_label_free_selection_picks_one_configuration_per_criterion(sweep):
+    selection = pd.read_parquet(sweep / "results" / "tables" / "selection.parquet")
+    assert selection.criterion.tolist() == ["knn_agreement", "balance", "generalisation", "consensus"]
+    configurations = {(method, k) for method, k, _ in RUNS}
+    assert set(zip(selection.method, selection.k)) <= configurations
+    assert (selection.nmi_regret >= 0).all() and (selection.best_nmi <= 1).all()
+    record = json.loads((sweep / "results" / "digits" / "pixels" / "selection" / "selection.json").read_text())
+    assert len(record["runs"]) == len(RUNS) and {c["seeds"] for c in record["configurations"]} == {1, 2}
 
 
 def test_one_mlflow_run_per_table_row(sweep):

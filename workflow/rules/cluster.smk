@@ -39,3 +39,20 @@ checkpoint upper_cluster_bound:
         "../../envs/compute.yaml"
     script:
         "../scripts/upper_cluster_bound.py"
+
+
+rule select_clustering:
+    # A label-free choice of method and K per dataset x backbone; its regret is measured with the labels after.
+    input:
+        metrics=setting_runs("metrics.json"),
+        assignments=setting_runs("assignments.npy"),
+        embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
+    output:
+        results("{dataset}/{backbone}/selection/selection.json"),
+    log:
+        results("logs/selection/{dataset}/{backbone}.log"),
+    threads: 1
+    conda:
+        "../../envs/compute.yaml"
+    script:
+        "../scripts/select_clustering.py"

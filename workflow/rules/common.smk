@@ -78,6 +78,23 @@ def method_params(method):
     return estimator_params(CLUSTERING["methods"][method])
 
 
+def setting_runs(filename):
+    """Input function: `filename` of every clustering run of the wildcards' dataset x backbone."""
+    every_run = clustering_runs(filename)
+
+    def runs(wildcards):
+        prefix = results(f"{wildcards.dataset}/{wildcards.backbone}/clusters/")
+        return [path for path in every_run(wildcards) if path.startswith(prefix)]
+
+    return runs
+
+
+def selection_files():
+    """One label-free selection per dataset x backbone that has clustering runs."""
+    settings = dict.fromkeys(run_dir.split("/clusters/")[0] for run_dir in clustering_run_dirs(config, BACKBONES))
+    return [results(f"{setting}/selection/selection.json") for setting in settings]
+
+
 def bound_files():
     if not CLUSTERING["upper_bound"]["enabled"]:
         return []

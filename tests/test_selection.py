@@ -1,0 +1,77 @@
+"""The label-free choice of method and K: its criteria on cases with a known answer, the picks and regrets by
+hand, and the stage end to end on written runs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lightning_modules.clustering.selection import (configuration_scores, generalisation_score, regret,
+                                                    run_selection)
+
+
+def blobs(n_per=100, centres=4, dims=5, seed=0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dims)) * 6
+    labels = np.repeat(np.arange(centres), n_per)
+    return (means[labels] + rng.normal(size=(len(labels), dims))).astype(np.float32), labels
+
+
+def test_generalisation_rewards_a_labelling_a_linear_classifier_can_reproduce():
+    x, truth = blobs()
+    assert generalisation_score(x, truth) > 0.95
+    shuffled = np.random.default_rng(1).permutation(truth)  # the same cluster sizes, no structure
+    assert generalisation_score(x, shuffled) < 0.45  # about 1/4 by chance
+    assert generalisation_score(x, np.zeros(len(truth), int)) == 1.0  # one cluster: trivially reproducible
+
+
+def test_picks_and_regret_by_hand():
+    runs = pd.DataFrame({
+        "method": ["a", "a", "b", "b", "c"], "k": [5, 5, 10, 10, 20], "seed": [0, 1, 0, 1, 0],
+        "knn_agreement": [0.9, 0.8, 0.7, 0.7, 0.5], "effective_clusters": [4.0, 4.0, 9.0, 9.0, 19.0],
+        "generalisation": [0.6, 0.6, 0.9, 0.8, 0.7], "acc": [0.5, 0.7, 0.8, 0.8, np.nan], "nmi": [0.4, 0.6, 0.7, 0.9, 0.75]})
+    configurations = configuration_scores(runs).set_index(["method", "k"])
+    assert configurations.loc[("a", 5), "knn_agreement"] == pytest.approx(0.85)
+    assert configurations.loc[("b", 10), "balance"] == pytest.approx(0.9) and configurations.seeds.tolist() == [2, 2, 1]
+    # ranks (1 = best): knn a1 b2 c3; balance c1 b2 a3; generalisation b1 c2 a3 -> means a 7/3, b 5/3, c 2
+    assert configurations.consensus.tolist() == pytest.approx([-7 / 3, -5 / 3, -2])
+    picks = regret(configuration_scores(runs)).set_index("criterion")
+    assert picks.loc["knn_agreement", "method"] == "a"
+    assert picks.loc["knn_agreement", "nmi_regret"] == pytest.approx(0.8 - 0.5)  # best NMI: b (0.8)
+    assert picks.loc["knn_agreement", "acc_regret"] == pytest.approx(0.8 - 0.6)
+    assert picks.loc["balance", "method"] == "c" and np.isnan(picks.loc["balance", "acc_regret"])  # ACC undefined
+    assert picks.loc["generalisation", "method"] == "b" and picks.loc["generalisation", "nmi_regret"] == 0
+    assert picks.loc["consensus", "method"] == "b"
+
+
+def test_ties_go_to_the_first_configuration():
+    runs = pd.DataFrame({"method": ["b", "a"], "k": [5, 5], "seed": [0, 0], "knn_agreement": [0.5, 0.5],
+                         "effective_clusters": [5.0, 5.0], "generalisation": [0.9, 0.9], "acc": [0.1, 0.2],
+                         "nmi": [0.1, 0.2]})
+    assert set(regret(configuration_scores(runs)).method) == {"a"}
+
+
+def test_the_stage_reads_runs_and_writes_its_record(tmp_path):
+    from lightning_modules.io import save_npy
+
+    x, truth = blobs(n_per=50)
+    save_npy(tmp_path / "embeddings.npy", x)
+    run_dirs = []
+    for method, assignments in (("good", truth), ("noise", np.random.default_rng(0).integers(0, 4, len(truth)))):
+        run = tmp_path / method
+        run.mkdir()
+        save_npy(run / "assignments.npy", assignments.astype(np.int32))
+        sizes = np.bincount(assignments) / len(assignments)
+        (run / "metrics.json").write_text(json.dumps({
+            "method": method, "k": 4, "seed": 0, "knn_agreement": 0.9 if method == "good" else 0.3,
+            "effective_clusters": float(np.exp(-(sizes * np.log(sizes)).sum())), "acc": 1.0 if method == "good" else 0.3,
+            "nmi": 1.0 if method == "good" else 0.01}))
+        run_dirs.append(run)
+    record = run_selection(run_dirs, tmp_path / "embeddings.npy", tmp_path / "selection.json",
+                           {"dataset": "d", "backbone": "b"})
+    assert json.loads((tmp_path / "selection.json").read_text())["dataset"] == "d"
+    picks = {pick["criterion"]: pick for pick in record["picks"]}
+    assert picks["generalisation"]["method"] == "good" and picks["generalisation"]["nmi_regret"] == 0
+    with pytest.raises(ValueError, match="no clustering runs"):
+        run_selection([], tmp_path / "embeddings.npy", tmp_path / "none.json", {"dataset": "d"})

@@ -1,0 +1,8 @@
+from pathlib import Path
+
+from lightning_modules.clustering.selection import run_selection
+from lightning_modules.jobs import job_logging
+
+with job_logging(snakemake.log[0]):
+    run_selection([Path(path).parent for path in snakemake.input.metrics], snakemake.input.embeddings,
+                  snakemake.output[0], dict(snakemake.wildcards.items()))
