@@ -26,8 +26,8 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
 	@echo ""
-	@echo "Reports: $(RESULTS)/reports/clustering.html, $(RESULTS)/reports/ood.html  (notebooks beside them)"
-	@echo "Tables:  $(RESULTS)/tables/clustering.parquet, $(RESULTS)/tables/ood.parquet"
+	@echo "Reports: $(RESULTS)/reports/clustering.html, $(RESULTS)/reports/ood.html, $(RESULTS)/reports/diffusion.html  (notebooks beside them)"
+	@echo "Tables:  $(RESULTS)/tables/{clustering,selection,ood,diffusion}.parquet"
 	@echo "MLflow:  make mlflow-ui, then open http://$(MLFLOW_HOST):$(MLFLOW_PORT)"
 
 test: $(INSTALLED)
