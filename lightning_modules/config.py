@@ -128,6 +128,17 @@ def check_registries_and_sizes(config: dict) -> None:
     for method, own in config["clustering"]["methods"].items():
         registered(METHODS, method, f"clustering.methods.{method}")
         known_datasets(own.get("datasets", []), f"clustering.methods.{method}.datasets")
+        for i, space in enumerate(own.get("spaces") or []):
+            specs = [b if isinstance(b, str) else b.get("spec", "") for b in space]
+            for j, spec in enumerate(specs):
+                registered(BACKBONES, split_spec(spec)[0], f"clustering.methods.{method}.spaces[{i}][{j}]")
+            if specs[0] not in slugs.values() and specs[0] not in slugs:
+                raise ConfigError(f"config error: clustering.methods.{method}.spaces[{i}] starts with '{specs[0]}', "
+                                  f"which is not in backbones; the first backbone of a space must be a configured "
+                                  f"one (its kNN graph and labels measure the run): "
+                                  f"{', '.join(slugs.values())}")
+            if len(set(map(backbone_slug, specs))) != len(specs):
+                raise ConfigError(f"config error: clustering.methods.{method}.spaces[{i}] repeats a backbone")
     known_datasets(config["clustering"]["upper_bound"].get("datasets", []), "clustering.upper_bound.datasets")
 
     methods = config["clustering"]["methods"]

@@ -14,21 +14,40 @@ def method_grid(clustering: dict, method: str) -> tuple[list[int], list[int]]:
     return own.get("k", clustering["k"]), own.get("seeds", clustering["seeds"])
 
 
+SPACE_SEPARATOR = "+"  # `pixels+random-256`: the run read both backbones' embeddings (the first is primary)
+
+
+def space_backbones(method_config: dict) -> list[list[dict]]:
+    """A multi-space method's extra settings (`spaces: [[a, b], ...]`), each a list of backbone entries."""
+    return [[b if isinstance(b, dict) else {"spec": b} for b in space] for space in method_config.get("spaces") or []]
+
+
+def space_slug(backbones: list[dict]) -> str:
+    return SPACE_SEPARATOR.join(slugify(b["spec"]) for b in backbones)
+
+
+def primary_backbone(backbone: str) -> str:
+    """The backbone whose embeddings, labels and kNN graph a run (multi-space or not) is measured on."""
+    return backbone.split(SPACE_SEPARATOR)[0]
+
+
 def clustering_run_dirs(config: dict, backbones, bound: Callable[[str, str], int] | None = None) -> list[str]:
-    """`{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}` for every run of the sweep.
+    """`{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}` for every run of the sweep; a multi-space
+    setting's `{backbone}` is its backbones joined by `+` (e.g. `pixels+random-256`).
 
     With `bound` (dataset, backbone -> upper cluster bound, or None for no bound), K above the bound is
-    left out.
+    left out (a multi-space setting uses its first backbone's bound).
     """
     clustering = config["clustering"]
     runs = []
     for dataset in config["datasets"]:
-        for backbone in backbones:
-            limit = bound(dataset, backbone) if bound else None
-            for method, own in clustering["methods"].items():
-                if dataset not in own.get("datasets", config["datasets"]):
-                    continue
-                ks, seeds = method_grid(clustering, method)
+        for method, own in clustering["methods"].items():
+            if dataset not in own.get("datasets", config["datasets"]):
+                continue
+            ks, seeds = method_grid(clustering, method)
+            settings = list(backbones) + [space_slug(space) for space in space_backbones(own)]
+            for backbone in settings:
+                limit = bound(dataset, primary_backbone(backbone)) if bound else None
                 runs += [f"{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}"
                          for k in ks if limit is None or k <= limit for seed in seeds]
     return runs

@@ -31,8 +31,10 @@ def test_method_grids_and_truncation_at_the_bound(default_config):
 
     config = validate_config(default_config, SCHEMA)
     runs = clustering_run_dirs(config, ["pixels"])
-    # kmeans everywhere (4 K x 3 seeds); temi on two datasets, scan/sinkhorn/dec on one (2 K x 3 seeds)
-    assert len(runs) == 3 * 4 * 3 + (2 + 3) * 2 * 3
+    # kmeans everywhere (4 K x 3 seeds); temi on two datasets, scan/sinkhorn/dec on one (2 K x 3 seeds); turtle
+    # at K = 10 on digits alone and with the random features (2 settings x 3 seeds)
+    assert len(runs) == 3 * 4 * 3 + (2 + 3) * 2 * 3 + 2 * 3
+    assert "digits/pixels+random-256/clusters/turtle/k10/seed2" in runs
     assert "digits/pixels/clusters/temi/k20/seed2" in runs and "digits-lt10/pixels/clusters/temi/k10/seed0" in runs
     assert "digits/pixels/clusters/temi/k50/seed0" not in runs and "digits-coarse/pixels/clusters/scan/k10/seed0" not in runs
     truncated = clustering_run_dirs(config, ["pixels"], bound=lambda dataset, backbone: 13)
@@ -253,7 +255,17 @@ DIFFUSION_MISTAKES = [
 ]
 
 
-STAGE_MISTAKES = OOD_MISTAKES + DIFFUSION_MISTAKES
+TURTLE_MISTAKES = [
+    ("unknown backbone in a space", lambda c: c["clustering"]["methods"]["turtle"].update(spaces=[["pixels", "randm/8"]]),
+     ["clustering.methods.turtle.spaces[0][1]", "did you mean 'random'"]),
+    ("space not starting with a configured backbone",
+     lambda c: c["clustering"]["methods"]["turtle"].update(spaces=[["random/8", "pixels"]]),
+     ["spaces[0] starts with 'random/8'", "must be a configured one"]),
+    ("spaces on a one-space method", lambda c: c["clustering"]["methods"]["kmeans"].update(spaces=[["pixels", "random/8"]]),
+     ["clustering.methods.kmeans", "spaces"]),
+]
+
+STAGE_MISTAKES = OOD_MISTAKES + DIFFUSION_MISTAKES + TURTLE_MISTAKES
 
 
 @pytest.mark.parametrize("mutate,expected", [m[1:] for m in STAGE_MISTAKES], ids=[m[0] for m in STAGE_MISTAKES])

@@ -14,6 +14,7 @@ from lightning_modules.registry import Registry
 
 BACKBONES = Registry("backbone")
 BACKBONES.register("pixels", "lightning_modules.backbones.pixels:build")
+BACKBONES.register("random", "lightning_modules.backbones.random_features:build")
 BACKBONES.register("timm", "lightning_modules.backbones.timm_models:build")
 BACKBONES.register("torchvision", "lightning_modules.backbones.torchvision_models:build")
 BACKBONES.register("openclip", "lightning_modules.backbones.openclip_models:build", text_tower=True)

@@ -1,6 +1,7 @@
 """Clustering method registry. Every method is an estimator `Method(n_clusters, seed, **params)` with
 `fit_predict(embeddings, **inputs) -> int assignments`. Registry info: `needs_knn` (inputs gain
-`neighbours`, the kNN graph) and `lightning` (inputs gain `logger`, an MLFlowLogger or None)."""
+`neighbours`, the kNN graph), `lightning` (inputs gain `logger`, an MLFlowLogger or None) and `spaces`
+(the method reads several embedding artifacts of the same images: inputs gain `spaces`, the others')."""
 
 from lightning_modules.registry import Registry
 
@@ -11,9 +12,10 @@ METHODS.register("temi", f"{_HEADS}:TEMIClustering", needs_knn=True, lightning=T
 METHODS.register("scan", f"{_HEADS}:SCANClustering", needs_knn=True, lightning=True)
 METHODS.register("sinkhorn", f"{_HEADS}:SinkhornClustering", needs_knn=True, lightning=True)
 METHODS.register("dec", f"{_HEADS}:DECClustering", needs_knn=False, lightning=True)
+METHODS.register("turtle", "lightning_modules.clustering.turtle:TURTLE", needs_knn=False, lightning=False, spaces=True)
 
 
-GRID_KEYS = ("k", "seeds", "datasets")  # a method's own grid in config; not estimator parameters
+GRID_KEYS = ("k", "seeds", "datasets", "spaces")  # a method's own grid in config; not estimator parameters
 
 
 def estimator_params(method_config: dict) -> dict:

@@ -23,15 +23,29 @@ RUN_METRICS = (*LABEL_METRICS, *CAPTURE_METRICS, "clusters_used", "effective_clu
 AGREEMENT_NEIGHBOURS = 10  # knn_agreement is measured on the 10 nearest neighbours
 
 
+def same_images_embeddings(embeddings_dir, space_dir, split: str) -> np.ndarray:
+    """Another backbone's embeddings of the same images, or one line saying they are not."""
+    from lightning_modules.io import read_json
+
+    first, other = (read_json(Path(d) / f"{split}.meta.json") for d in (embeddings_dir, space_dir))
+    if first.get("dataset_fingerprint") != other.get("dataset_fingerprint") or first.get("count") != other.get("count"):
+        raise ValueError(f"{space_dir} embeds other images than {embeddings_dir} ({other.get('count')} vs "
+                         f"{first.get('count')} rows, or another data fingerprint); multi-space clustering needs one "
+                         f"dataset and split embedded by every backbone")
+    embeddings, _ = read_embeddings(space_dir, split)
+    return np.asarray(embeddings)
+
+
 def cluster_embeddings(
     embeddings_dir, split: str, method: str, params: dict, k: int, seed: int, out_dir,
     run_info: dict | None = None, knn_dir=None, graph_k: int | None = None,
-    logger=None,
+    logger=None, space_dirs=(),
 ) -> dict:
     """Fit `method` with K clusters on the split's embeddings; labels are read only to score the result.
 
     Methods that need the kNN graph read `{knn_dir}/{split}.k{graph_k}.npy`, which must have been built from
-    these embeddings. Writes `assignments.npy` (int32), `probs.npy` (float16, for methods with soft
+    these embeddings. Multi-space methods also read `{space_dir}/{split}.npy` of each other backbone, which must
+    embed the same images (checked by the dataset fingerprint). Writes `assignments.npy` (int32), `probs.npy` (float16, for methods with soft
     assignments) and then `metrics.json` into `out_dir`; returns the metrics record.
     """
     embeddings, labels = read_embeddings(embeddings_dir, split)
@@ -48,6 +62,10 @@ def cluster_embeddings(
         if neighbours is None:
             raise ValueError(f"clustering method '{method}' needs the kNN graph (knn_dir)")
         fit_inputs["neighbours"] = neighbours
+    if space_dirs:
+        if not entry.info.get("spaces"):
+            raise ValueError(f"clustering method '{method}' reads one embedding space; only turtle reads several")
+        fit_inputs["spaces"] = [same_images_embeddings(embeddings_dir, space_dir, split) for space_dir in space_dirs]
     out_dir = Path(out_dir)
     if entry.info.get("lightning"):
         fit_inputs["logger"] = logger

@@ -9,7 +9,7 @@ from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
 from lightning_modules.ood import OOD_SCORERS, scorer_params, split_scorer_name
 from lightning_modules.diffusion import parse_condition
-from lightning_modules.sweep import (clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
+from lightning_modules.sweep import (SPACE_SEPARATOR, primary_backbone, space_backbones, clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
                                    ood_pairs, ood_probe_dirs, ood_run_dirs)
 from lightning_modules.tracking import default_tracking_uri
 
@@ -25,6 +25,9 @@ SWEEP = config["sweep"]
 TRACKING_URI = config["tracking_uri"] or default_tracking_uri(RESULTS)
 DATASETS = config["datasets"]
 BACKBONES = {backbone_slug(backbone["spec"]): backbone for backbone in config["backbones"]}
+# every backbone something embeds with: the sweep's, and those only a multi-space method (TURTLE) reads
+EMBEDDED_BACKBONES = {**{backbone_slug(b["spec"]): b for own in config["clustering"]["methods"].values()
+                         for space in space_backbones(own) for b in space}, **BACKBONES}
 CLUSTERING = config["clustering"]
 OOD = config["ood"]
 OOD_PAIRS = ood_pairs(config)
@@ -39,7 +42,7 @@ DIFFUSION_GPUS = DIFFUSION["devices"] if isinstance(DIFFUSION["devices"], int) e
 
 wildcard_constraints:
     dataset=SLUG_PATTERN,
-    backbone=SLUG_PATTERN,
+    backbone=rf"{SLUG_PATTERN}(?:\+{SLUG_PATTERN})*",  # `a+b`: a multi-space clustering setting
     method=SLUG_PATTERN,
     split=SLUG_PATTERN,
     k=r"\d+",
@@ -57,7 +60,8 @@ def results(path):
 
 
 def embeddings_dir(wildcards):
-    return results(f"{wildcards.dataset}/{wildcards.backbone}/embeddings")
+    """The (primary) backbone's embeddings of the wildcards' dataset."""
+    return results(f"{wildcards.dataset}/{primary_backbone(wildcards.backbone)}/embeddings")
 
 
 def clustering_split(wildcards):
@@ -65,13 +69,17 @@ def clustering_split(wildcards):
 
 
 def knn_file(wildcards):
-    return results(f"{wildcards.dataset}/{wildcards.backbone}/knn/{clustering_split(wildcards)}.k{config['knn']['k']}.npy")
+    return results(f"{wildcards.dataset}/{primary_backbone(wildcards.backbone)}/knn/"
+                   f"{clustering_split(wildcards)}.k{config['knn']['k']}.npy")
 
 
 def clustering_inputs(wildcards):
     """Every method gets the kNN graph: heads train on it, and every run reports its kNN agreement."""
     split_files = f"{embeddings_dir(wildcards)}/{clustering_split(wildcards)}"
-    return {"embeddings": f"{split_files}.npy", "labels": f"{split_files}.labels.npy", "knn": knn_file(wildcards)}
+    others = wildcards.backbone.split(SPACE_SEPARATOR)[1:]  # a multi-space setting's other backbones
+    spaces = [results(f"{wildcards.dataset}/{other}/embeddings/{clustering_split(wildcards)}.npy") for other in others]
+    return {"embeddings": f"{split_files}.npy", "labels": f"{split_files}.labels.npy", "knn": knn_file(wildcards),
+            "spaces": spaces}
 
 
 def method_params(method):

@@ -18,5 +18,6 @@ with job_logging(snakemake.log[0]):
         out_dir=Path(snakemake.output.metrics).parent,
         run_info={"dataset": w.dataset, "backbone": w.backbone},
         knn_dir=Path(snakemake.input.knn).parent,
+        space_dirs=[Path(path).parent for path in snakemake.input.spaces],
         graph_k=p.graph_k,
     )
