@@ -90,8 +90,9 @@ def slurm_sweep(cluster, mlflow_server, tmp_path_factory):
 def test_jobs_went_through_slurm(slurm_sweep):
     log = (slurm_sweep / "snakemake.log").read_text()
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
-    # embed, knn_graph, init_tracking and three clustering runs; tables and the report run locally
-    assert len(submitted) == 6 and len(set(submitted)) == 6
+    # embed, knn_graph, init_tracking, three clustering runs and the label-free selection (it reads every run's
+    # assignments and the embeddings: a CPU-node job at scale); tables and the report run locally
+    assert len(submitted) == 7 and len(set(submitted)) == 7
     slurm_logs = {path.stem for path in (slurm_sweep / ".snakemake" / "slurm_logs").rglob("*.log")}
     assert set(submitted) <= slurm_logs
 
