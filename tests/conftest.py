@@ -35,3 +35,11 @@ def finished_sweep(workdir, config: dict):
     result = run_workflow(workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
+
+
+def gaussian_blobs(n_per: int = 100, centres: int = 4, dims: int = 5, spread: float = 6.0, seed: int = 0):
+    """Well-separated Gaussian clusters (float32 points, int labels): a clustering with a known answer."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dims)) * spread
+    labels = np.repeat(np.arange(centres), n_per)
+    return (means[labels] + rng.normal(size=(len(labels), dims))).astype(np.float32), labels

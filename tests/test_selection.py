@@ -7,15 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import gaussian_blobs as blobs
 from lightning_modules.clustering.selection import (configuration_scores, generalisation_score, regret,
                                                     run_selection)
-
-
-def blobs(n_per=100, centres=4, dims=5, seed=0):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(size=(centres, dims)) * 6
-    labels = np.repeat(np.arange(centres), n_per)
-    return (means[labels] + rng.normal(size=(len(labels), dims))).astype(np.float32), labels
 
 
 def test_generalisation_rewards_a_labelling_a_linear_classifier_can_reproduce():

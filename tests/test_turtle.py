@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import gaussian_blobs
 from lightning_modules.clustering.turtle import TURTLE, outer_loss, task_labels
 
 
@@ -37,17 +38,10 @@ def test_the_classifiers_logits_carry_no_gradient_to_the_outer_step():
     assert classifiers[0].weight.grad is None and encoders[0].weight.grad is not None
 
 
-def blobs(seed=0, n_per=60, centres=3, dims=4):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(size=(centres, dims)) * 8
-    truth = np.repeat(np.arange(centres), n_per)
-    return (means[truth] + rng.normal(size=(len(truth), dims))).astype(np.float32), truth
-
-
 def test_turtle_recovers_separated_clusters_in_one_and_two_spaces():
     from lightning_modules.metrics.clustering import hungarian_accuracy
 
-    x, truth = blobs()
+    x, truth = gaussian_blobs(n_per=60, centres=3, dims=4, spread=8.0)
     second = np.tanh(x @ np.random.default_rng(5).normal(size=(4, 6))).astype(np.float32)  # another view of the same points
     one = TURTLE(3, seed=0, outer_steps=150, inner_lr=1e-2, outer_lr=1e-2).fit_predict(x)
     two_model = TURTLE(3, seed=0, outer_steps=150, inner_lr=1e-2, outer_lr=1e-2)
