@@ -6,8 +6,30 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
+
+# Library chatter a user cannot act on, kept out of job logs: Lightning's advertising tip and its hint to use
+# srun (jobs are started by Snakemake, on SLURM too), a deprecation inside Lightning, torchmetrics' note that
+# KID keeps its features (it is given features, not images), faiss trying CPU-specific builds first.
+QUIET_WARNINGS = (r".*The `srun` command is available.*", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+                  r".*will save all extracted features in buffer.*")
+QUIET_LOGGERS = ("faiss.loader",)
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def quiet_libraries() -> None:
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_NoTips())
 
 
 @contextmanager
@@ -28,6 +50,7 @@ def job_logging(log_path: str | os.PathLike):
         os.dup2(log_file.fileno(), 2)
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        quiet_libraries()
         try:
             yield
         except Exception as error:  # noqa: BLE001 - reported in one line, the traceback kept in the log

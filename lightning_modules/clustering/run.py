@@ -3,6 +3,7 @@ of truth for the run), mirrored to MLflow."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ from lightning_modules.training import CHECKPOINT_DIR
 CAPTURE_METRICS = ("acc_top2", "coarse_acc_2nd")  # label-based too
 RUN_METRICS = (*LABEL_METRICS, *CAPTURE_METRICS, "clusters_used", "effective_clusters", "knn_agreement", "inertia", "train_loss",
                "n_samples", "seconds")
-AGREEMENT_NEIGHBOURS = 10  # knn_agreement is measured on the 10 nearest neighbours
+AGREEMENT_NEIGHBOURS = 10
+log = logging.getLogger(__name__)  # knn_agreement is measured on the 10 nearest neighbours
 
 
 def same_images_embeddings(embeddings_dir, space_dir, split: str) -> np.ndarray:
@@ -72,6 +74,8 @@ def cluster_embeddings(
         # a killed job resumes from here; removed once the run's artifacts are written
         fit_inputs["checkpoint_dir"] = out_dir / CHECKPOINT_DIR
     estimator = entry.load()(n_clusters=k, seed=seed, **params)
+    log.info("%s with K = %d, seed %d on %d x %d embeddings (%s)%s", method, k, seed, *np.shape(embeddings),
+             embeddings_dir, f" and {len(space_dirs)} more space(s)" if space_dirs else "")
     started = time.perf_counter()
     assignments = np.asarray(estimator.fit_predict(np.asarray(embeddings), **fit_inputs), dtype=np.int32)
     seconds = time.perf_counter() - started
@@ -104,6 +108,9 @@ def cluster_embeddings(
         save_npy(out_dir / "probs.npy", estimator.probs_.astype(np.float16))
     write_json(out_dir / "metrics.json", record)
     shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+    log.info("done in %.1f s: %d clusters used, effective %.1f, kNN agreement %s -> %s", seconds,
+             record["clusters_used"], record["effective_clusters"],
+             "–" if record["knn_agreement"] is None else f"{record['knn_agreement']:.3f}", out_dir)
     return record
 
 

@@ -6,6 +6,7 @@ last checkpoint."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ import torch
 from lightning_modules.data import DatasetSplit
 from lightning_modules.io import save_npy, write_json
 from lightning_modules.training import CHECKPOINT_DIR
+
+log = logging.getLogger(__name__)
 
 
 def no_conditioning(data: DatasetSplit, assignments=None, k=None):
@@ -101,6 +104,7 @@ def _train(module, images: np.ndarray, labels: np.ndarray | None, params: dict, 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")  # steps, not epochs
         trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     return trainer
 
@@ -244,6 +248,9 @@ def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: d
         cluster_labels = load_npy(assignments, mmap=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     networks = feature_networks(params["metrics"], feature_backbone, classifier_dir, device)
+    log.info("diffusion on %s (%d images), condition %s, seeds %s: network %s, %d steps of batch %d, %d samples "
+             "scored in %s", dataset["source"], len(data), condition, seeds, params["network"]["name"],
+             params["train_steps"], params["batch_size"], params["n_samples"], ", ".join(networks))
     records = []
     for seed, out_dir in zip(seeds, out_dirs):
         run_name, run_tags = str(out_dir), {**tags, "seed": seed}
@@ -259,4 +266,7 @@ def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: d
                                                                    "sample_seconds")}
         log_run(tracking_uri, experiment, run_name, run_tags, params={"condition": condition, "seed": seed, **params},
                 metrics=metrics, artifacts=[Path(out_dir) / "metrics.json"], run_id=getattr(logger, "run_id", None))
+        log.info("seed %d: %s; trained %.1f s -> %s", seed,
+                 ", ".join(f"{name} {record[name]:.4g}" for name in record if name.startswith("fd_")),
+                 record["train_seconds"], out_dir)
     return records
