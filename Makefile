@@ -13,7 +13,7 @@ MLFLOW_PORT ?= 5000
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test test-gpu test-slurm bench mlflow-ui mlflow-server clean install
+.PHONY: demo test test-gpu test-slurm bench mlflow-ui mlflow-server reconcile clean install
 
 install: $(INSTALLED)
 
@@ -29,6 +29,11 @@ demo: $(INSTALLED)
 	@echo "Reports: $(RESULTS)/reports/clustering.html, $(RESULTS)/reports/ood.html, $(RESULTS)/reports/diffusion.html  (notebooks beside them)"
 	@echo "Tables:  $(RESULTS)/tables/{clustering,selection,ood,diffusion}.parquet"
 	@echo "MLflow:  make mlflow-ui, then open http://$(MLFLOW_HOST):$(MLFLOW_PORT)"
+
+# Make the MLflow store mirror the results' metrics.json again (after a tracking outage, a killed job, ...)
+reconcile: $(INSTALLED)
+	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) --allowed-rules reconcile_tracking --forcerun reconcile_tracking -- $(RESULTS)/tracking/reconciled.json
+	@cat $(RESULTS)/tracking/reconciled.json
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

@@ -35,6 +35,7 @@ localrules:
     ood_report,
     diffusion_table,
     diffusion_report,
+    reconcile_tracking,
 
 
 rule all:
@@ -42,4 +43,5 @@ rule all:
         clustering_report=results("reports/clustering.html"),
         ood_report=results("reports/ood.html") if OOD_PAIRS else [],
         diffusion_report=results("reports/diffusion.html") if DIFFUSION["datasets"] else [],
+        tracking=results("tracking/reconciled.json"),
     default_target: True

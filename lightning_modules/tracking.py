@@ -22,6 +22,7 @@ RETRIES = 5
 # down); a sweep job should give up on tracking in seconds and keep its result.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+ARTIFACT_TAG = "clusterlab.artifact_path"  # the run's result folder: what the store is reconciled by
 _unavailable: set[str] = set()  # stores that failed in this process: warn once, then skip them
 
 
@@ -150,7 +151,7 @@ def log_run(
                 run_id,
                 metrics=[Metric(k, v, now, 0) for k, v in _loggable_metrics(metrics).items()],
                 params=[Param(k, v) for k, v in fresh.items()],
-                tags=[RunTag("clusterlab.artifact_path", run_name)],
+                tags=[RunTag(ARTIFACT_TAG, run_name)],
             ),
             "log batch",
         )
@@ -161,3 +162,75 @@ def log_run(
     except Exception as error:  # noqa: BLE001 - see module docstring
         _give_up(tracking_uri, f"logging run {run_name}", error)
         return None
+
+
+# What a run's tags are, read back from its metrics.json (the wildcards the job was run with).
+IDENTITY_TAGS = ("dataset", "backbone", "method", "k", "seed", "ood", "scorer", "cond", "source")
+
+
+def reconcile(tracking_uri: str, experiment: str, metrics_files: Iterable[str | Path]) -> dict:
+    """Make the store mirror the results: per metrics.json exactly one FINISHED run named after its folder,
+    with every metric and param of the file. Missing runs are created; a run left RUNNING/FAILED by a killed
+    job, or finished without some metrics (a tracking failure), is completed; extra runs of one folder are
+    deleted (MLflow's soft delete); RUNNING runs whose folder has no result are marked KILLED. Idempotent:
+    a second call repairs nothing. Returns what was repaired (or the error, when the store is unreachable)."""
+    from collections import defaultdict
+
+    from mlflow.entities import Metric, Param, RunTag, ViewType
+
+    from lightning_modules.io import read_json
+
+    repaired: dict = {"created": [], "completed": [], "deleted": [], "killed": []}
+    try:
+        client = _client(tracking_uri)
+        experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
+        runs = _with_retries(lambda: client.search_runs([experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
+                                                        max_results=50_000), "list runs")
+        by_path = defaultdict(list)
+        for run in runs:
+            by_path[run.data.tags.get(ARTIFACT_TAG) or run.info.run_name].append(run)
+        wanted = {str(Path(path).parent): Path(path) for path in metrics_files}
+        for run_name, path in wanted.items():
+            record = read_json(path)
+            candidates = sorted(by_path.get(run_name, []), key=lambda r: (r.info.status == "FINISHED", r.info.start_time))
+            if candidates:
+                keep = candidates[-1]
+                for extra in candidates[:-1]:
+                    _with_retries(lambda extra=extra: client.delete_run(extra.info.run_id), "delete run")
+                    repaired["deleted"].append(run_name)
+                run_id, logged_metrics, logged_params = keep.info.run_id, keep.data.metrics, keep.data.params
+                finished = keep.info.status == "FINISHED"
+            else:
+                tags = {key: str(record[key]) for key in IDENTITY_TAGS if record.get(key) is not None}
+                run_id = _with_retries(lambda tags=tags: client.create_run(experiment_id, run_name=run_name, tags=tags),
+                                       "create run").info.run_id
+                logged_metrics, logged_params, finished = {}, {}, False
+                repaired["created"].append(run_name)
+            results = {k: v for k, v in _loggable_metrics(record).items() if k not in IDENTITY_TAGS}
+            # a job whose tracking failed left a run with none of its results (its batch is all or nothing); the
+            # file's other numbers (sizes, timings) are mirrored too, quietly
+            unrecorded = not set(results) & set(logged_metrics)
+            metrics = {k: v for k, v in results.items() if k not in logged_metrics}
+            params = {k: v for k, v in _flat_params(record.get("params") or {}).items() if k not in logged_params}
+            if metrics or params or not finished:
+                now = int(time.time() * 1000)
+                _with_retries(lambda: client.log_batch(
+                    run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                    params=[Param(k, v) for k, v in params.items()], tags=[RunTag(ARTIFACT_TAG, run_name)]),
+                    "log batch")
+                _with_retries(lambda: client.set_terminated(run_id, "FINISHED"), "finish run")
+                if candidates and (unrecorded or not finished):
+                    repaired["completed"].append(run_name)
+        for run_name, candidates in by_path.items():
+            if run_name in wanted:
+                continue
+            for run in candidates:
+                if run.info.status == "RUNNING":
+                    _with_retries(lambda run=run: client.set_terminated(run.info.run_id, "KILLED"), "mark killed")
+                    repaired["killed"].append(run_name)
+    except Exception as error:  # noqa: BLE001 - see module docstring: tracking never fails the sweep
+        _give_up(tracking_uri, "reconciling the store", error)
+        repaired["error"] = str(error)
+    if any(repaired[key] for key in ("created", "completed", "deleted", "killed")):
+        log.info("tracking store repaired: %s", {k: len(v) for k, v in repaired.items() if isinstance(v, list)})
+    return repaired

@@ -100,3 +100,56 @@ def test_eight_parallel_jobs_log_every_run_to_sqlite(tmp_path):
     runs = MlflowClient(uri).search_runs([experiment.experiment_id], max_results=100)
     assert sorted(r.info.run_name for r in runs) == sorted(f"w{w}-r{r}" for w in range(8) for r in range(3))
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_reconciliation_makes_the_store_mirror_the_results_exactly(tmp_path, monkeypatch):
+    """A dropped run, a run finished without some metrics, a duplicate left RUNNING by a killed retry and an
+    orphan RUNNING run: afterwards one FINISHED run per result folder with all its metrics, the orphan KILLED;
+    a second pass repairs nothing; an unusable store is reported, not raised."""
+    import json
+
+    from mlflow.entities import ViewType
+
+    from lightning_modules.tracking import reconcile
+
+    uri = default_tracking_uri(tmp_path)
+    init_tracking(uri, "s")
+    files = []
+    for name, acc in (("a", 0.5), ("b", 0.6), ("c", 0.7)):
+        folder = tmp_path / "results" / name
+        folder.mkdir(parents=True)
+        record = {"dataset": "digits", "method": name, "k": 10, "seed": 0, "acc": acc, "nmi": acc / 2,
+                  "params": {"lr": 0.1}}
+        (folder / "metrics.json").write_text(json.dumps(record))
+        files.append(folder / "metrics.json")
+        # a: its results never reached the store (only a training curve did, as when tracking failed mid-job)
+        logged = {"train/loss": 1.0} if name == "a" else {"acc": acc, "nmi": acc / 2}
+        log_run(uri, "s", str(folder), {"method": name}, {"lr": 0.1}, logged)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("s").experiment_id
+    by_name = {r.info.run_name: r for r in client.search_runs([experiment])}
+    client.delete_run(by_name[str(tmp_path / "results" / "b")].info.run_id)  # dropped from the store
+    client.create_run(experiment, run_name=str(tmp_path / "results" / "c"))  # a killed retry's RUNNING duplicate
+    orphan = client.create_run(experiment, run_name=str(tmp_path / "results" / "d"))  # killed, no result
+
+    repaired = reconcile(uri, "s", files)
+    assert repaired["created"] == [str(tmp_path / "results" / "b")]
+    assert repaired["completed"] == [str(tmp_path / "results" / "a")]
+    assert repaired["deleted"] == [str(tmp_path / "results" / "c")]
+    assert repaired["killed"] == [str(tmp_path / "results" / "d")]
+    runs = client.search_runs([experiment], run_view_type=ViewType.ACTIVE_ONLY)
+    finished = sorted(r.info.run_name for r in runs if r.info.status == "FINISHED")
+    assert finished == [str(tmp_path / "results" / n) for n in "abc"]
+    for run in runs:
+        if run.info.status == "FINISHED":
+            assert {"acc", "nmi"} <= set(run.data.metrics) and run.data.params["lr"] == "0.1"
+    recreated = next(r for r in runs if r.info.run_name.endswith("/b"))
+    assert recreated.data.tags["method"] == "b" and recreated.data.tags["dataset"] == "digits"
+    assert client.get_run(orphan.info.run_id).info.status == "KILLED"
+    again = reconcile(uri, "s", files)
+    assert not any(again[key] for key in ("created", "completed", "deleted", "killed"))
+
+    monkeypatch.setattr("lightning_modules.tracking.RETRIES", 1)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    assert "error" in reconcile(f"sqlite:///{blocker}/mlflow.db", "s", files)

@@ -253,3 +253,7 @@ def test_diffusion_runs_per_condition_with_table_and_report(ood_sweep):
     for run in runs:
         assert {"fd_classifier", "kid_classifier", "fd_floor_backbone", "train/loss"} <= set(run.data.metrics)
         assert run.info.status == "FINISHED"
+    # the sweep ends by reconciling the store with every result; a clean sweep leaves nothing to repair
+    reconciled = json.loads((ood_sweep / "results" / "tracking" / "reconciled.json").read_text())
+    assert reconciled["results"] > len(table) and "error" not in reconciled
+    assert not any(reconciled[key] for key in ("created", "completed", "deleted", "killed"))

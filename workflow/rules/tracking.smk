@@ -13,3 +13,24 @@ rule init_tracking:
         "../../envs/compute.yaml"
     script:
         "../scripts/init_tracking.py"
+
+
+rule reconcile_tracking:
+    # After every sweep: the store mirrors metrics.json exactly (one finished run per table row, with all of
+    # its metrics); what it repaired is in the output. `make reconcile` reruns it.
+    input:
+        clustering=clustering_runs("metrics.json"),
+        ood=[results(f"{run_dir}/metrics.json") for run_dir in ood_run_dirs(config, BACKBONES)],
+        probes=[results(f"{probe_dir}/probe.json") for probe_dir in ood_probe_dirs(config, BACKBONES)],
+        diffusion=diffusion_runs("metrics.json") if DIFFUSION["datasets"] else [],
+    output:
+        results("tracking/reconciled.json"),
+    log:
+        results("logs/reconcile_tracking.log"),
+    params:
+        tracking_uri=TRACKING_URI,
+        experiment=SWEEP,
+    conda:
+        "../../envs/compute.yaml"
+    script:
+        "../scripts/reconcile_tracking.py"
