@@ -34,11 +34,12 @@ def generalisation_score(embeddings: np.ndarray, assignments: np.ndarray, seed: 
     linear classifier cannot reproduce on unseen points generalises poorly."""
     from sklearn.linear_model import RidgeClassifier
 
+    from lightning_modules.neighbours import l2_normalise
+
     rng = np.random.default_rng(seed)
-    rows = rng.permutation(len(assignments))[:max_rows]
-    x = np.asarray(embeddings[np.sort(rows)], dtype=np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    y = np.asarray(assignments)[np.sort(rows)]
+    rows = np.sort(rng.permutation(len(assignments))[:max_rows])  # sorted: memory-mapped rows read in order
+    x = l2_normalise(embeddings[rows])
+    y = np.asarray(assignments)[rows]
     halves = np.array_split(rng.permutation(len(y)), 2)
     scores = []
     for train, test in (halves, halves[::-1]):

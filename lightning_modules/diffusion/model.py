@@ -4,6 +4,8 @@ weights on EDM's half-life schedule (what sampling uses), and Heun sampling with
 
 from __future__ import annotations
 
+import copy
+
 import pytorch_lightning as pl
 import torch
 
@@ -25,9 +27,7 @@ class EDMDenoiser(pl.LightningModule):
         options = {key: value for key, value in network.items() if key != "name"}
         raw = DENOISERS.get(network["name"])(tuple(image_shape), n_classes=n_classes, **options)
         self.denoiser = Preconditioned(raw, self.settings.sigma_data)
-        self.ema = Preconditioned(DENOISERS.get(network["name"])(tuple(image_shape), n_classes=n_classes, **options),
-                                  self.settings.sigma_data)
-        self.ema.load_state_dict(self.denoiser.state_dict())
+        self.ema = copy.deepcopy(self.denoiser)  # the averaged weights start as the initial ones
         self.ema.requires_grad_(False)
         # images seen by the whole job (all ranks): EDM's EMA and lr ramp count images, not steps
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.float64))
