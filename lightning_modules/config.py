@@ -200,7 +200,7 @@ def check_ood(config: dict) -> None:
     needs them, no class on both sides of a pair, a text tower for zero-shot, images for attacks."""
     from lightning_modules.backbones import BACKBONES, split_spec
     from lightning_modules.data import DATASETS, is_labelled, known_size
-    from lightning_modules.ood import OOD_SCORERS
+    from lightning_modules.ood import OOD_SCORERS, split_scorer_name
     from lightning_modules.sweep import ood_pairs
 
     ood = config.get("ood") or {}
@@ -212,13 +212,14 @@ def check_ood(config: dict) -> None:
     for key, names in (("ood.scorers", ood.get("scorers", [])), ("ood.adversarial.scorers", adversarial.get("scorers", []))):
         for name in names:
             try:
-                scorers[name] = OOD_SCORERS.entry(name)
+                scorers[name] = OOD_SCORERS.entry(split_scorer_name(name)[0] if key != "ood.scorers" else name)
             except UnknownNameError as error:
                 raise ConfigError(f"config error: {key}: {error}") from None
     if adversarial.get("scorers") and not adversarial.get("styles"):
         raise ConfigError("config error: ood.adversarial.styles is empty; give at least one, e.g. {smooth: 5000}")
     eval_split = ood["eval_split"]
     datasets = config["datasets"]
+    _check_negatives(ood, scorers, datasets, eval_split)
     names = [pair.get("name") for pair in pairs_config if pair.get("name")]
     if len(set(ood_pairs(config))) != len(pairs_config):
         raise ConfigError(f"config error: ood.pairs: two pairs share a name ({', '.join(names) or 'the default names'}); "
@@ -277,6 +278,28 @@ def check_ood(config: dict) -> None:
         specs = ", ".join(f"'{b['spec']}'" for b in config["backbones"])
         raise ConfigError(f"config error: ood.scorers: {', '.join(text_scorers)} needs a backbone with a text tower "
                           f"(openclip/…), and none of {specs} has one; add one or drop the scorer")
+
+
+def _check_negatives(ood: dict, scorers: dict, datasets: dict, eval_split: str) -> None:
+    """Scorers that train on shifted negatives need `ood.negatives`: name -> a dataset with the
+    fit split (the negatives) and the eval split (the sensitivity score's shifted ID test images)."""
+    from lightning_modules.data import DATASETS
+
+    takes = [name for name, entry in scorers.items() if entry.info.get("negatives")]
+    negatives = ood.get("negatives") or {}
+    if takes and not negatives:
+        raise ConfigError(f"config error: ood.scorers: {', '.join(takes)} trains against shifted negatives, but "
+                          f"ood.negatives is empty; add e.g. {{rotations: <a dataset with "
+                          f"`shift: rotations`>}}")
+    for label, dataset in negatives.items():
+        key = f"ood.negatives.{label}"
+        if dataset not in datasets:
+            raise ConfigError(f"config error: {key} names dataset '{dataset}'{did_you_mean(dataset, datasets)}; "
+                              f"allowed: {', '.join(datasets)}")
+        splits = DATASETS.entry(datasets[dataset]["source"]).info.get("splits")
+        if splits is not None and eval_split not in splits:
+            raise ConfigError(f"config error: {key}: dataset '{dataset}' has no split '{eval_split}' (ood.eval_split), "
+                              f"which the sensitivity score reads; allowed: {', '.join(splits)}")
 
 
 def _config_paths(config: dict):

@@ -65,6 +65,27 @@ def read_json(path: str | os.PathLike) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def release_rows(array: np.ndarray, rows: slice) -> None:
+    """Drop the pages of `array[rows]` from this process's resident memory when `array` is a read-only memory
+    map (the OS page cache keeps them; a later read maps them back): a stage streaming an artifact then holds
+    one chunk of it, not the whole file. A no-op for arrays in memory."""
+    import mmap as mmap_module
+
+    base = getattr(array, "_mmap", None)
+    if base is None or not hasattr(base, "madvise") or array.ndim == 0 or not array.flags.c_contiguous:
+        return
+    start, stop, _ = rows.indices(len(array))
+    if stop <= start:
+        return
+    buffer_address = np.frombuffer(base, dtype=np.uint8).ctypes.data
+    first = array.ctypes.data - buffer_address + start * array.strides[0]
+    last = first + (stop - start) * array.strides[0]
+    page = mmap_module.PAGESIZE
+    aligned_first, aligned_last = -(-first // page) * page, min(last // page * page, len(base))
+    if aligned_last > aligned_first:
+        base.madvise(mmap_module.MADV_DONTNEED, aligned_first, aligned_last - aligned_first)
+
+
 def row_chunks(n: int, rows: int):
     """Slices covering range(n) in blocks of `rows`: how stages stream a memory-mapped artifact."""
     for start in range(0, n, rows):

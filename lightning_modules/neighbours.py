@@ -8,9 +8,11 @@ visible GPU with float16 storage (each holds 1/n of the rows) instead of being r
 Index kinds (`knn.index`):
 - `exact`: IndexFlatIP, brute force, ~2 N² d FLOPs for a whole graph.
 - `ivf`: IndexIVFScalarQuantizer with float16 codes: `nlist` k-means cells trained on a sample, `nprobe` of them
-  visited per query. Defaults from N: nlist = 4 √N (faiss's guideline 4–16 √N), nprobe = nlist / 64 (≥ 8).
-  How many cells are enough depends on the data: every IVF graph measures its recall@k against exact search
-  and warns below 0.9 (`benchmarks.clustering` measures recall and speed-up on a mixture of 1,000 clusters)."""
+  visited per query. Defaults from N: nlist = 4 √N (faiss's guideline 4–16 √N), nprobe = nlist / 128 (≥ 8):
+  the scan then reads 1/128 of the rows, at about a fifth of the GEMM efficiency of exact search (scalar-quantised
+  codes are decoded, not multiplied by BLAS), so about 20x faster; nlist / 64 gained nothing in recall on a
+  mixture of 1,000 clusters (`benchmarks.scale` sweeps nprobe). How many cells are enough depends on the data:
+  every IVF graph measures its recall@k against exact search and warns below 0.9."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import logging
 import math
 
 import numpy as np
+
+from lightning_modules.io import release_rows
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +37,19 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def normalised_chunks(embeddings: np.ndarray, chunk_rows: int = CHUNK_ROWS):
-    """Yield (start, float32 unit rows) over `embeddings` (memory-mapped or not) in bounded chunks."""
+    """Yield (start, float32 unit rows) over `embeddings` (memory-mapped or not) in bounded chunks; a memory
+    map's pages are released once their chunk is converted."""
     for start in range(0, len(embeddings), chunk_rows):
-        yield start, l2_normalise(embeddings[start:start + chunk_rows])
+        rows = slice(start, start + chunk_rows)
+        chunk = l2_normalise(embeddings[rows])
+        release_rows(embeddings, rows)
+        yield start, chunk
 
 
 def ivf_settings(n: int, nlist: int | None = None, nprobe: int | None = None) -> tuple[int, int]:
     """(nlist, nprobe) for N points, the defaults derived from N; one-line errors for settings that cannot work."""
     nlist = nlist or max(1, int(round(4 * math.sqrt(n))))
-    nprobe = nprobe or min(nlist, max(8, nlist // 64))
+    nprobe = nprobe or min(nlist, max(8, nlist // 128))
     if nlist > n:
         raise ValueError(f"knn.nlist = {nlist} needs at least {nlist} points to train its cells, got {n}; "
                          f"use a smaller knn.nlist or knn.index: exact")
@@ -99,28 +107,41 @@ def search(index, embeddings: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS, 
     return similarities, indices
 
 
+def _without_self(found: np.ndarray, sims: np.ndarray, rows: np.ndarray, k: int):
+    """Drop each query's own row from its k + 1 results (or, if absent, the farthest): (Q, k) each."""
+    is_self = found == rows[:, None]
+    is_self[~is_self.any(axis=1), -1] = True
+    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]  # self (True) moves to the end
+    return np.take_along_axis(found, order, axis=1), np.take_along_axis(sims, order, axis=1)
+
+
 def knn_graph(embeddings: np.ndarray, k: int = 50, query_batch: int = CHUNK_ROWS, use_gpu: bool | str = "auto",
               progress: bool = False, index: str = "exact", nlist: int | None = None,
               nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) embeddings -> (N, k) int32 neighbour indices and (N, k) float32 cosine similarities, nearest
     first. A point is never its own neighbour, even when duplicates tie with it (or, with IVF, when the
-    search misses it)."""
+    search misses it). Queries go by chunks straight into the two outputs: beside the index and the outputs,
+    memory holds one chunk's results."""
+    from tqdm.auto import tqdm
+
     n = len(embeddings)
     if not 1 <= k < n:
         raise ValueError(f"knn.k = {k} must be between 1 and the number of samples - 1 ({n - 1})")
     searchable = build_index(embeddings, index, nlist, nprobe, use_gpu)
-    sims, found = search(searchable, embeddings, k + 1, query_batch, progress)
-    is_self = found == np.arange(n)[:, None]
-    is_self[~is_self.any(axis=1), -1] = True  # self not among the k + 1: drop the farthest instead
-    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]  # self (True) moves to the end
-    indices, similarities = np.take_along_axis(found, order, axis=1), np.take_along_axis(sims, order, axis=1)
+    indices = np.empty((n, k), dtype=np.int32)
+    similarities = np.empty((n, k), dtype=np.float32)
+    for start, chunk in tqdm(normalised_chunks(embeddings, query_batch), desc="kNN graph", disable=not progress,
+                             total=-(-n // query_batch)):
+        sims, found = searchable.search(chunk, k + 1)
+        found, sims = _without_self(found, sims, np.arange(start, start + len(chunk)), k)
+        indices[start:start + len(chunk)], similarities[start:start + len(chunk)] = found, sims
     short = np.flatnonzero((indices < 0).any(axis=1))
     if len(short):  # IVF: the probed cells held fewer than k other points; search those rows exactly
         log.info("%d rows found fewer than %d neighbours in their probed cells; searched exactly", len(short), k)
         indices[short] = exact_neighbours(embeddings, embeddings[short], k, exclude=short)
         similarities[short] = (l2_normalise(embeddings[short])[:, None, :]
                                * l2_normalise(embeddings[indices[short].ravel()]).reshape(len(short), k, -1)).sum(-1)
-    return indices.astype(np.int32), similarities
+    return indices, similarities
 
 
 def exact_neighbours(embeddings: np.ndarray, queries: np.ndarray, k: int, exclude: np.ndarray | None = None,
@@ -135,7 +156,11 @@ def exact_neighbours(embeddings: np.ndarray, queries: np.ndarray, k: int, exclud
         if exclude is not None:
             own = (exclude >= start) & (exclude < start + len(chunk))
             sims[own, exclude[own] - start] = -np.inf
-        rows = np.broadcast_to(np.arange(start, start + len(chunk)), sims.shape)
+        if sims.shape[1] > k:  # the chunk's own top k first (linear time), then the merge sorts 2k columns
+            top = np.sort(np.argpartition(-sims, k - 1, axis=1)[:, :k], axis=1)
+            sims, rows = np.take_along_axis(sims, top, 1), top + start
+        else:
+            rows = np.broadcast_to(np.arange(start, start + len(chunk)), sims.shape)
         merged_sims, merged_rows = np.hstack([best_sims, sims]), np.hstack([best_rows, rows])
         keep = np.argsort(-merged_sims, axis=1, kind="stable")[:, :k]
         best_sims, best_rows = np.take_along_axis(merged_sims, keep, 1), np.take_along_axis(merged_rows, keep, 1)

@@ -76,11 +76,19 @@ def ood_pairs(config: dict) -> dict[str, dict]:
 
 
 def ood_scorer_names(config: dict) -> list[str]:
-    """The scorers, then `<scorer>-adv-<style>` for each attacked scorer and attack style."""
+    """The scorers (`<scorer>-<negatives>` for each of `ood.negatives` where the scorer trains
+    on negatives), then `<scorer>-adv-<style>` for each attacked scorer and attack style."""
+    from lightning_modules.ood import OOD_SCORERS
+
     ood = config.get("ood") or {}
     adversarial = ood.get("adversarial") or {}
-    return list(ood.get("scorers", [])) + [f"{scorer}-adv-{style}" for scorer in adversarial.get("scorers", [])
-                                           for style in adversarial.get("styles", {})]
+    negatives = list((ood.get("negatives") or {}))
+    names = []
+    for scorer in ood.get("scorers", []):
+        takes_negatives = scorer in OOD_SCORERS.names() and OOD_SCORERS.entry(scorer).info.get("negatives")
+        names += [f"{scorer}-{negative}" for negative in negatives] if takes_negatives else [scorer]
+    return names + [f"{scorer}-adv-{style}" for scorer in adversarial.get("scorers", [])
+                    for style in adversarial.get("styles", {})]
 
 
 def scorer_applies(scorer: str, backbone_spec: str) -> bool:

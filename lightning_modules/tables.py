@@ -19,7 +19,7 @@ OOD_COLUMNS = [
     "auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_openood",
     "auroc_low", "auroc_high", "aupr_in_low", "aupr_in_high", "aupr_out_low", "aupr_out_high",
     "fpr95_low", "fpr95_high", "fpr95_openood_low", "fpr95_openood_high", "auroc_clean", "fpr95_clean",
-    "n_fit", "n_id", "n_ood", "train_loss", "seconds",
+    "sensitivity", "n_fit", "n_id", "n_ood", "train_loss", "seconds",
 ]
 PROBE_COLUMNS = ["dataset", "backbone", "source", "n_fit", "n_classes", "train_loss", "train_accuracy",
                  "pseudo_label_accuracy", "seconds"]

@@ -5,8 +5,11 @@ second pass over the data to update them, which ran at ~50% of this machine's GE
 scikit-learn's Lloyd speed (benchmarks/clustering.py). The loop below does what scikit-learn's Cython does:
 the rows are split across threads with single-threaded BLAS, and each thread walks its rows in chunks that
 stay in cache from the GEMM against the centroids to the argmin; the per-cluster sums are one sparse one-hot
-product per thread. It imports neither torch nor faiss on CPU, so a k-means job starts fast. On a GPU,
+product per chunk. It imports neither torch nor faiss on CPU, so a k-means job starts fast. On a GPU,
 faiss's k-means is the well-kept choice and is used as it is.
+
+Out of core: the data may be a memory map (float16 on disk); every chunk is converted to float32 on its own, so
+no full float32 copy is ever made (the conversion costs ~1% of an iteration's GEMM at K = 100).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from lightning_modules.io import release_rows, row_chunks
 
 CHUNK_ROWS = 1024  # a chunk's rows and its (rows x K) distances stay in cache from the GEMM to the argmin
 
@@ -53,9 +58,11 @@ class _Assigner:
 
         nearest = np.empty((hi - lo, count), dtype=np.int64)
         partial = np.empty(hi - lo, dtype=np.float32) if distances else None
+        totals = np.zeros((len(centroid_norms), self.x.shape[1]), dtype=np.float32) if sums else None
         for start in range(lo, hi, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, hi)
-            rows, out = self.x[start:stop], slice(start - lo, stop - lo)
+            rows, out = np.asarray(self.x[start:stop], dtype=np.float32), slice(start - lo, stop - lo)
+            release_rows(self.x, slice(start, stop))
             chunk = rows @ minus_twice_centroids_t
             chunk += centroid_norms
             for rank in range(count):  # repeated argmins: cheaper than a partial sort for count <= 2
@@ -64,13 +71,35 @@ class _Assigner:
                     partial[out] = np.take_along_axis(chunk, nearest[out, :1], axis=1)[:, 0]
                 if rank < count - 1:
                     np.put_along_axis(chunk, nearest[out, rank:rank + 1], np.inf, axis=1)
-        if not sums:
-            return nearest, partial, None
-        # (K x rows) one-hot matrix with one entry per column, built directly in CSC form
-        n_rows = hi - lo
-        one_hot = csc_matrix((np.ones(n_rows, dtype=np.float32), nearest[:, 0], np.arange(n_rows + 1)),
-                             shape=(len(centroid_norms), n_rows))
-        return nearest, partial, one_hot @ self.x[lo:hi]
+            if sums:  # (K x rows) one-hot matrix with one entry per column, built directly in CSC form
+                one_hot = csc_matrix((np.ones(stop - start, dtype=np.float32), nearest[out, 0],
+                                      np.arange(stop - start + 1)), shape=(len(centroid_norms), stop - start))
+                totals += one_hot @ rows
+        return nearest, partial, totals
+
+
+def _float32_rows(x: np.ndarray, index) -> np.ndarray:
+    rows = np.asarray(x[index], dtype=np.float32)
+    if isinstance(index, slice):
+        release_rows(x, index)
+    return rows
+
+
+def _squared_norms(x: np.ndarray) -> np.ndarray:
+    """(N,) float64 squared row norms, by chunks."""
+    return np.concatenate([np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64)
+                           for chunk in (_float32_rows(x, rows) for rows in row_chunks(len(x), 65536))])
+
+
+def _mean_variance(x: np.ndarray) -> float:
+    """The mean over dimensions of the per-dimension variance (scikit-learn's tol scale), by chunks."""
+    total, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for rows in row_chunks(len(x), 65536):
+        chunk = _float32_rows(x, rows).astype(np.float64)
+        total += chunk.sum(0)
+        squares += (chunk ** 2).sum(0)
+    mean = total / len(x)
+    return float(np.mean(np.maximum(squares / len(x) - mean ** 2, 0)))
 
 
 def lloyd(assign: _Assigner, centroids: np.ndarray, max_iter: int, tol: float, spherical: bool) -> np.ndarray:
@@ -80,18 +109,19 @@ def lloyd(assign: _Assigner, centroids: np.ndarray, max_iter: int, tol: float, s
     An empty cluster takes the point farthest from its centroid, as in scikit-learn."""
     x = assign.x
     centroids = centroids.astype(np.float32, copy=True)
-    threshold = tol * float(np.mean(np.var(x, axis=0))) if tol > 0 else 0.0
+    threshold = tol * _mean_variance(x) if tol > 0 else 0.0
     for _ in range(max_iter):
         nearest, _, sums = assign(centroids, sums=True)
         labels = nearest[:, 0]
         counts = np.bincount(labels, minlength=len(centroids))
         if not counts.all():
             _, partial, _ = assign(centroids, distances=True)  # rare: the distances only when a cluster is empty
-            distances = partial + np.einsum("ij,ij->i", x, x)
+            distances = partial + _squared_norms(x)
             for empty, farthest in zip(np.flatnonzero(counts == 0), np.argsort(-distances)):
-                sums[labels[farthest]] -= x[farthest]
+                row = _float32_rows(x, farthest)
+                sums[labels[farthest]] -= row
                 counts[labels[farthest]] -= 1
-                sums[empty], counts[empty] = x[farthest], 1
+                sums[empty], counts[empty] = row, 1
         # a cluster emptied by giving its only point away keeps its centroid
         updated = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
         if spherical:
@@ -156,7 +186,9 @@ class LloydKMeans:
         """`init_centroids` (K, D): start Lloyd from these instead of `n_init` random restarts."""
         from threadpoolctl import threadpool_limits
 
-        x = np.ascontiguousarray(embeddings, dtype=np.float32)
+        x = np.asarray(embeddings)  # a memory map stays one: chunks are converted to float32 as they are read
+        if not np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float32)
         n = len(x)
         if not 2 <= self.n_clusters <= n:
             raise ValueError(f"k-means needs 2 <= K <= number of samples ({n}), got K={self.n_clusters}")
@@ -165,7 +197,8 @@ class LloydKMeans:
         rng = np.random.default_rng(self.seed)
         train = x
         if self.max_points_per_centroid and n > self.n_clusters * self.max_points_per_centroid:
-            train = x[np.sort(rng.choice(n, self.n_clusters * self.max_points_per_centroid, replace=False))]
+            train = _float32_rows(x, np.sort(rng.choice(n, self.n_clusters * self.max_points_per_centroid,
+                                                        replace=False)))
         starts = [init_centroids] if init_centroids is not None else self._starts(train, rng)
         workers = max(1, min(_worker_count(), n // CHUNK_ROWS))
         # the threads split the rows; BLAS must not split them again
@@ -177,20 +210,22 @@ class LloydKMeans:
             self.top2_, partial, _ = _Assigner(x, pool, workers)(self.cluster_centers_, count=2, distances=True)
         self.top2_ = self.top2_.astype(np.int32)
         self.labels_ = self.top2_[:, 0].copy()
-        self.inertia_ = float(np.sum(partial, dtype=np.float64) + np.einsum("ij,ij->", x, x, dtype=np.float64))
+        self.inertia_ = float(np.sum(partial, dtype=np.float64) + _squared_norms(x).sum())
         return self
 
     def _starts(self, train: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
         """`n_init` initial centroid sets, (K, D) each."""
         if self.init == "random":
-            return [train[rng.choice(len(train), self.n_clusters, replace=False)] for _ in range(self.n_init)]
+            return [_float32_rows(train, np.sort(rng.choice(len(train), self.n_clusters, replace=False)))
+                    for _ in range(self.n_init)]
         from sklearn.cluster import kmeans_plusplus
 
         starts = []
         for _ in range(self.n_init):
-            sample = train
+            sample = np.arange(len(train))
             if self.init_sample and len(train) > max(self.init_sample, self.n_clusters):
-                sample = train[np.sort(rng.choice(len(train), max(self.init_sample, self.n_clusters), replace=False))]
+                sample = np.sort(rng.choice(len(train), max(self.init_sample, self.n_clusters), replace=False))
+            sample = _float32_rows(train, sample)
             centres, _ = kmeans_plusplus(sample, self.n_clusters, random_state=int(rng.integers(2**31)))
             starts.append(np.ascontiguousarray(centres, dtype=np.float32))
         return starts
@@ -214,7 +249,7 @@ class LloydKMeans:
             kmeans = faiss.Kmeans(train.shape[1], self.n_clusters, niter=self.max_iter, seed=self.seed, nredo=1,
                                   spherical=self.spherical, max_points_per_centroid=len(train),
                                   min_points_per_centroid=1, gpu=True, verbose=self.verbose)
-            kmeans.train(train, init_centroids=start)
+            kmeans.train(np.ascontiguousarray(train, dtype=np.float32), init_centroids=start)
             if kmeans.obj[-1] < best_objective:
                 best, best_objective = kmeans.centroids.copy(), kmeans.obj[-1]
         return best

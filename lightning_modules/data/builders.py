@@ -4,15 +4,94 @@ Clustering Methods Beyond ImageNet-1K": class imbalance, class granularity, clas
 Dataset entry keys: `classes` (keep these classes, by name or index), `easiest` ({n, reference_split, k}:
 keep the n classes easiest to recognise), `coarse_groups` ({coarse name: [classes]}: define coarse labels),
 `granularity` (fine | coarse: which labels evaluate the clustering), `imbalance` ({ratio, seed}: a
-long-tailed subsample). What they did is recorded in the embedding meta (`derivation`)."""
+long-tailed subsample), `shift` ({name, seed} or a name: a shifting transformation of every image, the
+negatives of the self-distillation detector). What they did is recorded in the embedding meta (`derivation`)."""
 
 from __future__ import annotations
+
+import hashlib
+import itertools
 
 import numpy as np
 
 from lightning_modules.data.base import DatasetSplit
 
-BUILDER_KEYS = ("classes", "easiest", "coarse_groups", "granularity", "imbalance")
+BUILDER_KEYS = ("classes", "easiest", "coarse_groups", "granularity", "imbalance", "shift")
+
+
+def _quadrants(image: np.ndarray) -> list[np.ndarray]:
+    h, w = image.shape[-2] // 2, image.shape[-1] // 2
+    return [image[..., :h, :w], image[..., :h, w:], image[..., h:, :w], image[..., h:, w:]]
+
+
+def permute_quadrants(image: np.ndarray, order) -> np.ndarray:
+    """The image's four quadrants (top-left, top-right, bottom-left, bottom-right) placed in `order`
+    (odd sizes: the middle row/column stays)."""
+    out, parts = image.copy(), _quadrants(image)
+    for target, source in zip(_quadrants(out), order):
+        target[...] = parts[source]
+    return out
+
+
+# Shifting transformations (low-level statistics kept, semantics changed), as in CSI and the self-distillation
+# paper; `rotations` and `permute-patches` draw one of their non-identity variants per image.
+_NON_IDENTITY_ORDERS = [order for order in itertools.permutations(range(4)) if order != (0, 1, 2, 3)]
+SHIFTS = {
+    "rotate90": lambda image, rng: np.rot90(image, 1, axes=(-2, -1)),
+    "rotate180": lambda image, rng: np.rot90(image, 2, axes=(-2, -1)),
+    "rotate270": lambda image, rng: np.rot90(image, 3, axes=(-2, -1)),
+    "rotations": lambda image, rng: np.rot90(image, int(rng.integers(1, 4)), axes=(-2, -1)),
+    "flip-vertical": lambda image, rng: image[..., ::-1, :],
+    "permute-patches": lambda image, rng: permute_quadrants(
+        image, _NON_IDENTITY_ORDERS[int(rng.integers(len(_NON_IDENTITY_ORDERS)))]),
+}
+
+
+class ShiftedImages:
+    """A lazy image sequence (image files) with a shifting transformation applied as each image is read; the
+    per-image draw depends on (seed, index) only, so any subset or order reads the same images."""
+
+    def __init__(self, images, shift: str, seed: int, index=None):
+        self.images, self.shift, self.seed = images, shift, seed
+        self.index = np.arange(len(images)) if index is None else np.asarray(index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        source = int(self.index[i])
+        rng = np.random.default_rng([self.seed, source])
+        return np.ascontiguousarray(SHIFTS[self.shift](self.images[source], rng))
+
+    def subset(self, index) -> "ShiftedImages":
+        return ShiftedImages(self.images, self.shift, self.seed, self.index[np.asarray(index)])
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(f"{self.images.fingerprint()}|{self.shift}|{self.seed}|".encode())
+        digest.update(self.index.astype(np.int64).tobytes())
+        return digest.hexdigest()
+
+
+def shifted(data: DatasetSplit, shift, seed: int = 0) -> DatasetSplit:
+    """Every image shifted by `shift` (one of SHIFTS; {name, seed} also accepted); labels are kept (they name
+    the source class, which the shift no longer shows)."""
+    if isinstance(shift, dict):
+        shift, seed = shift.get("name"), int(shift.get("seed", seed))
+    if shift not in SHIFTS:
+        raise ValueError(f"shift = '{shift}'; allowed: {', '.join(SHIFTS)}")
+    images = data.images
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise ValueError("shift transforms images; this dataset holds feature vectors")
+        if shift.startswith("rotat") and images.shape[-1] != images.shape[-2]:
+            raise ValueError(f"shift: {shift} needs square images, got {images.shape[-2]}x{images.shape[-1]}")
+        # each image's draw depends on (seed, its index) only, as in ShiftedImages
+        images = np.stack([np.ascontiguousarray(SHIFTS[shift](image, np.random.default_rng([seed, index])))
+                           for index, image in enumerate(images)])
+    else:
+        images = ShiftedImages(images, shift, seed)
+    derivation = {**(data.derivation or {}), "shift": {"name": shift, "seed": seed}}
+    return DatasetSplit(images, data.labels, data.label_names, data.coarse_labels, data.coarse_names, derivation)
 
 
 def class_index(label_names: list[str], name, key: str) -> int:
@@ -100,7 +179,7 @@ def coarse_granularity(data: DatasetSplit) -> DatasetSplit:
 
 def build_benchmark(data: DatasetSplit, classes=None, coarse_groups=None, granularity: str = "fine",
                     imbalance: dict | None = None, easiest: dict | None = None,
-                    reference: DatasetSplit | None = None) -> DatasetSplit:
+                    reference: DatasetSplit | None = None, shift=None) -> DatasetSplit:
     """`reference`: the labelled split `easiest` ranks classes on (the caller loads it)."""
     if easiest:
         chosen = easiest_classes(reference if reference is not None else data, int(easiest["n"]),
@@ -119,4 +198,6 @@ def build_benchmark(data: DatasetSplit, classes=None, coarse_groups=None, granul
         data = coarse_granularity(data)
     elif granularity != "fine":
         raise ValueError(f"granularity = '{granularity}'; allowed: fine, coarse")
+    if shift:
+        data = shifted(data, shift)
     return data

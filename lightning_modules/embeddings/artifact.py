@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_modules.io import load_npy, read_json, save_npy, write_json
+from lightning_modules.io import load_npy, read_json, release_rows, row_chunks, save_npy, write_json
 
 
 def artifact_paths(embeddings_dir: str | Path, split: str) -> dict[str, Path]:
@@ -27,8 +27,11 @@ def check_embeddings(embeddings: np.ndarray, labels: np.ndarray, source: str = "
         raise ValueError(f"{source}: expected a 2-D (samples, dims) array, got shape {embeddings.shape}")
     if len(embeddings) != len(labels):
         raise ValueError(f"{source}: {len(embeddings)} embeddings but {len(labels)} labels")
-    if not np.isfinite(embeddings).all():
-        bad = int((~np.isfinite(embeddings)).any(axis=1).sum())
+    bad = 0
+    for rows in row_chunks(len(embeddings), 65536):  # by chunks: memory-mapped at any size
+        bad += int((~np.isfinite(embeddings[rows])).any(axis=1).sum())
+        release_rows(embeddings, rows)
+    if bad:
         raise ValueError(f"{source}: {bad} rows contain NaN or inf; re-extract them or drop those samples")
 
 
@@ -38,6 +41,7 @@ def array_fingerprint(array: np.ndarray) -> str:
     rows_per_chunk = max(1, (64 << 20) // max(1, array[:1].nbytes))  # bounded memory for memory-mapped arrays
     for start in range(0, len(array), rows_per_chunk):
         digest.update(np.ascontiguousarray(array[start:start + rows_per_chunk]).tobytes())
+        release_rows(array, slice(start, start + rows_per_chunk))
     return digest.hexdigest()
 
 

@@ -6,8 +6,10 @@ Registry info: `params` (defaults baked into the registered name, e.g. knn1 -> k
 of the `ood` config whose settings it takes, merged in order), `labels` (what it was fitted with: None,
 "classes" (the ID labels), "clusters" (a clustering run's assignments as pseudo-labels) or "plp" (CLIP
 zero-shot pseudo-labels from the class names; no ID labels)), `probe` (reads the shared linear probe of that
-label source, trained once by the `ood_probe` rule) and `text` (needs a backbone with a text tower; zero-shot's
-`fit` then also gets `backbone` and `class_names`)."""
+label source, trained once by the `ood_probe` rule), `text` (needs a backbone with a text tower; zero-shot's
+`fit` then also gets `backbone` and `class_names`) and `negatives` (runs once per entry of
+`ood.negatives` as `<scorer>-<negatives name>`; `fit` also gets `negatives`, the embeddings of
+that shifted dataset)."""
 
 from lightning_modules.registry import Registry
 
@@ -21,6 +23,8 @@ OOD_SCORERS.register("relative-mahalanobis", "lightning_modules.ood.mahalanobis:
                      labels="classes")
 OOD_SCORERS.register("cluster-mahalanobis", "lightning_modules.ood.mahalanobis:Mahalanobis", labels="clusters")
 OOD_SCORERS.register("zeroshot-msp", "lightning_modules.ood.zeroshot:ZeroShotMSP", config="zeroshot", text=True)
+OOD_SCORERS.register("selfdistill", "lightning_modules.ood.self_distillation:SelfDistillation",
+                     config="self_distillation", negatives=True)
 
 # Post-hoc scores on a linear probe: <source>-<score>, e.g. probe-vim (ID labels), plp-energy, cluster-probe-gen.
 PROBE_SOURCES = {"probe": "classes", "cluster-probe": "clusters", "plp": "plp"}
@@ -33,12 +37,22 @@ for _prefix, _source in PROBE_SOURCES.items():
 del _prefix, _source, _score, _class, _sections
 
 ADVERSARIAL_MARK = "-adv-"  # `knn1-adv-smooth`: knn1 on OOD images attacked with the `smooth` setting
+_NEGATIVES_SCORERS = [name for name in OOD_SCORERS.names() if OOD_SCORERS.entry(name).info.get("negatives")]
 
 
 def split_scorer_name(name: str) -> tuple[str, str | None]:
-    """`knn1-adv-smooth` -> ("knn1", "smooth"); `knn1` -> ("knn1", None)."""
+    """`knn1-adv-smooth` -> ("knn1", "smooth"); `knn1` -> ("knn1", None); `selfdistill-rotations` ->
+    ("selfdistill", None) (its negatives: `scorer_negatives`)."""
     base, mark, style = name.partition(ADVERSARIAL_MARK)
-    return (base, style) if mark else (name, None)
+    base, style = (base, style) if mark else (name, None)
+    return next((registered for registered in _NEGATIVES_SCORERS if base.startswith(f"{registered}-")), base), style
+
+
+def scorer_negatives(name: str) -> str | None:
+    """`selfdistill-rotations[-adv-…]` -> "rotations": the entry of `ood.negatives` it trains on."""
+    base = name.partition(ADVERSARIAL_MARK)[0]
+    registered = split_scorer_name(name)[0]
+    return base[len(registered) + 1:] if registered in _NEGATIVES_SCORERS else None
 
 
 def build_scorer(name: str, **params):
@@ -56,5 +70,5 @@ def scorer_params(name: str, ood_config: dict) -> dict:
     return params
 
 
-__all__ = ["ADVERSARIAL_MARK", "OOD_SCORERS", "POSTHOC_SCORES", "PROBE_SOURCES", "build_scorer", "scorer_params",
-           "split_scorer_name"]
+__all__ = ["ADVERSARIAL_MARK", "OOD_SCORERS", "POSTHOC_SCORES", "PROBE_SOURCES", "build_scorer", "scorer_negatives",
+           "scorer_params", "split_scorer_name"]

@@ -10,8 +10,9 @@ memory-mapped float16 artifact is never copied whole; the pseudo-inverse copes w
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
-from lightning_modules.io import row_chunks
+from lightning_modules.io import release_rows, row_chunks
 from lightning_modules.ood.base import OODScorer, known_labels
 
 CHUNK_ROWS = 65536
@@ -22,12 +23,17 @@ def class_means_and_pooled_covariance(embeddings: np.ndarray, labels: np.ndarray
     covariance = 1/N sum_i (x_i - mu_{y_i})(x_i - mu_{y_i})^T."""
     classes, class_index = np.unique(labels, return_inverse=True)
     sums = np.zeros((len(classes), embeddings.shape[1]))
-    for rows in row_chunks(len(embeddings), CHUNK_ROWS):
-        np.add.at(sums, class_index[rows], np.asarray(embeddings[rows], dtype=np.float64))
+    for rows in row_chunks(len(embeddings), CHUNK_ROWS):  # a sparse one-hot product: np.add.at is ~30x slower
+        members = class_index[rows]
+        one_hot = csr_matrix((np.ones(len(members)), (members, np.arange(len(members)))),
+                             shape=(len(classes), len(members)))
+        sums += one_hot @ np.asarray(embeddings[rows], dtype=np.float64)
+        release_rows(embeddings, rows)
     means = sums / np.bincount(class_index, minlength=len(classes))[:, None]
     scatter = np.zeros((embeddings.shape[1],) * 2)
     for rows in row_chunks(len(embeddings), CHUNK_ROWS):
         centred = np.asarray(embeddings[rows], dtype=np.float64) - means[class_index[rows]]
+        release_rows(embeddings, rows)
         scatter += centred.T @ centred
     return classes, means, scatter / len(embeddings)
 

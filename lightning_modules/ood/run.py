@@ -8,6 +8,7 @@ classes (OOD)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from lightning_modules.data.builders import class_index
 from lightning_modules.embeddings.artifact import read_embeddings, read_meta
 from lightning_modules.io import atomic_path, load_npy, read_json, save_npy, write_json
 from lightning_modules.metrics.ood import OOD_METRICS, bootstrap_intervals, ood_metrics
-from lightning_modules.ood import OOD_SCORERS, build_scorer, split_scorer_name
+from lightning_modules.ood import OOD_SCORERS, build_scorer, scorer_negatives, split_scorer_name
 from lightning_modules.ood.probe import Probe
+from lightning_modules.training import CHECKPOINT_DIR
 
 PROBE_TRAINING = ("feature_norm", "epochs", "batch_size", "lr", "weight_decay", "warmup_fraction", "seed", "progress")
 
@@ -62,10 +64,11 @@ def _fit_labels(kind: str | None, fit_labels: np.ndarray, n_fit: int, assignment
 def score_ood_pair(
     scorer: str, params: dict, fit_dir, fit_split: str, eval_split: str, ood_dir, ood_classes: list | None,
     out_dir, assignments=None, adversarial_dir=None, backbone: dict | None = None, run_info: dict | None = None,
-    bootstrap: dict | None = None, probe=None,
+    bootstrap: dict | None = None, probe=None, negatives: dict | None = None,
 ) -> dict:
     """`bootstrap`: `{resamples, seed, level}` of the metrics' percentile intervals (1,000 / 0 / 0.95 by default);
-    `probe`: the shared probe file that post-hoc scores read."""
+    `probe`: the shared probe file that post-hoc scores read; `negatives`: `{dataset, dir, split}` of the shifted
+    images a self-distillation scorer trains against (their `eval_split` gives its sensitivity score)."""
     base, style = split_scorer_name(scorer)
     entry = OOD_SCORERS.entry(base)
     bootstrap = {"resamples": 1000, "seed": 0, "level": 0.95, **(bootstrap or {})}
@@ -85,6 +88,10 @@ def score_ood_pair(
                    "class_names": read_meta(fit_dir, fit_split)["label_names"]}
     else:
         labels = _fit_labels(entry.info.get("labels"), fit_y, len(fit_x), assignments)
+    if entry.info.get("negatives"):
+        context["negatives"], _ = read_embeddings(negatives["dir"], negatives["split"])
+        # a killed job resumes from its last epoch; removed once the run's artifacts are written
+        params = {**params, "checkpoint_dir": Path(out_dir) / CHECKPOINT_DIR}
     started = time.perf_counter()
     model = build_scorer(base, **params).fit(np.asarray(fit_x), labels, **context)
     scores = {"id": model.score(np.asarray(id_x))}
@@ -98,6 +105,11 @@ def score_ood_pair(
         extra["attack"] = read_json(adversarial / "attack.json")
     else:
         scores["ood"] = model.score(ood_x)
+    if entry.info.get("negatives"):
+        # label-free: how strongly the trained score separates held-out ID images from the same images shifted
+        scores["id_shifted"] = model.score(np.asarray(read_embeddings(negatives["dir"], eval_split)[0]))
+        extra["sensitivity"] = ood_metrics(scores["id"], scores["id_shifted"])["auroc"]
+        extra["negatives"] = {"name": scorer_negatives(scorer), "dataset": negatives["dataset"]}
     seconds = time.perf_counter() - started
 
     record = {
@@ -105,7 +117,7 @@ def score_ood_pair(
         "scorer": scorer,
         "base_scorer": base,
         "attack_style": style,
-        "params": params,
+        "params": {key: value for key, value in params.items() if key != "checkpoint_dir"},
         "fit_labels": entry.info.get("labels"),
         **ood_metrics(scores["id"], scores["ood"]),
         **bootstrap_intervals(scores["id"], scores["ood"], bootstrap["resamples"], bootstrap["seed"],
@@ -124,6 +136,7 @@ def score_ood_pair(
     with atomic_path(out_dir / "scores.npz") as tmp:
         np.savez(tmp, **scores)
     write_json(out_dir / "metrics.json", record)
+    shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     return record
 
 
@@ -134,7 +147,7 @@ def run_ood_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
     record = score_ood_pair(**run)
     log_run(tracking_uri, experiment, str(run["out_dir"]), tags,
             params={"eval_split": run["eval_split"], **record["params"]},
-            metrics={name: record[name] for name in RUN_METRICS}, artifacts=[Path(run["out_dir"]) / "metrics.json"])
+            metrics={name: record[name] for name in (*RUN_METRICS, "sensitivity") if name in record}, artifacts=[Path(run["out_dir"]) / "metrics.json"])
     return record
 
 

@@ -7,7 +7,7 @@ from lightning_modules.clustering import estimator_params
 from lightning_modules.config import ConfigError, validate_config
 from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
-from lightning_modules.ood import OOD_SCORERS, scorer_params, split_scorer_name
+from lightning_modules.ood import OOD_SCORERS, scorer_negatives, scorer_params, split_scorer_name
 from lightning_modules.diffusion import parse_condition
 from lightning_modules.sweep import (SPACE_SEPARATOR, primary_backbone, space_backbones, clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
                                    ood_pairs, ood_probe_dirs, ood_run_dirs)
@@ -174,7 +174,21 @@ def ood_inputs(wildcards):
         inputs["assignments"] = cluster_assignments(wildcards)
     if style:
         inputs["attack"] = f"{attack_dir(wildcards, style)}/attack.json"
+    negatives = negatives_side(wildcards)
+    if negatives:
+        for split in (negatives["split"], OOD["eval_split"]):
+            inputs[f"negatives_{split}"] = f"{negatives['dir']}/{split}.npy"
     return inputs
+
+
+def negatives_side(wildcards):
+    """`{dataset, dir, split}` of the shifted images a scorer trains against (`ood.negatives`), or None."""
+    name = scorer_negatives(wildcards.scorer)
+    if name is None:
+        return None
+    dataset = OOD["negatives"][name]
+    return {"dataset": dataset, "dir": results(f"{dataset}/{wildcards.backbone}/embeddings"),
+            "split": DATASETS[dataset]["split"]}
 
 
 def ood_run_params(wildcards):
@@ -194,6 +208,7 @@ def ood_run_params(wildcards):
         "adversarial_dir": attack_dir(wildcards, style) if style else None,
         "backbone": BACKBONES[wildcards.backbone],
         "bootstrap": OOD["bootstrap"],
+        "negatives": negatives_side(wildcards),
         "run_info": {"dataset": wildcards.dataset, "backbone": wildcards.backbone, "ood": wildcards.ood,
                      "in": pair["in"], "out": describe_side(pair["out"])},
     }

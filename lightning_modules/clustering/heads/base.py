@@ -129,13 +129,15 @@ class ClusteringHead(pl.LightningModule, ABC):
         return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, warmup, final)}
 
     @torch.no_grad()
-    def cluster_probabilities(self, embeddings, batch_size: int = 4096) -> torch.Tensor:
-        """(N, d) array or memory map -> (H, N, K) probabilities, in input order, read `batch_size` rows at a time."""
+    def head_probabilities(self, embeddings, head: int, batch_size: int = 1024):
+        """Yield (B, K) cluster probabilities of one head over the (N, d) array or memory map, in input order,
+        `batch_size` rows at a time: at millions of rows and thousands of clusters nothing holds (N, K)."""
         was_training = self.training
         self.eval()
-        # np.array: a writable float32 copy of this chunk only (the source may be a read-only memory map)
-        chunks = [self.cluster_logits(torch.as_tensor(np.array(embeddings[i:i + batch_size], dtype=np.float32),
-                                                      device=self.device)).softmax(-1).cpu()
-                  for i in range(0, len(embeddings), batch_size)]
+        with torch.no_grad():
+            for start in range(0, len(embeddings), batch_size):
+                # np.array: a writable float32 copy of this chunk only (the source may be a read-only memory map)
+                rows = torch.as_tensor(np.array(embeddings[start:start + batch_size], dtype=np.float32),
+                                       device=self.device)
+                yield self.cluster_logits(rows)[head].softmax(-1).cpu()
         self.train(was_training)
-        return torch.cat(chunks, dim=1)

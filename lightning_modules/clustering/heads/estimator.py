@@ -9,14 +9,18 @@ import warnings
 import numpy as np
 
 log = logging.getLogger(__name__)
+# probs_ (N, K) is kept (and written as probs.npy) up to this many entries, 200 MB in float32; beyond, only top2_
+PROBS_MAX_ENTRIES = 50_000_000
 
 
 class HeadClustering:
     """Train a clustering head LightningModule, keep the head with the lowest training loss.
 
     After `fit`: labels_ (N,) int32, top2_ (N, 2) the two most probable clusters, probs_ (N, K) of the
-    selected head, selected_head_, head_losses_ (H,) the losses it was chosen by (the last epoch's mean
-    training loss; SCAN: the last clustering epoch's, before self-labelling).
+    selected head (None when N x K > PROBS_MAX_ENTRIES), selected_head_, head_losses_ (H,) the losses it was
+    chosen by (the last epoch's mean training loss; SCAN: the last clustering epoch's, before self-labelling).
+    max_steps: stop after this many optimiser steps even mid-epoch (None: train every epoch; a budget for runs
+    and benchmarks at millions of rows).
     """
 
     module_path: str  # "module:Class" of the LightningModule
@@ -26,7 +30,7 @@ class HeadClustering:
 
     def __init__(self, n_clusters: int, seed: int = 0, epochs: int = 100, batch_size: int = 256,
                  lr: float = 1e-4, weight_decay: float = 1e-4, warmup_epochs: int = 0, min_lr: float | None = None,
-                 knn_k: int | None = None, progress: bool = True, **head_params):
+                 knn_k: int | None = None, progress: bool = True, max_steps: int | None = None, **head_params):
         self.n_clusters = n_clusters
         self.seed = seed
         self.epochs = epochs
@@ -35,6 +39,7 @@ class HeadClustering:
                          "min_lr": min_lr, "batch_size": batch_size}
         self.knn_k = knn_k  # how many of the stored neighbours to sample from (None: all)
         self.progress = progress
+        self.max_steps = max_steps
         self.head_params = {**self.defaults, **head_params}
 
     def total_epochs(self) -> int:
@@ -78,6 +83,7 @@ class HeadClustering:
             callbacks += checkpointing
         trainer = pl.Trainer(
             max_epochs=self.total_epochs(),
+            max_steps=self.max_steps or -1,
             accelerator="auto",
             devices=1,
             logger=logger if logger is not None else False,
@@ -93,11 +99,17 @@ class HeadClustering:
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming: it holds last.ckpt
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        probs = module.cluster_probabilities(datamodule.embeddings)
         self.head_losses_ = module.selection_losses().cpu().numpy().astype(np.float64)
         self.selected_head_ = module.selected_head()
-        self.probs_ = probs[self.selected_head_].numpy()
-        self.top2_ = np.argsort(-self.probs_, axis=1, kind="stable")[:, :2].astype(np.int32)
+        keep_probs = n * self.n_clusters <= PROBS_MAX_ENTRIES
+        top2, probs = [], []
+        for chunk in module.head_probabilities(datamodule.embeddings, self.selected_head_):
+            chunk = chunk.numpy()
+            top2.append(np.argsort(-chunk, axis=1, kind="stable")[:, :2].astype(np.int32))
+            if keep_probs:
+                probs.append(chunk)
+        self.top2_ = np.concatenate(top2)
+        self.probs_ = np.concatenate(probs) if keep_probs else None
         self.labels_ = self.top2_[:, 0].copy()
         self.train_loss_ = float(self.head_losses_[self.selected_head_])
         log.info("kept head %d of %d (lowest selection loss %.4f)", self.selected_head_, len(self.head_losses_),

@@ -1,0 +1,269 @@
+"""`selfdistill-<negatives>`: self-distillation of the ID training set contrasted with shifted negatives
+(Rafiee, Gholamipoorfard, Adaloglou et al., ICANN 2022, arXiv 2201.06378), on frozen embeddings.
+
+Follows nimaous/SSLSDN-Anomaly-Detection: `dino_loss.py` (`DINOLossNegCon`), `eval_function.py`
+(`OOD_classifier`) and the README's CIFAR-10 command (teacher temperature 0.04 -> 0.01 over all epochs, student
+0.1, out_dim 4096, norm_last_layer false). What differs here, because the backbone is frozen:
+
+- the trained network is a residual projector on the frozen embedding, f(x) = x + W2 GELU(W1 x) with W2 = 0 at
+  the start (so training starts from the backbone's own features, as fine-tuning a pretrained ViT does), followed
+  by DINO's projection head (3-layer MLP, L2-normalised bottleneck, weight-normalised last layer);
+- the two positive views of an ID sample are the sample and one of its k nearest ID neighbours (TEMI's pairs;
+  image crops do not exist for frozen features);
+- the negatives are embeddings of shifted images (a dataset with `shift: rotations`, `permute-patches`, ...),
+  embedded by the same backbone.
+
+Loss (DINOLossNegCon with one negative set): with teacher probabilities q = softmax((t - c) / tau_t), c the EMA
+centre of the teacher outputs, and student log-probabilities log p = log_softmax(s / tau_s),
+    L = n_sets / n_terms * [ sum_{t != s} mean_b CE(q_t, p_s) + sum_t w * mean_n (1/K) sum_k -log p_n(k) ],
+over the two ID views t, s, the negatives n and K = out_dim: positives are distilled across views, negatives
+pushed to the uniform distribution (w = `negative_weight`, 1 with one negative set as here, 0.5 in the official
+code when ID-shifted and auxiliary-shifted sets are combined; n_sets = 2: ID and negatives).
+
+Score (`OOD_classifier`, k = -1, T = 0.04): the teacher's features f(x), L2-normalised, against those of every ID
+training sample: score(x) = mean_j exp((cos(f(x), f(x_j)) - 0.1) / T); `score_neighbours` = k averages the k
+most similar only. Higher = more in-distribution.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_modules.ood.base import OODScorer
+
+
+def self_distillation_loss(student_views: list[torch.Tensor], teacher_views: list[torch.Tensor],
+                           student_negatives: torch.Tensor, centre: torch.Tensor, student_temp: float,
+                           teacher_temp: float, negative_weight: float = 1.0) -> torch.Tensor:
+    """The loss above: `student_views`, `teacher_views`: the ID views' (B, K) logits; `student_negatives`:
+    (M, K) logits of the negatives; `centre`: (1, K)."""
+    teacher_probs = [F.softmax((view - centre) / teacher_temp, dim=-1).detach() for view in teacher_views]
+    student_log = [F.log_softmax(view / student_temp, dim=-1) for view in student_views]
+    negative_log = F.log_softmax(student_negatives / student_temp, dim=-1)
+    n_sets, terms = 2, []
+    for t, q in enumerate(teacher_probs):
+        terms += [-(q * log_p).sum(-1).mean() for s, log_p in enumerate(student_log) if s != t]
+        terms.append(negative_weight * -negative_log.mean(-1).mean())
+    return n_sets * torch.stack(terms).sum() / len(terms)
+
+
+def exp_similarity_scores(queries: torch.Tensor, train: torch.Tensor, temperature: float = 0.04,
+                          shift: float = 0.1, neighbours: int | None = None, batch_size: int = 1000) -> np.ndarray:
+    """mean_j exp((cos(q, x_j) - shift) / T) over all (or the `neighbours` most similar) training rows; both
+    inputs L2-normalised (Q, d) and (N, d). float64, chunked over the queries."""
+    out = []
+    for start in range(0, len(queries), batch_size):
+        similarity = queries[start:start + batch_size].double() @ train.double().T
+        if neighbours:
+            similarity = similarity.topk(min(neighbours, similarity.shape[1]), dim=1).values
+        out.append(((similarity - shift) / temperature).exp().mean(1))
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+
+class ResidualProjector(nn.Module):
+    """f(x) = x + W2 GELU(W1 x), W2 = 0 at the start: the identity on the frozen features until trained."""
+
+    def __init__(self, dims: int, hidden_dim: int):
+        super().__init__()
+        self.inner = nn.Linear(dims, hidden_dim)
+        self.outer = nn.Linear(hidden_dim, dims)
+        nn.init.zeros_(self.outer.weight)
+        nn.init.zeros_(self.outer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.outer(F.gelu(self.inner(x)))
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head: Linear-GELU-Linear-GELU-Linear, L2-normalise, weight-normalised Linear (no bias)."""
+
+    def __init__(self, dims: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 norm_last_layer: bool = False):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dims, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
+                                 nn.Linear(hidden_dim, bottleneck_dim))
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        self.last = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
+        self.last.parametrizations.weight.original0.data.fill_(1.0)
+        self.last.parametrizations.weight.original0.requires_grad = not norm_last_layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(F.normalize(self.mlp(x), dim=-1))
+
+
+class Student(nn.Module):
+    def __init__(self, dims: int, out_dim: int, projector_hidden_dim: int, head_hidden_dim: int, bottleneck_dim: int,
+                 norm_last_layer: bool):
+        super().__init__()
+        self.projector = ResidualProjector(dims, projector_hidden_dim)
+        self.head = DINOHead(dims, out_dim, head_hidden_dim, bottleneck_dim, norm_last_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.projector(x))
+
+
+class SelfDistillationModule(pl.LightningModule):
+    def __init__(self, dims: int, epochs: int, out_dim: int = 4096, projector_hidden_dim: int = 512,
+                 head_hidden_dim: int = 2048, bottleneck_dim: int = 256, norm_last_layer: bool = False,
+                 student_temp: float = 0.1, teacher_temp: float = 0.01, warmup_teacher_temp: float = 0.04,
+                 warmup_teacher_temp_epochs: int | None = None, center_momentum: float = 0.9,
+                 teacher_momentum: float = 0.996, negative_weight: float = 1.0, lr: float = 5e-4,
+                 weight_decay: float = 0.04):
+        super().__init__()
+        self.save_hyperparameters()
+        self.student = Student(dims, out_dim, projector_hidden_dim, head_hidden_dim, bottleneck_dim, norm_last_layer)
+        self.teacher = copy.deepcopy(self.student).requires_grad_(False)
+        self.register_buffer("centre", torch.zeros(1, out_dim))
+
+    def teacher_temperature(self) -> float:
+        """Linear from `warmup_teacher_temp` to `teacher_temp` over the warm-up epochs (None: all epochs)."""
+        hp = self.hparams
+        warmup = hp.epochs if hp.warmup_teacher_temp_epochs is None else hp.warmup_teacher_temp_epochs
+        if self.current_epoch >= warmup or warmup <= 1:
+            return hp.teacher_temp
+        return hp.warmup_teacher_temp + (hp.teacher_temp - hp.warmup_teacher_temp) * self.current_epoch / (warmup - 1)
+
+    def training_step(self, batch, batch_idx):
+        anchors, neighbours, negatives = batch
+        hp = self.hparams
+        student = self.student(torch.cat([anchors, neighbours, negatives]))
+        with torch.no_grad():
+            teacher = self.teacher(torch.cat([anchors, neighbours]))
+        views = list(student[: 2 * len(anchors)].chunk(2))
+        loss = self_distillation_loss(views, list(teacher.chunk(2)), student[2 * len(anchors):], self.centre,
+                                      hp.student_temp, self.teacher_temperature(), hp.negative_weight)
+        with torch.no_grad():  # DINO's update_center, after the loss used the old centre
+            self.centre.mul_(hp.center_momentum).add_(teacher.mean(0, keepdim=True), alpha=1 - hp.center_momentum)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # DINO's cosine teacher momentum schedule: from `teacher_momentum` to 1 over training
+        total = max(1, self.trainer.estimated_stepping_batches)
+        momentum = 1 - (1 - self.hparams.teacher_momentum) * (math.cos(math.pi * self.global_step / total) + 1) / 2
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.teacher.parameters()), list(self.student.parameters()), 1 - momentum)
+
+    def configure_optimizers(self):
+        from lightning_modules.training import warmup_cosine
+
+        decayed = [p for n, p in self.student.named_parameters() if p.requires_grad and p.ndim > 1]
+        not_decayed = [p for n, p in self.student.named_parameters() if p.requires_grad and p.ndim <= 1]
+        optimizer = torch.optim.AdamW([{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}],
+                                      lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = self.trainer.estimated_stepping_batches
+        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, int(0.1 * total))}
+
+    @torch.no_grad()
+    def teacher_features(self, x: np.ndarray, batch_size: int = 4096) -> torch.Tensor:
+        """(N, d) -> (N, d) L2-normalised teacher projector features, chunk by chunk."""
+        self.eval()
+        chunks = [F.normalize(self.teacher.projector(unit_rows(x[start:start + batch_size], self.device)), dim=-1).cpu()
+                  for start in range(0, len(x), batch_size)]
+        return torch.cat(chunks)
+
+
+def unit_rows(x: np.ndarray, device="cpu") -> torch.Tensor:
+    """float32 L2-normalised rows (the module's input: cosine geometry, as the kNN views are chosen)."""
+    return F.normalize(torch.as_tensor(np.array(x, dtype=np.float32), device=device), dim=-1)
+
+
+class PairsAndNegatives(Dataset):
+    """Item i -> (x_i, a random one of its kNN, a random negative), gathered per batch in one indexing operation."""
+
+    def __init__(self, embeddings, neighbours: np.ndarray, negatives, generator: torch.Generator):
+        self.embeddings, self.neighbours, self.negatives, self.generator = embeddings, neighbours, negatives, generator
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    def __getitems__(self, indices: list[int]):
+        index = np.asarray(indices, dtype=np.int64)
+        pick = torch.randint(0, self.neighbours.shape[1], (len(index),), generator=self.generator).numpy()
+        negative = torch.randint(0, len(self.negatives), (len(index),), generator=self.generator).numpy()
+        return (unit_rows(self.embeddings[index]), unit_rows(self.embeddings[self.neighbours[index, pick]]),
+                unit_rows(self.negatives[np.sort(negative)]))
+
+
+class PairsDataModule(pl.LightningDataModule):
+    """Both random streams (batch order, neighbour and negative picks) are checkpointed: a resumed run draws what
+    an uninterrupted one would have."""
+
+    def __init__(self, embeddings, neighbours, negatives, batch_size: int, seed: int):
+        super().__init__()
+        self.embeddings, self.neighbours, self.negatives = embeddings, neighbours, negatives
+        self.batch_size = min(batch_size, len(embeddings))
+        self.generators = {"order": torch.Generator().manual_seed(seed),
+                           "picks": torch.Generator().manual_seed(seed + 1_000_003)}
+
+    def state_dict(self) -> dict:
+        return {name: generator.get_state() for name, generator in self.generators.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, generator in self.generators.items():
+            generator.set_state(state[name])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(PairsAndNegatives(self.embeddings, self.neighbours, self.negatives, self.generators["picks"]),
+                          batch_size=self.batch_size, shuffle=True, drop_last=True, collate_fn=lambda batch: batch,
+                          generator=self.generators["order"], num_workers=0)
+
+
+class SelfDistillation(OODScorer):
+    """fit(ID train embeddings, negatives=shifted embeddings) trains the projector and head; score(x) is the
+    exp-similarity score of the teacher features. No labels. `view_neighbours`: the k of the kNN views."""
+
+    name = "selfdistill"
+
+    def __init__(self, epochs: int = 100, batch_size: int = 256, view_neighbours: int = 10,
+                 score_temperature: float = 0.04, score_neighbours: int | None = None, seed: int = 0,
+                 progress: bool = False, checkpoint_dir=None, **module_params):
+        self.epochs, self.batch_size, self.view_neighbours = epochs, batch_size, view_neighbours
+        self.score_temperature, self.score_neighbours, self.seed = score_temperature, score_neighbours, seed
+        self.progress, self.checkpoint_dir, self.module_params = progress, checkpoint_dir, module_params
+
+    def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None, negatives: np.ndarray | None = None,
+            logger=None, **context) -> "SelfDistillation":
+        from lightning_modules.neighbours import knn_graph
+
+        if negatives is None or not len(negatives):
+            raise ValueError("selfdistill needs negatives: set ood.self_distillation.negatives to a dataset of "
+                             "shifted images (e.g. `shift: rotations`)")
+        if np.shape(negatives)[1] != np.shape(embeddings)[1]:
+            raise ValueError(f"selfdistill: negatives have {np.shape(negatives)[1]} dims, the ID embeddings "
+                             f"{np.shape(embeddings)[1]}; embed both with the same backbone")
+        if not 1 <= self.view_neighbours < len(embeddings):
+            raise ValueError(f"selfdistill: view_neighbours = {self.view_neighbours} needs more ID samples "
+                             f"({len(embeddings)})")
+        neighbours, _ = knn_graph(embeddings, self.view_neighbours, use_gpu=False)
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        datamodule = PairsDataModule(embeddings, neighbours, negatives, self.batch_size, self.seed)
+        self.module_ = SelfDistillationModule(np.shape(embeddings)[1], self.epochs, **self.module_params)
+        callbacks, resume_from = [], None
+        if self.checkpoint_dir is not None:
+            from lightning_modules.training import resumable
+
+            callbacks, resume_from = resumable(self.checkpoint_dir, every_n_epochs=1)
+        trainer = pl.Trainer(max_epochs=self.epochs, accelerator="auto", devices=1, logger=logger or False,
+                             enable_checkpointing=self.checkpoint_dir is not None, enable_model_summary=False,
+                             enable_progress_bar=self.progress, callbacks=callbacks, deterministic=True,
+                             log_every_n_steps=1)
+        trainer.fit(self.module_, datamodule=datamodule, ckpt_path=resume_from)
+        self.train_loss_ = float(trainer.callback_metrics.get("train/loss", float("nan")))
+        self.train_features_ = self.module_.teacher_features(embeddings)
+        return self
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return exp_similarity_scores(self.module_.teacher_features(x), self.train_features_, self.score_temperature,
+                                     neighbours=self.score_neighbours)
