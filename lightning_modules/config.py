@@ -219,7 +219,6 @@ def check_ood(config: dict) -> None:
         raise ConfigError("config error: ood.adversarial.styles is empty; give at least one, e.g. {smooth: 5000}")
     eval_split = ood["eval_split"]
     datasets = config["datasets"]
-    _check_negatives(ood, scorers, datasets, eval_split)
     names = [pair.get("name") for pair in pairs_config if pair.get("name")]
     if len(set(ood_pairs(config))) != len(pairs_config):
         raise ConfigError(f"config error: ood.pairs: two pairs share a name ({', '.join(names) or 'the default names'}); "
@@ -271,6 +270,7 @@ def check_ood(config: dict) -> None:
             if size is not None and clusters["k"] > size:
                 raise ConfigError(f"config error: ood.clusters.k = {clusters['k']} is larger than dataset "
                                   f"'{pair['in']}' ({size} samples); allowed: 2..{size}")
+    _check_negatives(ood, scorers, datasets, eval_split)
     text_towers = [b["spec"] for b in config["backbones"]
                    if BACKBONES.entry(split_spec(b["spec"])[0]).info.get("text_tower")]
     text_scorers = [name for name, entry in scorers.items() if entry.info.get("text")]

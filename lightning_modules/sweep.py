@@ -151,3 +151,14 @@ def diffusion_backbone(config: dict) -> dict:
     wanted = (config.get("diffusion") or {}).get("backbone")
     backbones = [b if isinstance(b, dict) else {"spec": b} for b in config["backbones"]]
     return next((b for b in backbones if wanted in (None, b["spec"], slugify(b["spec"]))), backbones[0])
+
+
+# Memory (MB) and time (minutes) of the SLURM jobs of the heavy rules; `resources.<rule>` in config overrides them
+# per key (config/imagenet21k.yaml sizes them from benchmarks/scale.py). Local runs ignore both.
+DEFAULT_RESOURCES = {"embed": {"mem_mb": 16000, "runtime": 360}, "cluster": {"runtime": 240},
+                     "upper_cluster_bound": {"runtime": 240}, "diffusion": {"runtime": 1440}}
+
+
+def job_resources(config: dict, rule: str) -> dict:
+    """The `mem_mb` / `runtime` a rule's jobs ask SLURM for: the defaults above, then `resources.<rule>`."""
+    return {**DEFAULT_RESOURCES.get(rule, {}), **((config.get("resources") or {}).get(rule) or {})}

@@ -202,6 +202,12 @@ OOD_MISTAKES = [
      ["'mahalanobis' needs the ID labels", "dataset 'noise'", "use an unsupervised scorer"]),
     ("zero-shot without a text tower", lambda c: c["ood"]["scorers"].append("zeroshot-msp"),
      ["zeroshot-msp needs a backbone with a text tower", "none of 'pixels' has one"]),
+    ("self-distillation without negatives", lambda c: c["ood"].pop("negatives"),
+     ["selfdistill trains against shifted negatives", "ood.negatives is empty"]),
+    ("negatives from an unknown dataset", lambda c: c["ood"]["negatives"].update(rotations="digits-04-rotatd"),
+     ["ood.negatives.rotations names dataset 'digits-04-rotatd'", "did you mean 'digits-04-rotated'"]),
+    ("an unknown shift", lambda c: c["datasets"]["digits-04-rotated"].update(shift="rotate45"),
+     ["rotate45", "rotate90"]),
     ("unknown scorer", lambda c: c["ood"]["scorers"].append("knn5"), ["ood.scorers", "unknown OOD scorer 'knn5'",
                                                                      "did you mean"]),
     ("unknown attacked scorer", lambda c: c["ood"]["adversarial"]["scorers"].append("mahalanobiss"),
@@ -223,7 +229,8 @@ def test_ood_runs_cover_pairs_scorers_and_attacks(default_config):
     config = validate_config(default_config, SCHEMA)
     assert list(ood_pairs(config)) == ["digits04-vs-digits59", "digits04-vs-noise"]
     runs = ood_run_dirs(config, {"pixels": {"spec": "pixels"}})
-    assert len(runs) == 2 * (12 + 2)  # 12 scorers and 2 attack styles per pair
+    assert len(runs) == 2 * (12 + 2 + 2)  # 12 scorers, selfdistill on 2 negatives and 2 attack styles per pair
+    assert sum(run.endswith(("/selfdistill-rotations", "/selfdistill-permuted")) for run in runs) == 4
     assert "digits-04/pixels/ood/digits04-vs-noise/knn1-adv-smooth" in runs
     # zero-shot scoring runs on the backbones with a text tower only
     config["ood"]["scorers"].append("zeroshot-msp")
@@ -287,3 +294,34 @@ def test_diffusion_runs_cover_conditions_clusters_and_the_bound(default_config):
                                           ("none", "class", "clusters-kmeans-k5", "clusters-kmeans-k20")
                                           for s in (0, 1, 2)]
     assert diffusion_run_dirs(config, lambda dataset: 13)[-1] == "digits/diffusion/clusters-kmeans-k13/seed2"
+
+
+def test_imagenet21k_config_dry_run_lists_its_jobs_within_a_minute(tmp_path):
+    """config/imagenet21k.yaml with placeholder data roots: the DAG (embed, IVF kNN graphs, k-means and TEMI at
+    three K, the bound, selection) is listed by `snakemake -n`, with the memory the config sizes for SLURM."""
+    import time
+
+    data = tmp_path / "data" / "imagenet21k"
+    (data / "train").mkdir(parents=True)
+    (data / "hierarchy.json").write_text("{}")
+    text = (REPO / "config" / "imagenet21k.yaml").read_text().replace("data/imagenet21k", str(data))
+    config = yaml.safe_load(text)
+    config["results_dir"] = str(tmp_path / "results")
+    assert config["knn"]["index"] == "ivf"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    started = time.perf_counter()
+    done = subprocess.run([SNAKEMAKE, "-n", "--configfile", str(tmp_path / "config.yaml")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert time.perf_counter() - started < 60
+    listed = done.stdout + done.stderr
+    for rule, count in (("embed", 6), ("knn_graph", 6), ("cluster", 36), ("upper_cluster_bound", 2)):
+        assert re.search(rf"^{rule}\s+{count}$", listed, re.M), (rule, listed[-1500:])
+
+
+def test_job_resources_take_the_config_over_the_defaults():
+    from lightning_modules.sweep import job_resources
+
+    assert job_resources({}, "embed") == {"mem_mb": 16000, "runtime": 360}
+    assert job_resources({"resources": {"embed": {"mem_mb": 32000}}}, "embed") == {"mem_mb": 32000, "runtime": 360}
+    assert job_resources({}, "knn_graph") == {}

@@ -15,6 +15,8 @@ rule cluster:
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
     threads: 1  # small jobs: two single-threaded ones beat one using both cores
+    resources:
+        **job_resources(config, "cluster"),
     conda:
         "../../envs/compute.yaml"
     script:
@@ -35,6 +37,8 @@ checkpoint upper_cluster_bound:
         graph_k=config["knn"]["k"],
         bound=CLUSTERING["upper_bound"],
     threads: 1  # one small head: a second thread barely helps it and would idle a core (a GPU job on clusters)
+    resources:
+        **job_resources(config, "upper_cluster_bound"),
     conda:
         "../../envs/compute.yaml"
     script:

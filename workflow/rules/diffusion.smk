@@ -46,6 +46,7 @@ rule diffusion:
         experiment=SWEEP,
     resources:
         gpu=DIFFUSION_GPUS,
+        **job_resources(config, "diffusion"),
     threads: 1  # small denoisers: two single-threaded runs beat one using both cores
     conda:
         "../../envs/compute.yaml"

@@ -14,6 +14,8 @@ rule embed:
         # changed files on disk change this parameter, and Snakemake re-runs the job and everything after it
         files_fingerprint=lambda wc: files_fingerprint(DATASETS[wc.dataset]),
     threads: config["embed"]["threads"]
+    resources:
+        **job_resources(config, "embed"),
     conda:
         "../../envs/compute.yaml"
     script:

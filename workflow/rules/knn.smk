@@ -12,6 +12,8 @@ rule knn_graph:
     params:
         search={key: config["knn"][key] for key in ("query_batch", "index", "nlist", "nprobe", "recall_queries")},
     threads: 2
+    resources:
+        **job_resources(config, "knn_graph"),
     conda:
         "../../envs/compute.yaml"
     script:

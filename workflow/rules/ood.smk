@@ -14,6 +14,8 @@ rule ood_probe:
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
     threads: 1
+    resources:
+        **job_resources(config, "ood_probe"),
     conda:
         "../../envs/compute.yaml"
     script:
@@ -35,6 +37,8 @@ rule ood_score:
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
     threads: 1
+    resources:
+        **job_resources(config, "ood_score"),
     conda:
         "../../envs/compute.yaml"
     script:
