@@ -24,6 +24,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: $(INSTALLED)
+	@$(BIN)/python -m lightning_modules.contracts config $(CONFIG)  # a YAML error named by line, before Snakemake
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
 	@echo ""
 	@echo "Reports: $(RESULTS)/reports/clustering.html, $(RESULTS)/reports/ood.html, $(RESULTS)/reports/diffusion.html  (notebooks beside them)"

@@ -178,7 +178,7 @@ JOB_MISTAKES = [
      "imgs/pixels/embeddings/all.npy", ["images/c", "holds no images"]),
     ("labels and embeddings of different lengths", lambda t: _set(copy.deepcopy(BASE), "datasets",
                                                                    {"feats": features(t, labels=39)}),
-     "feats/pixels/embeddings/all.npy", ["all.labels.npy has 39 labels for the 40 rows", "one label per row"]),
+     "feats/pixels/embeddings/all.npy", ["all.labels.npy has 39 labels for 40 embedding rows", "one label per row"]),
     ("NaN in embeddings", lambda t: _set(copy.deepcopy(BASE), "datasets", {"feats": features(t, nan_rows=3)}),
      "feats/pixels/embeddings/all.npy", ["feats/all.npy has 3 rows with NaN or inf", "drop or re-extract"]),
     ("K above N where N is only known from the data", lambda t: _set(

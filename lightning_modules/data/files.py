@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import pickle
 from pathlib import Path
 
@@ -26,25 +25,27 @@ def _existing(path, key: str, what: str) -> Path:
 def load_embeddings_split(split: str, path: str, labels: str | None = None, label_names: list[str] | None = None,
                           coarse_labels: str | None = None) -> DatasetSplit:
     """Precomputed features: `path` (and `labels`, `coarse_labels`) are .npy files, `{split}` in a path is
-    replaced by the split name. Embedded with the `pixels` backbone, they pass through unchanged."""
-    def npy(template, key):
-        file = _existing(template.format(split=split), key, "give a .npy file")
-        return np.load(file, allow_pickle=False)
+    replaced by the split name. Embedded with the `pixels` backbone, they pass through unchanged. Each file is
+    checked against its contract (lightning_modules.contracts) as it is read."""
+    from lightning_modules.contracts import check_class_names, check_embeddings_array, check_labels_array, read_npy
 
-    features = npy(path, "path")
-    if features.ndim != 2:
-        raise ValueError(f"path: {path.format(split=split)} holds shape {features.shape}; expected (samples, dims)")
-    bad_rows = int((~np.isfinite(features)).any(axis=1).sum())
-    if bad_rows:
-        raise ValueError(f"path: {path.format(split=split)} has {bad_rows} rows with NaN or inf; drop or re-extract "
-                         f"those samples")
-    label_array = npy(labels, "labels") if labels else np.full(len(features), -1)
-    if len(label_array) != len(features):
-        raise ValueError(f"labels: {labels.format(split=split)} has {len(label_array)} labels for the "
-                         f"{len(features)} rows of {path.format(split=split)}; give one label per row")
+    files = {key: template.format(split=split) for key, template in
+             (("path", path), ("labels", labels), ("coarse_labels", coarse_labels)) if template}
+    features = read_npy(files["path"], "path")
+    check_embeddings_array(features, files["path"], "path")
+    label_array = np.full(len(features), -1, dtype=np.int64)
+    if labels:
+        label_array = read_npy(files["labels"], "labels")
+        check_labels_array(label_array, files["labels"], "labels", len(features))
+    coarse = None
+    if coarse_labels:
+        coarse = read_npy(files["coarse_labels"], "coarse_labels")
+        check_labels_array(coarse, files["coarse_labels"], "coarse_labels", len(features))
     n_classes = int(label_array.max()) + 1 if len(label_array) else 0
-    return DatasetSplit(features.astype(np.float32), label_array, label_names or [str(c) for c in range(n_classes)],
-                        coarse_labels=npy(coarse_labels, "coarse_labels") if coarse_labels else None)
+    names = check_class_names(label_names, n_classes, "label_names") if label_names is not None else \
+        [str(c) for c in range(n_classes)]
+    return DatasetSplit(np.asarray(features, dtype=np.float32), np.asarray(label_array), names,
+                        coarse_labels=None if coarse is None else np.asarray(coarse))
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -145,10 +146,9 @@ def load_imagefolder_split(split: str, root: str, hierarchy: str | None = None) 
         labels += [index] * len(files)
     coarse, coarse_names = None, None
     if hierarchy:
-        mapping = json.loads(_existing(hierarchy, "hierarchy", "give a JSON file {class: coarse class}").read_text())
-        unmapped = [c for c in classes if c not in mapping]
-        if unmapped:
-            raise ValueError(f"hierarchy: {hierarchy} maps no coarse class for '{unmapped[0]}'")
+        from lightning_modules.contracts import read_hierarchy
+
+        mapping = read_hierarchy(hierarchy, classes)
         coarse_names = sorted(set(mapping[c] for c in classes))
         coarse = np.array([coarse_names.index(mapping[classes[label]]) for label in labels])
     return DatasetSplit(ImageFiles(paths), np.array(labels), classes, coarse, coarse_names)
