@@ -13,7 +13,7 @@ MLFLOW_PORT ?= 5000
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test test-gpu test-slurm bench bench-scale mlflow-ui mlflow-server reconcile clean install
+.PHONY: demo test test-gpu test-slurm bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
 
 install: $(INSTALLED)
 
@@ -53,6 +53,11 @@ bench: $(INSTALLED)
 # the planned times at ImageNet-1K / -21K (~35 min on 2 cores; `make bench` runs its 200k smoke variant)
 bench-scale: $(INSTALLED)
 	$(BIN)/python -m benchmarks.scale
+
+# The reliability table: bad inputs tried and handled, kill points resumed exactly, tracking faults without a
+# lost run (~6 min; results/bench/reliability.json)
+reliability: $(INSTALLED)
+	$(BIN)/python -m benchmarks.reliability
 
 # Where a GPU exists: sharded float16 search, GPU k-means, a head epoch and autocast extraction against their
 # CPU references. Without one every test skips and says why.

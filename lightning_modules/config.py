@@ -227,13 +227,7 @@ def check_ood(config: dict) -> None:
         key = f"ood.pairs[{index}]"
         out = pair["out"] if isinstance(pair["out"], dict) else {"dataset": pair["out"]}
         for side, name in (("in", pair["in"]), ("out", out["dataset"])):
-            if name not in datasets:
-                raise ConfigError(f"config error: {key}.{side} names dataset '{name}'{did_you_mean(name, datasets)}; "
-                                  f"allowed: {', '.join(datasets)}")
-            splits = DATASETS.entry(datasets[name]["source"]).info.get("splits")
-            if splits is not None and eval_split not in splits:
-                raise ConfigError(f"config error: ood.eval_split = '{eval_split}' is not a split of dataset '{name}'; "
-                                  f"allowed: {', '.join(splits)}")
+            _require_eval_split(name, f"{key}.{side}", datasets, eval_split)
         in_cfg, out_cfg = datasets[pair["in"]], datasets[out["dataset"]]
         fit_split = in_cfg["split"]
         if fit_split in (eval_split, "all"):
@@ -283,23 +277,27 @@ def check_ood(config: dict) -> None:
 def _check_negatives(ood: dict, scorers: dict, datasets: dict, eval_split: str) -> None:
     """Scorers that train on shifted negatives need `ood.negatives`: name -> a dataset with the
     fit split (the negatives) and the eval split (the sensitivity score's shifted ID test images)."""
-    from lightning_modules.data import DATASETS
-
     takes = [name for name, entry in scorers.items() if entry.info.get("negatives")]
     negatives = ood.get("negatives") or {}
     if takes and not negatives:
         raise ConfigError(f"config error: ood.scorers: {', '.join(takes)} trains against shifted negatives, but "
                           f"ood.negatives is empty; add e.g. {{rotations: <a dataset with "
                           f"`shift: rotations`>}}")
-    for label, dataset in negatives.items():
-        key = f"ood.negatives.{label}"
-        if dataset not in datasets:
-            raise ConfigError(f"config error: {key} names dataset '{dataset}'{did_you_mean(dataset, datasets)}; "
-                              f"allowed: {', '.join(datasets)}")
-        splits = DATASETS.entry(datasets[dataset]["source"]).info.get("splits")
-        if splits is not None and eval_split not in splits:
-            raise ConfigError(f"config error: {key}: dataset '{dataset}' has no split '{eval_split}' (ood.eval_split), "
-                              f"which the sensitivity score reads; allowed: {', '.join(splits)}")
+    for label, dataset in negatives.items():  # their eval split gives the sensitivity score
+        _require_eval_split(dataset, f"ood.negatives.{label}", datasets, eval_split)
+
+
+def _require_eval_split(name: str, key: str, datasets: dict, eval_split: str) -> None:
+    """`key` names a configured dataset that has the split `ood.eval_split`."""
+    from lightning_modules.data import DATASETS
+
+    if name not in datasets:
+        raise ConfigError(f"config error: {key} names dataset '{name}'{did_you_mean(name, datasets)}; "
+                          f"allowed: {', '.join(datasets)}")
+    splits = DATASETS.entry(datasets[name]["source"]).info.get("splits")
+    if splits is not None and eval_split not in splits:
+        raise ConfigError(f"config error: ood.eval_split = '{eval_split}' is not a split of dataset '{name}' ({key}); "
+                          f"allowed: {', '.join(splits)}")
 
 
 def _config_paths(config: dict):

@@ -281,3 +281,29 @@ def test_probe_statistics_accumulated_by_chunks_from_a_memory_map(tmp_path, monk
     mean, scale = probe_module._feature_statistics(mapped, "standardise")
     np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), rtol=1e-12)
     np.testing.assert_allclose(scale, x.astype(np.float64).std(0), rtol=1e-12)
+
+
+def test_a_probe_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """The probe's checkpoint carries weights, optimiser, schedule and the shuffling generator: resuming after a
+    crash at the end of epoch 3 of 5 gives the uninterrupted run's weights exactly."""
+    from lightning_modules.ood.probe import train_probe
+    from lightning_modules.ood.probe_module import LinearProbe
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((90, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 90)
+    kwargs = {"epochs": 5, "batch_size": 16, "seed": 3, "feature_norm": "l2"}
+    uninterrupted = train_probe(x, y, **kwargs)
+
+    def crash_at_epoch_3(self):
+        if self.current_epoch == 2:
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(LinearProbe, "on_train_epoch_end", crash_at_epoch_3, raising=False)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_probe(x, y, checkpoint_dir=tmp_path, **kwargs)
+    assert (tmp_path / "last.ckpt").exists()
+    monkeypatch.undo()
+    resumed = train_probe(x, y, checkpoint_dir=tmp_path, **kwargs)
+    np.testing.assert_array_equal(resumed.weight, uninterrupted.weight)
+    np.testing.assert_array_equal(resumed.bias, uninterrupted.bias)

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_modules.diffusion.edm import EDMSettings, Preconditioned, edm_loss, ema_beta, guided, heun_sample
+from lightning_modules.seeded_data import ShuffledTensors
 
 
 class EDMDenoiser(pl.LightningModule):
@@ -121,28 +122,13 @@ class EDMDenoiser(pl.LightningModule):
         return labels[start:start + size].to(self.device).long()
 
 
-class ImagesDataModule(pl.LightningDataModule):
-    """Shuffled batches of (image, label) with the shuffling generator's state in the checkpoint, so a resumed
-    run sees the batches an uninterrupted one would (under DDP, Lightning's DistributedSampler is seeded by
-    the epoch instead)."""
+class ImagesDataModule(ShuffledTensors):
+    """Shuffled batches of (image, label), the last short batch dropped; the shuffling generator is checkpointed
+    (under DDP, Lightning's DistributedSampler is seeded by the epoch instead)."""
 
     def __init__(self, images, labels, batch_size: int, seed: int = 0):
-        super().__init__()
         import numpy as np
 
-        self.images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-        self.labels = torch.from_numpy(np.full(len(images), -1) if labels is None else np.asarray(labels))
-        self.batch_size = min(batch_size, len(self.images))
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def state_dict(self) -> dict:
-        return {"order": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["order"])
-
-    def train_dataloader(self):
-        from torch.utils.data import DataLoader, TensorDataset
-
-        return DataLoader(TensorDataset(self.images, self.labels), batch_size=self.batch_size, shuffle=True,
-                          drop_last=True, generator=self.generator)
+        super().__init__(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
+                         torch.from_numpy(np.full(len(images), -1) if labels is None else np.asarray(labels)),
+                         batch_size, seed, drop_last=True)

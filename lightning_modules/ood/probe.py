@@ -82,15 +82,15 @@ def _feature_statistics(embeddings: np.ndarray, feature_norm: str) -> tuple[np.n
 def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | None = None,
                 feature_norm: str = "standardise", epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
                 weight_decay: float = 1e-3, warmup_fraction: float = 0.1, seed: int = 0, progress: bool = False,
-                logger=None) -> Probe:
-    """A linear probe (C = n_classes, default labels.max() + 1) trained with cross-entropy on `labels`."""
+                logger=None, checkpoint_dir=None) -> Probe:
+    """A linear probe (C = n_classes, default labels.max() + 1) trained with cross-entropy on `labels`. With
+    `checkpoint_dir`, `last.ckpt` is kept there after every epoch and a run that finds one resumes from it."""
     import warnings
 
     import pytorch_lightning as pl
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
     from lightning_modules.ood.probe_module import LinearProbe
+    from lightning_modules.seeded_data import ShuffledTensors
 
     labels = np.asarray(labels, dtype=np.int64)
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
@@ -101,15 +101,22 @@ def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | Non
         x[rows] = probe.features(embeddings[rows])
     x = torch.from_numpy(x)
     pl.seed_everything(seed, workers=True, verbose=False)
-    loader = DataLoader(TensorDataset(x, torch.from_numpy(labels)), batch_size=min(batch_size, len(x)),
-                        shuffle=True, generator=torch.Generator().manual_seed(seed))
+    data = ShuffledTensors(x, torch.from_numpy(labels), batch_size, seed)
     module = LinearProbe(x.shape[1], n_classes, lr * batch_size / 256, weight_decay, warmup_fraction)
+    callbacks, resume_from = [], None
+    if checkpoint_dir is not None:
+        from lightning_modules.training import resumable
+
+        callbacks, resume_from = resumable(checkpoint_dir, every_n_epochs=1)
+    steps_per_epoch = -(-len(x) // data.batch_size)
     trainer = pl.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=logger if logger is not None else False,
-                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
-                         deterministic=True, log_every_n_steps=max(1, min(50, len(loader))))
+                         enable_checkpointing=checkpoint_dir is not None, callbacks=callbacks,
+                         enable_model_summary=False, enable_progress_bar=progress,
+                         deterministic=True, log_every_n_steps=max(1, min(50, steps_per_epoch)))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, loader)
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming: it holds last.ckpt
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     linear = module.linear.cpu()
     probe.weight = linear.weight.detach().double().numpy()
     probe.bias = linear.bias.detach().double().numpy()

@@ -33,3 +33,4 @@ class LinearProbe(pl.LightningModule):
         optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         total = self.trainer.estimated_stepping_batches
         return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, int(total * hp.warmup_fraction))}
+

@@ -179,7 +179,9 @@ def train_shared_probe(source: str, fit_dir, fit_split: str, out_dir, params: di
         raise ValueError(f"probe source '{source}'; allowed: classes, clusters, plp")
     training = {key: params[key] for key in PROBE_TRAINING if key in params}
     started = time.perf_counter()
-    probe = train_probe(fit_x, labels, n_classes, logger=logger, **training)
+    # a killed job resumes from its last epoch; removed once the probe is written
+    probe = train_probe(fit_x, labels, n_classes, logger=logger, checkpoint_dir=Path(out_dir) / CHECKPOINT_DIR,
+                        **training)
     record.update({
         "params": training,
         "n_fit": int(len(fit_x)),
@@ -192,6 +194,7 @@ def train_shared_probe(source: str, fit_dir, fit_split: str, out_dir, params: di
     out_dir = Path(out_dir)
     probe.save(out_dir / "probe.npz")
     write_json(out_dir / "probe.json", record)
+    shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     return record
 
 

@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules.ood.base import OODScorer
+from lightning_modules.seeded_data import SeededDataModule
 
 
 def self_distillation_loss(student_views: list[torch.Tensor], teacher_views: list[torch.Tensor],
@@ -196,23 +197,12 @@ class PairsAndNegatives(Dataset):
                 unit_rows(self.negatives[np.sort(negative)]))
 
 
-class PairsDataModule(pl.LightningDataModule):
-    """Both random streams (batch order, neighbour and negative picks) are checkpointed: a resumed run draws what
-    an uninterrupted one would have."""
-
+class PairsDataModule(SeededDataModule):
     def __init__(self, embeddings, neighbours, negatives, batch_size: int, seed: int):
-        super().__init__()
+        # two checkpointed streams: batch order, and the neighbour and negative picks
+        super().__init__(seed, streams=("order", "picks"))
         self.embeddings, self.neighbours, self.negatives = embeddings, neighbours, negatives
         self.batch_size = min(batch_size, len(embeddings))
-        self.generators = {"order": torch.Generator().manual_seed(seed),
-                           "picks": torch.Generator().manual_seed(seed + 1_000_003)}
-
-    def state_dict(self) -> dict:
-        return {name: generator.get_state() for name, generator in self.generators.items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name, generator in self.generators.items():
-            generator.set_state(state[name])
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(PairsAndNegatives(self.embeddings, self.neighbours, self.negatives, self.generators["picks"]),

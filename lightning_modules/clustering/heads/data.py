@@ -6,9 +6,10 @@ gathered from them and converted to float32 on its own, so no stage copies the w
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from lightning_modules.seeded_data import SeededDataModule
 
 
 def _as_batch(batch):
@@ -42,23 +43,13 @@ class NeighbourPairs(Dataset):
         return anchors, self.rows(self.neighbours[index, pick])
 
 
-class EmbeddingPairsDataModule(pl.LightningDataModule):
+class EmbeddingPairsDataModule(SeededDataModule):
     def __init__(self, embeddings: np.ndarray, neighbours: np.ndarray | None, batch_size: int, seed: int = 0):
-        super().__init__()
+        # two checkpointed streams: batch order and neighbour picks
+        super().__init__(seed, streams=("order", "pairs"))
         self.embeddings = embeddings  # gathered batch by batch (NeighbourPairs.rows)
         self.neighbours = neighbours  # (N, k) int32, usually memory-mapped: rows gathered per batch too
         self.batch_size = min(batch_size, len(self.embeddings))
-        # Both random streams (batch order, neighbour picks) live here so that checkpoints carry their state
-        # (state_dict below) and a resumed run draws exactly what an uninterrupted one would have.
-        self.generators = {"order": torch.Generator().manual_seed(seed),
-                           "pairs": torch.Generator().manual_seed(seed + 1_000_003)}
-
-    def state_dict(self) -> dict:
-        return {name: generator.get_state() for name, generator in self.generators.items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name, generator in self.generators.items():
-            generator.set_state(state[name])
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
