@@ -71,7 +71,10 @@ def release_rows(array: np.ndarray, rows: slice) -> None:
     one chunk of it, not the whole file. A no-op for arrays in memory."""
     import mmap as mmap_module
 
-    base = getattr(array, "_mmap", None)
+    base, owner = None, array  # np.asarray(memmap) and slices are plain views: find the mapping below them
+    while owner is not None and base is None:
+        base = owner if isinstance(owner, mmap_module.mmap) else getattr(owner, "_mmap", None)
+        owner = getattr(owner, "base", None)
     if base is None or not hasattr(base, "madvise") or array.ndim == 0 or not array.flags.c_contiguous:
         return
     start, stop, _ = rows.indices(len(array))
