@@ -68,6 +68,27 @@ def _experiment_id(client, experiment: str, artifact_root: str | None = None) ->
     return client.create_experiment(experiment, artifact_location=artifact_root)
 
 
+def display_name(run_path: str | Path) -> str:
+    """The short name a run shows in the MLflow table (`temi k10 s0 · digits/pixels`, `knn1 · digits04-vs-noise ·
+    pixels`, `probe classes · digits-04/pixels`, `class s0 · digits diffusion`); its full result folder is the
+    ARTIFACT_TAG tag, which reconciliation matches by."""
+    parts = Path(run_path).parts
+    for marker in ("probes", "clusters", "ood", "diffusion"):
+        if marker not in parts[1:]:
+            continue
+        at = parts.index(marker, 1)
+        rest = parts[at + 1:]
+        if marker == "probes" and len(rest) == 1 and at >= 3:
+            return f"probe {rest[0]} · {parts[at - 3]}/{parts[at - 2]}"
+        if marker == "clusters" and len(rest) == 3 and at >= 2:
+            return f"{rest[0]} {rest[1]} s{rest[2].removeprefix('seed')} · {parts[at - 2]}/{parts[at - 1]}"
+        if marker == "ood" and len(rest) == 2 and at >= 2:
+            return f"{rest[1]} · {rest[0]} · {parts[at - 1]}"
+        if marker == "diffusion" and len(rest) == 2:
+            return f"{rest[0]} s{rest[1].removeprefix('seed')} · {parts[at - 1]} diffusion"
+    return "/".join(parts[-3:])
+
+
 def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None) -> dict:
     """Create the store and the sweep's experiment once, before parallel jobs touch them: concurrent
     first use of a fresh SQLite store crashes in its schema migrations."""
@@ -78,6 +99,9 @@ def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path 
     try:
         client = _client(tracking_uri)
         experiment_id = _with_retries(lambda: _experiment_id(client, experiment, artifact_root), "create experiment")
+        # the UI then opens the experiment on its runs table, not on the GenAI traces page
+        _with_retries(lambda: client.set_experiment_tag(experiment_id, "mlflow.experimentKind",
+                                                        "custom_model_development"), "tag experiment")
         return {"tracking_uri": tracking_uri, "experiment": experiment, "experiment_id": experiment_id}
     except Exception as error:  # noqa: BLE001 - see module docstring
         _give_up(tracking_uri, "creating the experiment", error)
@@ -112,8 +136,8 @@ def lightning_logger(tracking_uri: str, experiment: str, run_name: str, tags: di
     if tracking_uri in _unavailable:
         return None
     try:
-        logger = MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri,
-                              tags={k: str(v) for k, v in tags.items()})
+        logger = MLFlowLogger(experiment_name=experiment, run_name=display_name(run_name), tracking_uri=tracking_uri,
+                              tags={**{k: str(v) for k, v in tags.items()}, ARTIFACT_TAG: str(run_name)})
         _with_retries(lambda: logger.run_id, "create run")  # creates the run now, not mid-training
         return logger
     except Exception as error:  # noqa: BLE001 - see module docstring
@@ -126,7 +150,8 @@ def log_run(
     artifacts: Iterable[str | Path] = (), run_id: str | None = None,
 ) -> str | None:
     """Log one finished run (into `run_id` when a logger already created it); returns its run id, or
-    None (with a warning) if tracking failed."""
+    None (with a warning) if tracking failed. `run_name` is the run's result folder: the run shows its
+    `display_name` and carries the folder as a tag; `tags` are (re)written on the run either way."""
     from mlflow.entities import Metric, Param, RunTag
 
     if tracking_uri in _unavailable:
@@ -136,7 +161,7 @@ def log_run(
         if run_id is None:
             experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
             run = _with_retries(
-                lambda: client.create_run(experiment_id, run_name=run_name,
+                lambda: client.create_run(experiment_id, run_name=display_name(run_name),
                                           tags={k: str(v) for k, v in tags.items()}),
                 "create run",
             )
@@ -151,7 +176,7 @@ def log_run(
                 run_id,
                 metrics=[Metric(k, v, now, 0) for k, v in _loggable_metrics(metrics).items()],
                 params=[Param(k, v) for k, v in fresh.items()],
-                tags=[RunTag(ARTIFACT_TAG, run_name)],
+                tags=[RunTag(k, str(v)) for k, v in {**tags, ARTIFACT_TAG: run_name}.items()],
             ),
             "log batch",
         )
@@ -202,8 +227,9 @@ def reconcile(tracking_uri: str, experiment: str, metrics_files: Iterable[str | 
                 finished = keep.info.status == "FINISHED"
             else:
                 tags = {key: str(record[key]) for key in IDENTITY_TAGS if record.get(key) is not None}
-                run_id = _with_retries(lambda tags=tags: client.create_run(experiment_id, run_name=run_name, tags=tags),
-                                       "create run").info.run_id
+                tags[ARTIFACT_TAG] = run_name
+                run_id = _with_retries(lambda tags=tags: client.create_run(experiment_id, run_name=display_name(run_name),
+                                                                           tags=tags), "create run").info.run_id
                 logged_metrics, logged_params, finished = {}, {}, False
                 repaired["created"].append(run_name)
             results = {k: v for k, v in _loggable_metrics(record).items() if k not in IDENTITY_TAGS}

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lightning_modules import tracking
-from lightning_modules.tracking import default_tracking_uri, init_tracking, log_run
+from lightning_modules.tracking import ARTIFACT_TAG, default_tracking_uri, init_tracking, log_run
 
 
 @pytest.fixture(autouse=True)
@@ -28,9 +28,12 @@ def test_a_run_is_logged_with_tags_params_metrics_and_artifact(tmp_path):
         artifacts=[metrics_file],
     )
     run = MlflowClient(uri).get_run(run_id)
-    assert run.info.run_name == "results/digits/pixels/clusters/kmeans/k10/seed0"
+    assert run.info.run_name == "kmeans k10 s0 · digits/pixels"  # short in the table, the folder as a tag
+    assert run.data.tags[ARTIFACT_TAG] == "results/digits/pixels/clusters/kmeans/k10/seed0"
     assert run.info.status == "FINISHED"
     assert run.data.tags["dataset"] == "digits" and run.data.tags["k"] == "10"
+    experiment = MlflowClient(uri).get_experiment_by_name("unit-sweep")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs table
     assert run.data.params == {"n_init": "10", "nested.a": "1"}
     assert run.data.metrics == {"acc": 0.5, "clusters_used": 10.0}  # undefined values are left out
     assert [a.path for a in MlflowClient(uri).list_artifacts(run_id)] == ["metrics.json"]
@@ -127,7 +130,7 @@ def test_reconciliation_makes_the_store_mirror_the_results_exactly(tmp_path, mon
         log_run(uri, "s", str(folder), {"method": name}, {"lr": 0.1}, logged)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("s").experiment_id
-    by_name = {r.info.run_name: r for r in client.search_runs([experiment])}
+    by_name = {r.data.tags[ARTIFACT_TAG]: r for r in client.search_runs([experiment])}
     client.delete_run(by_name[str(tmp_path / "results" / "b")].info.run_id)  # dropped from the store
     client.create_run(experiment, run_name=str(tmp_path / "results" / "c"))  # a killed retry's RUNNING duplicate
     orphan = client.create_run(experiment, run_name=str(tmp_path / "results" / "d"))  # killed, no result
@@ -138,12 +141,12 @@ def test_reconciliation_makes_the_store_mirror_the_results_exactly(tmp_path, mon
     assert repaired["deleted"] == [str(tmp_path / "results" / "c")]
     assert repaired["killed"] == [str(tmp_path / "results" / "d")]
     runs = client.search_runs([experiment], run_view_type=ViewType.ACTIVE_ONLY)
-    finished = sorted(r.info.run_name for r in runs if r.info.status == "FINISHED")
+    finished = sorted(r.data.tags[ARTIFACT_TAG] for r in runs if r.info.status == "FINISHED")
     assert finished == [str(tmp_path / "results" / n) for n in "abc"]
     for run in runs:
         if run.info.status == "FINISHED":
             assert {"acc", "nmi"} <= set(run.data.metrics) and run.data.params["lr"] == "0.1"
-    recreated = next(r for r in runs if r.info.run_name.endswith("/b"))
+    recreated = next(r for r in runs if r.data.tags.get(ARTIFACT_TAG, "").endswith("/b"))
     assert recreated.data.tags["method"] == "b" and recreated.data.tags["dataset"] == "digits"
     assert client.get_run(orphan.info.run_id).info.status == "KILLED"
     again = reconcile(uri, "s", files)
@@ -153,3 +156,16 @@ def test_reconciliation_makes_the_store_mirror_the_results_exactly(tmp_path, mon
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     assert "error" in reconcile(f"sqlite:///{blocker}/mlflow.db", "s", files)
+
+
+@pytest.mark.parametrize("path, name", [
+    ("results/digits/pixels/clusters/temi/k10/seed0", "temi k10 s0 · digits/pixels"),
+    ("results/digits-04/pixels/ood/digits04-vs-noise/knn1", "knn1 · digits04-vs-noise · pixels"),
+    ("results/digits-04/pixels/ood/probes/classes", "probe classes · digits-04/pixels"),
+    ("results/digits/diffusion/clusters-kmeans-k5/seed2", "clusters-kmeans-k5 s2 · digits diffusion"),
+    ("/abs/results/x/y/z", "x/y/z"),
+])
+def test_runs_show_short_names(path, name):
+    from lightning_modules.tracking import display_name
+
+    assert display_name(path) == name

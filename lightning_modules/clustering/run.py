@@ -124,9 +124,10 @@ def run_clustering_job(tracking_uri: str, experiment: str, tags: dict, **run) ->
     if METHODS.entry(run["method"]).info.get("lightning"):
         logger = lightning_logger(tracking_uri, experiment, run_name, tags)
     record = cluster_embeddings(**run, logger=logger)
+    chosen = {} if record["selected_head"] is None else {"selected_head": record["selected_head"]}
     log_run(
-        tracking_uri, experiment, run_name, tags,
-        params={"split": run["split"], "k": run["k"], "seed": run["seed"], **run["params"]},
+        tracking_uri, experiment, run_name, {**tags, "uses_labels": "false"},  # labels only score the result
+        params={"split": run["split"], "k": run["k"], "seed": run["seed"], **run["params"], **chosen},
         metrics={name: record[name] for name in RUN_METRICS},
         artifacts=[Path(run["out_dir"]) / "metrics.json"],
         run_id=getattr(logger, "run_id", None),

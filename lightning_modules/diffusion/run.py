@@ -264,7 +264,9 @@ def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: d
         metrics = {name: value for name, value in record.items()
                    if name.startswith(("fd_", "kid_")) or name in ("class_consistency", "train_steps", "train_seconds",
                                                                    "sample_seconds")}
-        log_run(tracking_uri, experiment, run_name, run_tags, params={"condition": condition, "seed": seed, **params},
+        label_tags = {"uses_labels": str(condition == "class").lower()}  # clusters: no labels
+        log_run(tracking_uri, experiment, run_name, {**run_tags, **label_tags},
+                params={"condition": condition, "seed": seed, **params},
                 metrics=metrics, artifacts=[Path(out_dir) / "metrics.json"], run_id=getattr(logger, "run_id", None))
         log.info("seed %d: %s; trained %.1f s -> %s", seed,
                  ", ".join(f"{name} {record[name]:.4g}" for name in record if name.startswith("fd_")),

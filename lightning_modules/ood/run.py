@@ -145,7 +145,8 @@ def run_ood_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
     from lightning_modules.tracking import log_run
 
     record = score_ood_pair(**run)
-    log_run(tracking_uri, experiment, str(run["out_dir"]), tags,
+    label_tags = {"fit_labels": record["fit_labels"] or "none", "uses_labels": str(record["fit_labels"] == "classes").lower()}
+    log_run(tracking_uri, experiment, str(run["out_dir"]), {**tags, **label_tags},
             params={"eval_split": run["eval_split"], **record["params"]},
             metrics={name: record[name] for name in (*RUN_METRICS, "sensitivity") if name in record}, artifacts=[Path(run["out_dir"]) / "metrics.json"])
     return record
@@ -207,7 +208,8 @@ def run_probe_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict
     record = train_shared_probe(**run, logger=logger)
     metrics = {name: record[name] for name in ("train_loss", "train_accuracy", "pseudo_label_accuracy", "n_fit",
                                                 "n_classes", "seconds") if name in record}
-    log_run(tracking_uri, experiment, run_name, tags, params={"source": record["source"], **record["params"]},
+    label_tags = {"fit_labels": record["source"], "uses_labels": str(record["source"] == "classes").lower()}
+    log_run(tracking_uri, experiment, run_name, {**tags, **label_tags}, params={"source": record["source"], **record["params"]},
             metrics=metrics, artifacts=[Path(run["out_dir"]) / "probe.json"], run_id=getattr(logger, "run_id", None))
     return record
 
