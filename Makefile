@@ -28,7 +28,8 @@ demo: $(INSTALLED)
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
 	@echo ""
 	@echo "Reports: $(RESULTS)/reports/clustering.html, $(RESULTS)/reports/ood.html, $(RESULTS)/reports/diffusion.html  (notebooks beside them)"
-	@echo "Tables:  $(RESULTS)/tables/{clustering,selection,ood,diffusion}.parquet"
+	@echo "Tables:  $(RESULTS)/tables/{clustering,selection,ood,ood_probes,diffusion}.parquet"
+	@$(BIN)/python -m lightning_modules.reporting $(RESULTS)
 	@echo "MLflow:  make mlflow-ui, then open http://$(MLFLOW_HOST):$(MLFLOW_PORT)"
 
 # Make the MLflow store mirror the results' metrics.json again (after a tracking outage, a killed job, ...)

@@ -36,3 +36,35 @@ def render_report(template: str | Path, out_notebook: str | Path, out_html: str 
         html, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": report_title(executed)}})
         with atomic_path(out_html) as tmp_html:
             tmp_html.write_text(html, encoding="utf-8")
+
+
+def headlines(results_dir: str | Path) -> list[str]:
+    """One line per stage for the end of `make demo`, read from the tables (whatever stages the sweep ran)."""
+    import pandas as pd
+
+    tables, lines = Path(results_dir) / "tables", []
+    if (tables / "selection.parquet").exists():
+        pick = pd.read_parquet(tables / "selection.parquet").iloc[0]
+        lines.append(f"clustering: label-free pick ({pick.criterion}) on {pick.dataset}/{pick.backbone}: {pick.method} "
+                     f"K = {pick.k}, ACC {pick.acc:.3f} (best run {pick.best_acc:.3f}, {pick.best_acc_run})")
+    if (tables / "ood.parquet").exists():
+        ood = pd.read_parquet(tables / "ood.parquet")
+        clean = ood[ood.attack_style.isna()]
+        for pair, group in clean.groupby("ood"):
+            top = group.sort_values("auroc", ascending=False).iloc[0]
+            tied = int((group.auroc_high >= top.auroc_low).sum()) - 1
+            lines.append(f"OOD {pair}: {top.scorer} AUROC {top.auroc:.3f} [{top.auroc_low:.3f}, {top.auroc_high:.3f}]"
+                         + (f"; {tied} other scorers within its interval" if tied else ""))
+    if (tables / "diffusion.parquet").exists():
+        from lightning_modules.diffusion.summary import summarise, verdict
+
+        runs = pd.read_parquet(tables / "diffusion.parquet")
+        score = "fd_classifier" if "fd_classifier" in runs else next(c for c in runs if c.startswith("fd_"))
+        lines.append(f"diffusion ({score}): {verdict(summarise(runs, score), score)}")
+    return lines
+
+
+if __name__ == "__main__":
+    import sys
+
+    print("\n".join(headlines(sys.argv[1] if len(sys.argv) > 1 else "results")))
