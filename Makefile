@@ -13,7 +13,7 @@ MLFLOW_PORT ?= 5000
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test test-gpu test-slurm bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
+.PHONY: demo report test test-gpu test-slurm bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
 
 install: $(INSTALLED)
 
@@ -31,6 +31,10 @@ demo: $(INSTALLED)
 	@echo "Tables:  $(RESULTS)/tables/{clustering,selection,ood,ood_probes,diffusion}.parquet"
 	@$(BIN)/python -m lightning_modules.reporting $(RESULTS)
 	@echo "MLflow:  make mlflow-ui, then open http://$(MLFLOW_HOST):$(MLFLOW_PORT)"
+
+# Snakemake's HTML report of the last sweep: every stage report and table with its caption
+report: $(INSTALLED)
+	$(BIN)/snakemake --configfile $(CONFIG) --report $(RESULTS)/report.html
 
 # Make the MLflow store mirror the results' metrics.json again (after a tracking outage, a killed job, ...)
 reconcile: $(INSTALLED)

@@ -16,6 +16,15 @@ if not workflow.overwrite_configfiles:
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 
+# `snakemake --report report.html` (make report): the stage reports and tables with their captions
+import mimetypes
+
+mimetypes.add_type("application/vnd.apache.parquet", ".parquet")  # tables are offered as downloads
+
+
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/embed.smk"

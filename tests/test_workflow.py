@@ -103,6 +103,15 @@ def test_second_run_has_nothing_to_do(sweep):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_snakemake_report_holds_the_reports_and_tables_with_captions(sweep):
+    """`snakemake --report` (make report): one HTML file carrying the clustering report and its tables."""
+    result = run_workflow(sweep, "--report", str(sweep / "report.html"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    html = (sweep / "report.html").read_text(errors="replace")
+    assert "clustering.html" in html and "clustering.parquet" in html and "who beats k-means" in html
+    assert "Could not detect mimetype" not in result.stderr
+
+
 def test_a_random_timm_vit_on_a_generated_image_folder(tmp_path):
     from test_datasets import write_image_folder
 

@@ -58,7 +58,7 @@ rule diffusion_table:
     input:
         metrics=diffusion_runs("metrics.json"),
     output:
-        results("tables/diffusion.parquet"),
+        report(results("tables/diffusion.parquet"), caption="../report/tables.rst", category="Tables"),
     log:
         results("logs/tables/diffusion.log"),
     conda:
@@ -74,7 +74,7 @@ rule diffusion_report:
         template=os.path.join(workflow.basedir, "reports", "diffusion.ipynb"),
     output:
         notebook=results("reports/diffusion.ipynb"),
-        html=results("reports/diffusion.html"),
+        html=report(results("reports/diffusion.html"), caption="../report/diffusion.rst", category="Reports"),
     log:
         results("logs/reports/diffusion.log"),
     params:

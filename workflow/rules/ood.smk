@@ -70,7 +70,7 @@ rule ood_table:
         metrics=[results(f"{run_dir}/metrics.json") for run_dir in ood_run_dirs(config, BACKBONES)],
         probes=[results(f"{probe_dir}/probe.json") for probe_dir in ood_probe_dirs(config, BACKBONES)],
     output:
-        table=results("tables/ood.parquet"),
+        table=report(results("tables/ood.parquet"), caption="../report/tables.rst", category="Tables"),
         probes=results("tables/ood_probes.parquet"),
     log:
         results("logs/tables/ood.log"),
@@ -86,7 +86,7 @@ rule ood_report:
         template=os.path.join(workflow.basedir, "reports", "ood.ipynb"),
     output:
         notebook=results("reports/ood.ipynb"),
-        html=results("reports/ood.html"),
+        html=report(results("reports/ood.html"), caption="../report/ood.rst", category="Reports"),
     log:
         results("logs/reports/ood.log"),
     params:

@@ -4,9 +4,9 @@ rule clustering_table:
         bounds=bound_files(),
         selections=selection_files(),
     output:
-        runs=results("tables/clustering.parquet"),
+        runs=report(results("tables/clustering.parquet"), caption="../report/tables.rst", category="Tables"),
         bounds=results("tables/cluster_bounds.parquet"),
-        selection=results("tables/selection.parquet"),
+        selection=report(results("tables/selection.parquet"), caption="../report/tables.rst", category="Tables"),
     log:
         results("logs/tables/clustering.log"),
     conda:
@@ -23,7 +23,7 @@ rule clustering_report:
         template=os.path.join(workflow.basedir, "reports", "clustering.ipynb"),
     output:
         notebook=results("reports/clustering.ipynb"),
-        html=results("reports/clustering.html"),
+        html=report(results("reports/clustering.html"), caption="../report/clustering.rst", category="Reports"),
     log:
         results("logs/reports/clustering.log"),
     conda:
