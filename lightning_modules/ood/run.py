@@ -249,6 +249,7 @@ def attack_ood_images(
               "cosine_to_target_before": float(similarity_before.mean()),
               "cosine_to_target_after": float(similarity_after.mean()),
               "max_abs_perturbation": float(np.abs(adversarial - images).max()),
+              "mean_l2_perturbation": float(np.linalg.norm((adversarial - images).reshape(len(images), -1), axis=1).mean()),
               "seconds": time.perf_counter() - started}
     out_dir = Path(out_dir)
     save_npy(out_dir / "embeddings.npy", embeddings)
