@@ -5,7 +5,7 @@
 Runs the tests that try faults on purpose and counts what they tried and what was handled:
 - bad inputs: every malformed config and file of tests/test_bad_inputs.py and the config mistakes of
   tests/test_config.py (one line, no job, no partial artifact), plus the fuzzed variants of tests/test_contracts.py
-  (each fuzz test tries CASES seeded variants);
+  (each fuzz test records how many seeded variants it tried);
 - kill points: every training stage killed mid-run and resumed (heads, probe, self-distillation, diffusion) and
   the SIGKILLed sweep of tests/test_resume.py, each compared bit for bit with an uninterrupted run;
 - tracking faults: an unusable store, an unreachable server, 8 parallel writers, a corrupted store reconciled;
@@ -21,8 +21,6 @@ import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from tests.test_contracts import CASES
-
 CATEGORIES = {
     "bad inputs": ["tests/test_bad_inputs.py", "tests/test_config.py::test_ood_and_diffusion_mistakes_fail_in_one_line_before_any_job",
                    "tests/test_contracts.py"],
@@ -36,18 +34,17 @@ CATEGORIES = {
                         "tests/test_tracking.py::test_eight_parallel_jobs_log_every_run_to_sqlite",
                         "tests/test_tracking.py::test_reconciliation_makes_the_store_mirror_the_results_exactly"],
 }
-FUZZ_TESTS = ("test_fuzzed_embedding_files", "test_fuzzed_label_files", "test_fuzzed_hierarchy_files")
-
-
-def run_category(targets: list[str]) -> list[tuple[str, bool]]:
-    """(test case, passed) of every case the targets collect."""
+def run_category(targets: list[str]) -> list[tuple[str, int, bool]]:
+    """(test case, cases it tried, passed) of every test the targets collect; a fuzz test records how many
+    variants it tried as the junit property `cases`."""
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "junit.xml"
         subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
                         *targets], check=False, capture_output=True, text=True)
         cases = ElementTree.parse(report).getroot().iter("testcase")
-        return [(case.get("name"), not any(child.tag in ("failure", "error", "skipped") for child in case))
-                for case in cases]
+        return [(case.get("name"),
+                 int(next((p.get("value") for p in case.iter("property") if p.get("name") == "cases"), 1)),
+                 not any(child.tag in ("failure", "error", "skipped") for child in case)) for case in cases]
 
 
 def main() -> None:
@@ -55,9 +52,9 @@ def main() -> None:
     for category, targets in CATEGORIES.items():
         print(f"  {category}: running {len(targets)} test targets ...", flush=True)
         cases = run_category(targets)
-        tried = sum(CASES if name in FUZZ_TESTS else 1 for name, _ in cases)
-        handled = sum(CASES if name in FUZZ_TESTS else 1 for name, passed in cases if passed)
-        rows[category] = {"tried": tried, "handled": handled, "failed": [name for name, passed in cases if not passed]}
+        rows[category] = {"tried": sum(count for _, count, _ in cases),
+                          "handled": sum(count for _, count, passed in cases if passed),
+                          "failed": [name for name, _, passed in cases if not passed]}
     print(f"\n{'fault':<18}{'tried':>8}{'handled':>9}   what 'handled' means")
     meaning = {"bad inputs": "one line naming the file/key and the fix, no traceback, no partial artifact",
                "kill points": "resumed to the uninterrupted result, bit for bit",

@@ -57,7 +57,8 @@ def _check_one_line(error: InputError, path) -> None:
     assert "\n" not in message and str(path) in message and "; " in message, message
 
 
-def test_fuzzed_embedding_files(tmp_path):
+def test_fuzzed_embedding_files(tmp_path, record_property):
+    record_property("cases", CASES)  # counted by benchmarks/reliability.py
     rng = np.random.default_rng(0)
     outcomes = {"loaded": 0, "refused": 0}
     for case in range(CASES):
@@ -106,7 +107,8 @@ def _malformed_labels(rng, path, rows):
     return None, "is not a readable .npy file"
 
 
-def test_fuzzed_label_files(tmp_path):
+def test_fuzzed_label_files(tmp_path, record_property):
+    record_property("cases", CASES)  # counted by benchmarks/reliability.py
     rng = np.random.default_rng(1)
     for case in range(CASES):
         features = rng.standard_normal((int(rng.integers(2, 30)), 3)).astype(np.float32)
@@ -136,7 +138,8 @@ def test_class_names_are_checked_against_the_labels(tmp_path, names, message):
                                            "label_names": names})
 
 
-def test_fuzzed_hierarchy_files(tmp_path):
+def test_fuzzed_hierarchy_files(tmp_path, record_property):
+    record_property("cases", CASES)  # counted by benchmarks/reliability.py
     rng = np.random.default_rng(2)
     classes = ["n01", "n02", "n03"]
     valid = {"n01": "animal", "n02": "animal", "n03": "plant"}
