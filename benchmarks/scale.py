@@ -203,13 +203,21 @@ def run_stage(name: str, data: Path, queries: int, temi_steps: int) -> None:
     print("STAGE " + json.dumps(record), flush=True)
 
 
-def in_fresh_process(name: str, data: Path, queries: int, temi_steps: int) -> dict:
+def in_fresh_process(name: str, data: Path, queries: int, temi_steps: int, reuse: bool = False) -> dict:
+    """One stage's record; every record is kept in `{data}/stage-<name>.json`, and `--reuse` takes a kept one
+    instead of running the stage again (a benchmark stopped half-way goes on where it stopped)."""
+    kept = data / f"stage-{name}.json"
+    if reuse and kept.exists():
+        record = json.loads(kept.read_text())
+        print(f"  {name}: kept record ({record['seconds']:.1f} s, peak RSS {record['peak_rss_gib']:.2f} GiB)")
+        return record
     print(f"  {name}: running in a fresh process ...", flush=True)
     output = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--stage", name, "--data", str(data),
                              "--queries", str(queries), "--temi-steps", str(temi_steps)],
                             check=True, capture_output=True, text=True).stdout
     record = json.loads(next(line for line in output.splitlines() if line.startswith("STAGE "))[6:])
     print(f"  {name}: {record['seconds']:.1f} s, peak RSS {record['peak_rss_gib']:.2f} GiB", flush=True)
+    kept.write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 
@@ -235,6 +243,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=None)
     parser.add_argument("--data", type=Path, default=Path("results/bench/scale-data"))
     parser.add_argument("--temi-steps", type=int, default=None)
+    parser.add_argument("--reuse", action="store_true", help="take the kept record of stages measured before")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     queries = args.queries or (2_000 if args.quick else 10_000)
@@ -251,7 +260,7 @@ def main() -> None:
         print("  writing the synthetic mixture ...", flush=True)
         write_mixture(data / "embeddings.npy", n, args.dims)
     peak = gemm_gflops()
-    records = {name: in_fresh_process(name, data, queries, temi_steps) for name in STAGES}
+    records = {name: in_fresh_process(name, data, queries, temi_steps, args.reuse) for name in STAGES}
 
     rows = [("gemm_peak_gflops", peak, GEMM_NOTE), ("n", n, "rows"), ("dims", args.dims, "")]
     for name, record in records.items():
@@ -265,7 +274,7 @@ def main() -> None:
              ("ivf_speedup_vs_exact", search["speedup"], f"target >= {SPEEDUP_TARGET}"),
              ("exact_queries_per_s", search["exact_qps"], ""), ("ivf_queries_per_s", search["ivf_qps"], ""),
              *[(f"ivf_{key}_recall", value["recall"], f"speed-up {value['speedup']:.1f}x")
-               for key, value in search.items() if key.startswith("nprobe")],
+               for key, value in search.items() if key.startswith("nprobe") and isinstance(value, dict)],
              ("knn_graph_nlist", records["knn-graph"]["nlist"], ""),
              ("knn_graph_nprobe", records["knn-graph"]["nprobe"], "")]
     over = [name for name, r in records.items() if name != "search" and r["peak_rss_gib"] > RSS_TARGET_GIB]
