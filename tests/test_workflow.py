@@ -144,7 +144,7 @@ def test_changed_image_files_rerun_the_embedding(tmp_path):
     }
     finished_sweep(tmp_path, config)
     (tmp_path / "images" / "b" / "0.png").write_bytes((tmp_path / "images" / "a" / "0.png").read_bytes())
-    dry_run = run_workflow(tmp_path, "-n")
+    dry_run = run_workflow(tmp_path, "-n", "--quiet", "progress")  # the profile hides rules and reasons
     assert dry_run.returncode == 0
     assert "rule embed:" in dry_run.stdout and "params" in dry_run.stdout
 
