@@ -43,7 +43,7 @@ RSS_TARGET_GIB = 4.0
 RECALL_TARGET, SPEEDUP_TARGET = 0.95, 20.0
 # Planned-figure assumptions (labelled as such in the output): fp32 peaks of the target machines.
 TARGET_PEAKS_GFLOPS = {"H100-class GPU (67 TFLOP/s fp32)": 67_000.0,
-                       "64-core CPU node (AVX-512, 2 GHz: 4.1 TFLOP/s fp32)": 64 * 2 * 16 * 2 * 2.0}
+                       "64-core CPU node (AVX-512, 2 FMA units, 2 GHz: 8.2 TFLOP/s fp32)": 64 * 2 * 16 * 2 * 2.0}
 TARGET_SIZES = {"ImageNet-1K": (1_281_167, 768, 1000), "ImageNet-21K": (13_000_000, 768, 10_000)}
 
 
