@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_modules.io import release_rows, row_chunks
+from lightning_modules.io import nonfinite_rows
 
 
 class InputError(ValueError):
@@ -56,10 +56,7 @@ def check_embeddings_array(array: np.ndarray, path, key: str, min_rows: int = 2)
         raise InputError(f"{key}: {path} holds shape {array.shape}; the stages need at least {min_rows} rows and "
                          f"one dimension")
     if kind == "f":
-        bad = 0
-        for rows in row_chunks(len(array), 65536):
-            bad += int((~np.isfinite(array[rows])).any(axis=1).sum())
-            release_rows(array, rows)
+        bad = nonfinite_rows(array)
         if bad:
             raise InputError(f"{key}: {path} has {bad} rows with NaN or inf; drop or re-extract those samples")
 

@@ -89,6 +89,15 @@ def release_rows(array: np.ndarray, rows: slice) -> None:
         base.madvise(mmap_module.MADV_DONTNEED, aligned_first, aligned_last - aligned_first)
 
 
+def nonfinite_rows(array: np.ndarray, chunk_rows: int = 65536) -> int:
+    """How many rows of a 2-D array (memory-mapped at any size) hold NaN or inf, counted chunk by chunk."""
+    bad = 0
+    for rows in row_chunks(len(array), chunk_rows):
+        bad += int((~np.isfinite(array[rows])).any(axis=1).sum())
+        release_rows(array, rows)
+    return bad
+
+
 def row_chunks(n: int, rows: int):
     """Slices covering range(n) in blocks of `rows`: how stages stream a memory-mapped artifact."""
     for start in range(0, n, rows):

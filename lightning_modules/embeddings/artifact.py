@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_modules.io import load_npy, read_json, release_rows, row_chunks, save_npy, write_json
+from lightning_modules.io import load_npy, nonfinite_rows, read_json, release_rows, save_npy, write_json
 
 
 def artifact_paths(embeddings_dir: str | Path, split: str) -> dict[str, Path]:
@@ -27,10 +27,7 @@ def check_embeddings(embeddings: np.ndarray, labels: np.ndarray, source: str = "
         raise ValueError(f"{source}: expected a 2-D (samples, dims) array, got shape {embeddings.shape}")
     if len(embeddings) != len(labels):
         raise ValueError(f"{source}: {len(embeddings)} embeddings but {len(labels)} labels")
-    bad = 0
-    for rows in row_chunks(len(embeddings), 65536):  # by chunks: memory-mapped at any size
-        bad += int((~np.isfinite(embeddings[rows])).any(axis=1).sum())
-        release_rows(embeddings, rows)
+    bad = nonfinite_rows(embeddings)
     if bad:
         raise ValueError(f"{source}: {bad} rows contain NaN or inf; re-extract them or drop those samples")
 
