@@ -13,7 +13,7 @@ MLFLOW_PORT ?= 5000
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo report test test-gpu test-slurm bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
+.PHONY: demo report test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
 
 install: $(INSTALLED)
 
@@ -26,11 +26,7 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	@$(BIN)/python -m lightning_modules.contracts config $(CONFIG)  # a YAML error named by line, before Snakemake
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
-	@echo ""
-	@echo "Reports: $(RESULTS)/reports/clustering.html, $(RESULTS)/reports/ood.html, $(RESULTS)/reports/diffusion.html  (notebooks beside them)"
-	@echo "Tables:  $(RESULTS)/tables/{clustering,selection,ood,ood_probes,diffusion}.parquet"
-	@$(BIN)/python -m lightning_modules.reporting $(RESULTS)
-	@echo "MLflow:  make mlflow-ui, then open http://$(MLFLOW_HOST):$(MLFLOW_PORT)"
+	@$(BIN)/python -m lightning_modules.reporting $(RESULTS) --mlflow http://$(MLFLOW_HOST):$(MLFLOW_PORT)
 
 # Snakemake's HTML report of the last sweep: every stage report and table with its caption
 report: $(INSTALLED)
@@ -44,15 +40,9 @@ reconcile: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
+# Every benchmark in turn (benchmarks/all.py), each announced with what it measures and timed (~20 min)
 bench: $(INSTALLED)
-	$(BIN)/python -m benchmarks.heads
-	$(BIN)/python -m benchmarks.embed
-	$(BIN)/python -m benchmarks.clustering --full
-	$(BIN)/python -m benchmarks.ood
-	$(BIN)/python -m benchmarks.diffusion
-	$(BIN)/python -m benchmarks.scale --quick
-	$(BIN)/python -m benchmarks.workflow
-	$(BIN)/python -m benchmarks.summary
+	$(BIN)/python -m benchmarks.all
 
 # Every clustering and OOD stage on 2,000,000 x 384 float16 embeddings, out of core, with its peak memory and
 # the planned times at ImageNet-1K / -21K (~35 min on 2 cores; `make bench` runs its 200k smoke variant)
@@ -74,6 +64,12 @@ test-gpu: $(INSTALLED)
 # installed.
 test-slurm: $(INSTALLED)
 	$(BIN)/python -m pytest -m slurm tests/test_slurm.py
+
+# The demo from nothing, then its HTML reports and the MLflow UI in headless Chromium (Debian's chromium and
+# chromium-driver, installed with apt-get when missing; needs root): figures rendered, no error text, the runs
+# table listing the sweep's runs. Screenshots and the demo's time go to test-output/browser/.
+test-browser: $(INSTALLED)
+	$(BIN)/python -m pytest -m browser tests/test_browser.py
 
 # The tracking server cluster jobs log to (the slurm profile's default tracking_uri). Binds 127.0.0.1 unless
 # MLFLOW_HOST says otherwise; runs and artifacts are kept under $(RESULTS)/.

@@ -35,6 +35,30 @@ include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/report.smk"
 
 
+# Local runs: jobs fork from one warm process with the heavy imports done (lightning_modules/job_server.py);
+# a tiny job then starts in ~0.3 s instead of 2-7 s. Cluster jobs (and --no-hooks) start on their own.
+JOB_SERVER = {}
+
+
+onstart:
+    if config["job_server"] and workflow.local_exec and workflow.is_main_process:
+        from lightning_modules import job_server
+
+        JOB_SERVER["process"] = job_server.start(results("logs/job_server.log"))
+
+
+onsuccess:
+    from lightning_modules import job_server
+
+    job_server.stop(JOB_SERVER.pop("process", None))
+
+
+onerror:
+    from lightning_modules import job_server
+
+    job_server.stop(JOB_SERVER.pop("process", None))
+
+
 # Cheap aggregation steps run where Snakemake runs, not as cluster jobs.
 localrules:
     all,

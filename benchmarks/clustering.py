@@ -126,7 +126,7 @@ def main() -> None:
     measure = {"knn", "kmeans"} if args.only is None else {args.only}
     from sklearn.neighbors import NearestNeighbors
 
-    from benchmarks.common import GEMM_NOTE, gemm_gflops, report
+    from benchmarks.common import GEMM_NOTE, gemm_gflops, report, step
 
     dims, k_nn, iterations = 384, 50, 20
     rng = np.random.default_rng(0)
@@ -134,6 +134,7 @@ def main() -> None:
     rows = [("gemm_gflops", peak, GEMM_NOTE)]
 
     for n in ((10_000,) if args.quick else (10_000, 100_000)) if "knn" in measure else ():
+        step(f"kNN graph on {n:,} x {dims}: faiss, then scikit-learn brute force")
         x = rng.standard_normal((n, dims), dtype=np.float32)
         ours = knn_seconds(x, k_nn)
         theirs = timed(lambda: NearestNeighbors(n_neighbors=k_nn + 1, metric="cosine", algorithm="brute")
@@ -144,7 +145,7 @@ def main() -> None:
                  (f"knn_{n // 1000}k_speedup_vs_sklearn", theirs / ours, f"sklearn brute: {theirs:.2f} s")]
     if "knn" in measure:
         n = 50_000 if args.quick else 200_000
-        print(f"  IVF against exact search on {n} float16 points ...", flush=True)
+        step(f"IVF against exact search on {n:,} float16 points")
         exact_s, ivf_s, recall, nlist, nprobe = ivf_against_exact(sphere_mixture(n, dims), k_nn)
         rows += [("ivf_search_speedup", exact_s / ivf_s, f"N={n}, 10,000 queries, k={k_nn}, nlist {nlist}, "
                                                          f"nprobe {nprobe}; exact {exact_s:.1f} s"),
@@ -152,6 +153,7 @@ def main() -> None:
 
     if "kmeans" in measure:
         n = 10_000 if args.quick else 100_000
+        step(f"k-means on {n:,} x {dims}, K 100: ours and scikit-learn's Lloyd from one start, best of 3, then defaults")
         x = rng.standard_normal((n, dims), dtype=np.float32)
         ours_s, ours_inertia, theirs_s, theirs_inertia = kmeans_pair(x, 100, iterations, repeats=3)
         flops = 2 * n * 100 * dims * iterations  # the assignment GEMMs dominate
@@ -172,6 +174,7 @@ def main() -> None:
     scaling = {name: (what, action) for name, (what, action) in scaling.items() if what in measure}
     times = {name: [] for name in scaling}
     for size in sizes:
+        step(f"scaling with N: {', '.join(scaling)} at N = {size:,}")
         x = rng.standard_normal((size, dims), dtype=np.float32)
         for name, (_, action) in scaling.items():
             times[name].append(action(x))

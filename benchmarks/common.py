@@ -8,6 +8,12 @@ from pathlib import Path
 
 
 GEMM_NOTE = "fp32 torch.mm 2048^2, best of 20"
+_STARTED = time.perf_counter()
+
+
+def step(what: str) -> None:
+    """One line saying what a benchmark measures now, with the seconds since it started (make bench's progress)."""
+    print(f"  [{time.perf_counter() - _STARTED:6.0f} s] {what}", flush=True)
 
 
 def gemm_gflops(size: int = 2048, repeats: int = 20) -> float:

@@ -71,7 +71,7 @@ def main() -> None:
 
     from lightning_modules.neighbours import knn_graph
 
-    from benchmarks.common import GEMM_NOTE, gemm_gflops, report
+    from benchmarks.common import GEMM_NOTE, gemm_gflops, report, step
 
     peak = gemm_gflops()
     rows = [("gemm_gflops", peak, GEMM_NOTE)]
@@ -82,6 +82,7 @@ def main() -> None:
     for hidden, bottleneck in ((128, 64), (512, 256)):
         per_epoch = {}
         for heads in (1, 16):
+            step(f"TEMI on digits, {heads} head(s) of {hidden}x{bottleneck}, {epochs} epochs")
             times = train_temi(digits, digits_knn, 10, heads, 32, epochs, hidden, bottleneck)
             per_epoch[heads] = float(np.median(times[1:]))  # the first epoch includes warm-up
         rows += [

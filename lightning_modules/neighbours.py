@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from lightning_modules.io import release_rows
+from lightning_modules.jobs import on_terminal
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def _without_self(found: np.ndarray, sims: np.ndarray, rows: np.ndarray, k: int)
 
 
 def knn_graph(embeddings: np.ndarray, k: int = 50, query_batch: int = CHUNK_ROWS, use_gpu: bool | str = "auto",
-              progress: bool = False, index: str = "exact", nlist: int | None = None,
+              progress: bool | None = False, index: str = "exact", nlist: int | None = None,
               nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) embeddings -> (N, k) int32 neighbour indices and (N, k) float32 cosine similarities, nearest
     first. A point is never its own neighbour, even when duplicates tie with it (or, with IVF, when the
@@ -130,7 +131,7 @@ def knn_graph(embeddings: np.ndarray, k: int = 50, query_batch: int = CHUNK_ROWS
     searchable = build_index(embeddings, index, nlist, nprobe, use_gpu)
     indices = np.empty((n, k), dtype=np.int32)
     similarities = np.empty((n, k), dtype=np.float32)
-    for start, chunk in tqdm(normalised_chunks(embeddings, query_batch), desc="kNN graph", disable=not progress,
+    for start, chunk in tqdm(normalised_chunks(embeddings, query_batch), desc="kNN graph", disable=not on_terminal(progress),
                              total=-(-n // query_batch)):
         sims, found = searchable.search(chunk, k + 1)
         found, sims = _without_self(found, sims, np.arange(start, start + len(chunk)), k)

@@ -3,7 +3,13 @@ exported to a self-contained HTML page (plots embedded) with nbconvert."""
 
 from __future__ import annotations
 
+import base64
+import logging
+import tempfile
+import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def report_title(notebook) -> str:
@@ -24,6 +30,8 @@ def render_report(template: str | Path, out_notebook: str | Path, out_html: str 
 
     from lightning_modules.io import atomic_path
 
+    started = time.perf_counter()
+    log.info("report %s on %s", Path(template).name, ", ".join(f"{name}={value}" for name, value in parameters.items()))
     with atomic_path(out_notebook) as tmp_notebook:
         papermill.execute_notebook(
             str(template), str(tmp_notebook), parameters=parameters, kernel_name=kernel_name,
@@ -36,6 +44,29 @@ def render_report(template: str | Path, out_notebook: str | Path, out_html: str 
         html, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": report_title(executed)}})
         with atomic_path(out_html) as tmp_html:
             tmp_html.write_text(html, encoding="utf-8")
+    log.info("done in %.1f s: %d figures -> %s", time.perf_counter() - started, len(report_figures(executed)), out_html)
+
+
+def report_figures(notebook) -> list[bytes]:
+    """The PNG figures a report's cells drew, in order."""
+    return [base64.b64decode(output["data"]["image/png"]) for cell in notebook.cells if cell.cell_type == "code"
+            for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
+
+
+def log_report(tracking_uri: str, experiment: str, notebook: str | Path, html: str | Path) -> None:
+    """The report page and each of its figures (`figure-01.png`, ...) on the sweep's parent MLflow run, under
+    `reports/<name>/`."""
+    import nbformat
+
+    from lightning_modules.tracking import log_sweep_artifacts
+
+    name = Path(html).stem
+    with tempfile.TemporaryDirectory() as folder:
+        figures = []
+        for number, png in enumerate(report_figures(nbformat.read(str(notebook), as_version=4)), start=1):
+            figures.append(Path(folder) / f"figure-{number:02d}.png")
+            figures[-1].write_bytes(png)
+        log_sweep_artifacts(tracking_uri, experiment, [html, *figures], f"reports/{name}")
 
 
 def headlines(results_dir: str | Path) -> list[str]:
@@ -64,7 +95,33 @@ def headlines(results_dir: str | Path) -> list[str]:
     return lines
 
 
-if __name__ == "__main__":
-    import sys
+def mlflow_runs_address(results_dir: str | Path, server: str) -> str:
+    """The sweep's runs table in the MLflow UI at `server`: its experiment, in the UI's model-training mode
+    (MLflow 3 opens every experiment on its GenAI pages otherwise)."""
+    from lightning_modules.io import read_json
 
-    print("\n".join(headlines(sys.argv[1] if len(sys.argv) > 1 else "results")))
+    record = Path(results_dir) / "tracking" / "experiment.json"
+    experiment = read_json(record).get("experiment_id") if record.exists() else None
+    page = f"#/experiments/{experiment}/runs" if experiment else "#/experiments"
+    return f"{server.rstrip('/')}/{page}?workflowType=machine_learning"
+
+
+def end_message(results_dir: str | Path, server: str) -> list[str]:
+    """What `make demo` ends with: every report and table the sweep wrote, one headline per stage, and where
+    MLflow shows the runs."""
+    results_dir = Path(results_dir)
+    reports = sorted(str(path) for path in (results_dir / "reports").glob("*.html"))
+    tables = sorted(str(path) for path in (results_dir / "tables").glob("*.parquet"))
+    return ["", f"Reports: {', '.join(reports)}  (notebooks beside them; `make report` for Snakemake's)",
+            f"Tables:  {', '.join(tables)}", *headlines(results_dir),
+            f"MLflow:  make mlflow-ui, then open {mlflow_runs_address(results_dir, server)}"]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the end of `make demo`: reports, tables, headlines, MLflow")
+    parser.add_argument("results_dir", nargs="?", default="results")
+    parser.add_argument("--mlflow", default="http://127.0.0.1:5000", help="where `make mlflow-ui` serves")
+    arguments = parser.parse_args()
+    print("\n".join(end_message(arguments.results_dir, arguments.mlflow)))

@@ -23,6 +23,10 @@ RETRIES = 5
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 ARTIFACT_TAG = "clusterlab.artifact_path"  # the run's result folder: what the store is reconciled by
+# "sweep": the one parent run of a sweep, every other run nests under it; "helper": a run that feeds another
+# stage (the clustering behind the cluster-* OOD scorers) and is in no table; table rows carry no role
+ROLE_TAG = "clusterlab.role"
+PARENT_TAG = "mlflow.parentRunId"
 _unavailable: set[str] = set()  # stores that failed in this process: warn once, then skip them
 
 
@@ -68,6 +72,23 @@ def _experiment_id(client, experiment: str, artifact_root: str | None = None) ->
     return client.create_experiment(experiment, artifact_location=artifact_root)
 
 
+def _sweep_run_id(client, experiment_id: str) -> str | None:
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'sweep'", max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def result_runs(client, experiment_id: str, **search) -> list:
+    """The experiment's runs that mirror a result (`client.search_runs` keywords), without the sweep's parent."""
+    runs = client.search_runs([experiment_id], max_results=50_000, **search)
+    return [run for run in runs if run.data.tags.get(ROLE_TAG) != "sweep"]
+
+
+def _nested(client, experiment_id: str, tags: dict) -> dict:
+    """`tags` plus the sweep's parent run (when init_tracking made one), so the UI nests the run under it."""
+    parent = _with_retries(lambda: _sweep_run_id(client, experiment_id), "find the sweep run")
+    return {**tags, PARENT_TAG: parent} if parent else dict(tags)
+
+
 def display_name(run_path: str | Path) -> str:
     """The short name a run shows in the MLflow table (`temi k10 s0 · digits/pixels`, `knn1 · digits04-vs-noise ·
     pixels`, `probe classes · digits-04/pixels`, `class s0 · digits diffusion`); its full result folder is the
@@ -80,6 +101,8 @@ def display_name(run_path: str | Path) -> str:
         rest = parts[at + 1:]
         if marker == "probes" and len(rest) == 1 and at >= 3:
             return f"probe {rest[0]} · {parts[at - 3]}/{parts[at - 2]}"
+        if marker == "clusters" and not rest and at >= 2:
+            return f"cluster bound · {parts[at - 2]}/{parts[at - 1]}"
         if marker == "clusters" and len(rest) == 3 and at >= 2:
             return f"{rest[0]} {rest[1]} s{rest[2].removeprefix('seed')} · {parts[at - 2]}/{parts[at - 1]}"
         if marker == "ood" and len(rest) == 2 and at >= 2:
@@ -89,9 +112,11 @@ def display_name(run_path: str | Path) -> str:
     return "/".join(parts[-3:])
 
 
-def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None) -> dict:
-    """Create the store and the sweep's experiment once, before parallel jobs touch them: concurrent
-    first use of a fresh SQLite store crashes in its schema migrations."""
+def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None,
+                  sweep: dict | None = None) -> dict:
+    """Create the store, the sweep's experiment and its parent run once, before parallel jobs touch them:
+    concurrent first use of a fresh SQLite store crashes in its schema migrations. `sweep` (the config) goes
+    on the parent run: its grid as params, the whole of it as `config.yaml`."""
     if artifact_root is not None and not tracking_uri.startswith(("http://", "https://")):
         artifact_root = Path(artifact_root).resolve().as_uri()
     else:
@@ -102,10 +127,54 @@ def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path 
         # the UI then opens the experiment on its runs table, not on the GenAI traces page
         _with_retries(lambda: client.set_experiment_tag(experiment_id, "mlflow.experimentKind",
                                                         "custom_model_development"), "tag experiment")
-        return {"tracking_uri": tracking_uri, "experiment": experiment, "experiment_id": experiment_id}
+        parent = _with_retries(lambda: _sweep_run_id(client, experiment_id), "find the sweep run")
+        if parent is None:
+            parent = _with_retries(lambda: client.create_run(experiment_id, run_name=f"sweep {experiment}",
+                                                             tags={ROLE_TAG: "sweep"}), "create the sweep run").info.run_id
+            if sweep is not None:
+                _log_sweep(client, parent, sweep)
+            _with_retries(lambda: client.set_terminated(parent), "finish the sweep run")
+        return {"tracking_uri": tracking_uri, "experiment": experiment, "experiment_id": experiment_id,
+                "sweep_run_id": parent}
     except Exception as error:  # noqa: BLE001 - see module docstring
         _give_up(tracking_uri, "creating the experiment", error)
         return {"tracking_uri": tracking_uri, "experiment": experiment, "error": str(error)}
+
+
+def _log_sweep(client, run_id: str, sweep: dict) -> None:
+    import tempfile
+
+    import yaml
+    from mlflow.entities import Param
+
+    clustering = sweep.get("clustering", {})
+    grid = {"datasets": sorted(sweep.get("datasets", {})), "backbones": sweep.get("backbones"),
+            "clustering.methods": sorted(clustering.get("methods", {})), "clustering.k": clustering.get("k"),
+            "clustering.seeds": clustering.get("seeds"), "ood.scorers": (sweep.get("ood") or {}).get("scorers"),
+            "diffusion.conditions": (sweep.get("diffusion") or {}).get("conditions")}
+    params = [Param(name, str(value)[:6000]) for name, value in grid.items() if value is not None]
+    _with_retries(lambda: client.log_batch(run_id, params=params), "log the sweep's grid")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.yaml"
+        path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+        _with_retries(lambda: client.log_artifact(run_id, str(path)), "log the sweep's config")
+
+
+def log_sweep_artifacts(tracking_uri: str, experiment: str, paths: Iterable[str | Path], artifact_dir: str) -> None:
+    """Files that belong to the whole sweep (a report and its figures) go on its parent run."""
+    if tracking_uri in _unavailable:
+        return
+    try:
+        client = _client(tracking_uri)
+        experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
+        parent = _with_retries(lambda: _sweep_run_id(client, experiment_id), "find the sweep run")
+        if parent is None:
+            return
+        for path in paths:
+            _with_retries(lambda path=path: client.log_artifact(parent, str(path), artifact_dir),
+                          f"log artifact {path}")
+    except Exception as error:  # noqa: BLE001 - see module docstring
+        _give_up(tracking_uri, f"logging {artifact_dir} on the sweep run", error)
 
 
 def _loggable_metrics(metrics: dict) -> dict[str, float]:
@@ -136,8 +205,11 @@ def lightning_logger(tracking_uri: str, experiment: str, run_name: str, tags: di
     if tracking_uri in _unavailable:
         return None
     try:
+        client = _client(tracking_uri)
+        experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
+        tags = _nested(client, experiment_id, {**{k: str(v) for k, v in tags.items()}, ARTIFACT_TAG: str(run_name)})
         logger = MLFlowLogger(experiment_name=experiment, run_name=display_name(run_name), tracking_uri=tracking_uri,
-                              tags={**{k: str(v) for k, v in tags.items()}, ARTIFACT_TAG: str(run_name)})
+                              tags=tags)
         _with_retries(lambda: logger.run_id, "create run")  # creates the run now, not mid-training
         return logger
     except Exception as error:  # noqa: BLE001 - see module docstring
@@ -162,7 +234,7 @@ def log_run(
             experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
             run = _with_retries(
                 lambda: client.create_run(experiment_id, run_name=display_name(run_name),
-                                          tags={k: str(v) for k, v in tags.items()}),
+                                          tags=_nested(client, experiment_id, {k: str(v) for k, v in tags.items()})),
                 "create run",
             )
             run_id = run.info.run_id
@@ -209,8 +281,8 @@ def reconcile(tracking_uri: str, experiment: str, metrics_files: Iterable[str | 
     try:
         client = _client(tracking_uri)
         experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
-        runs = _with_retries(lambda: client.search_runs([experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
-                                                        max_results=50_000), "list runs")
+        runs = _with_retries(lambda: result_runs(client, experiment_id, run_view_type=ViewType.ACTIVE_ONLY),
+                             "list runs")
         by_path = defaultdict(list)
         for run in runs:
             by_path[run.data.tags.get(ARTIFACT_TAG) or run.info.run_name].append(run)
@@ -228,6 +300,7 @@ def reconcile(tracking_uri: str, experiment: str, metrics_files: Iterable[str | 
             else:
                 tags = {key: str(record[key]) for key in IDENTITY_TAGS if record.get(key) is not None}
                 tags[ARTIFACT_TAG] = run_name
+                tags = _nested(client, experiment_id, tags)
                 run_id = _with_retries(lambda tags=tags: client.create_run(experiment_id, run_name=display_name(run_name),
                                                                            tags=tags), "create run").info.run_id
                 logged_metrics, logged_params, finished = {}, {}, False

@@ -29,9 +29,9 @@ def resumable(checkpoint_dir, every_n_epochs: int | None = None, every_n_train_s
     return [callback], None
 
 
-def step_log(total_steps: int, lines: int = 10):
-    """A callback that logs one plain line (step, loss, elapsed) at every 1/lines of training: readable job
-    logs instead of a carriage-return progress bar."""
+def step_log(total_steps: int, lines: int = 10, metric: str = "train/loss"):
+    """A callback that logs one plain line (step, `metric`, elapsed) at every 1/lines of training: readable
+    job logs instead of a carriage-return progress bar."""
     import time
 
     from pytorch_lightning.callbacks import Callback
@@ -45,8 +45,8 @@ def step_log(total_steps: int, lines: int = 10):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             step = trainer.global_step
             if step % every == 0 or step == total_steps:
-                loss = trainer.callback_metrics.get("train/loss")
-                log.info("step %d/%d, train/loss %s, %.1f s", step, total_steps,
+                loss = trainer.callback_metrics.get(metric)
+                log.info("step %d/%d, %s %s, %.1f s", step, total_steps, metric,
                          "–" if loss is None else f"{float(loss):.4g}", time.perf_counter() - self.started)
 
     return StepLog()

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lightning_modules import tracking
-from lightning_modules.tracking import ARTIFACT_TAG, default_tracking_uri, init_tracking, log_run
+from lightning_modules.tracking import ARTIFACT_TAG, default_tracking_uri, init_tracking, log_run, result_runs
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,7 @@ def test_eight_parallel_jobs_log_every_run_to_sqlite(tmp_path):
         _, stderr = worker.communicate(timeout=300)
         assert worker.returncode == 0, stderr[-2000:]
     experiment = MlflowClient(uri).get_experiment_by_name("parallel")
-    runs = MlflowClient(uri).search_runs([experiment.experiment_id], max_results=100)
+    runs = result_runs(MlflowClient(uri), experiment.experiment_id)
     assert sorted(r.info.run_name for r in runs) == sorted(f"w{w}-r{r}" for w in range(8) for r in range(3))
     assert all(r.info.status == "FINISHED" for r in runs)
 
@@ -130,7 +130,7 @@ def test_reconciliation_makes_the_store_mirror_the_results_exactly(tmp_path, mon
         log_run(uri, "s", str(folder), {"method": name}, {"lr": 0.1}, logged)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("s").experiment_id
-    by_name = {r.data.tags[ARTIFACT_TAG]: r for r in client.search_runs([experiment])}
+    by_name = {r.data.tags[ARTIFACT_TAG]: r for r in result_runs(client, experiment)}
     client.delete_run(by_name[str(tmp_path / "results" / "b")].info.run_id)  # dropped from the store
     client.create_run(experiment, run_name=str(tmp_path / "results" / "c"))  # a killed retry's RUNNING duplicate
     orphan = client.create_run(experiment, run_name=str(tmp_path / "results" / "d"))  # killed, no result
@@ -140,7 +140,7 @@ def test_reconciliation_makes_the_store_mirror_the_results_exactly(tmp_path, mon
     assert repaired["completed"] == [str(tmp_path / "results" / "a")]
     assert repaired["deleted"] == [str(tmp_path / "results" / "c")]
     assert repaired["killed"] == [str(tmp_path / "results" / "d")]
-    runs = client.search_runs([experiment], run_view_type=ViewType.ACTIVE_ONLY)
+    runs = result_runs(client, experiment, run_view_type=ViewType.ACTIVE_ONLY)
     finished = sorted(r.data.tags[ARTIFACT_TAG] for r in runs if r.info.status == "FINISHED")
     assert finished == [str(tmp_path / "results" / n) for n in "abc"]
     for run in runs:

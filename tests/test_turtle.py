@@ -11,6 +11,7 @@ from torch import nn
 
 from conftest import gaussian_blobs
 from lightning_modules.clustering.turtle import TURTLE, outer_loss, task_labels
+from lightning_modules.tracking import result_runs
 
 
 def test_labels_are_the_mean_of_the_spaces_softmaxes_and_the_outer_loss_by_hand():
@@ -93,5 +94,5 @@ def test_multi_space_turtle_in_the_sweep(tmp_path):
     selection = pd.read_parquet(tmp_path / "results" / "tables" / "selection.parquet")
     assert set(selection.backbone) == {"pixels", "pixels+random-32"}
     client = MlflowClient(f"sqlite:///{tmp_path}/results/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("turtle").experiment_id])
+    runs = result_runs(client, client.get_experiment_by_name("turtle").experiment_id)
     assert sorted(r.data.tags["backbone"] for r in runs) == ["pixels", "pixels", "pixels+random-32"]

@@ -10,6 +10,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import finished_sweep, run_workflow
+from lightning_modules.reporting import end_message
+from lightning_modules.tracking import PARENT_TAG, ROLE_TAG
 
 SMALL_HEAD = {"epochs": 2, "batch_size": 64, "n_heads": 2, "hidden_dim": 16, "bottleneck_dim": 8, "progress": False}
 TINY = {
@@ -84,10 +86,25 @@ def test_label_free_selection_picks_one_configuration_per_criterion(sweep):
     assert len(record["runs"]) == len(RUNS) and {c["seeds"] for c in record["configurations"]} == {1, 2}
 
 
-def test_one_mlflow_run_per_table_row(sweep):
+def test_one_mlflow_run_per_table_row_nested_under_the_sweeps_run(sweep):
     client = MlflowClient(f"sqlite:///{sweep}/results/mlflow.db")
     experiment = client.get_experiment_by_name("tiny")
-    runs = client.search_runs([experiment.experiment_id])
+    everything = client.search_runs([experiment.experiment_id])
+    parents = [r for r in everything if r.data.tags.get(ROLE_TAG) == "sweep"]
+    assert len(parents) == 1 and parents[0].info.run_name == "sweep tiny" and parents[0].info.status == "FINISHED"
+    assert "clustering.methods" in parents[0].data.params
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"config.yaml", "reports"} <= artifacts
+    figures = [a.path for a in client.list_artifacts(parents[0].info.run_id, "reports/clustering")]
+    assert "reports/clustering/clustering.html" in figures and "reports/clustering/figure-01.png" in figures
+    children = [r for r in everything if r not in parents]
+    assert all(r.data.tags.get(PARENT_TAG) == parents[0].info.run_id for r in children)
+    # the clustering table's rows and the cluster-bounds table's row, nothing else
+    bound = [r for r in children if "method" not in r.data.tags]
+    assert len(bound) == 1 and bound[0].info.run_name == "cluster bound · digits/pixels"
+    table = pd.read_parquet(sweep / "results" / "tables" / "cluster_bounds.parquet")
+    assert bound[0].data.metrics["bound"] == table.bound[0]
+    runs = [r for r in children if "method" in r.data.tags]
     assert sorted((r.data.tags["method"], int(r.data.tags["k"]), int(r.data.tags["seed"])) for r in runs) == sorted(RUNS)
     assert all("acc" in r.data.metrics and r.info.status == "FINISHED" for r in runs)
     # heads log their training curves into the same run as their final metrics
@@ -95,6 +112,17 @@ def test_one_mlflow_run_per_table_row(sweep):
     assert all("train/loss_mean_over_heads" in r.data.metrics for r in temi)
     history = client.get_metric_history(temi[0].info.run_id, "train/loss_mean_over_heads")
     assert len(history) == 2  # one point per epoch
+
+
+def test_the_end_message_lists_every_report_and_table_and_the_runs_table(sweep):
+    lines = end_message(sweep / "results", "http://127.0.0.1:5000")
+    reports = next(line for line in lines if line.startswith("Reports:"))
+    tables = next(line for line in lines if line.startswith("Tables:"))
+    assert "clustering.html" in reports
+    assert all(name in tables for name in ("clustering.parquet", "selection.parquet", "cluster_bounds.parquet"))
+    assert any(line.startswith("clustering: label-free pick") for line in lines)
+    experiment = json.loads((sweep / "results" / "tracking" / "experiment.json").read_text())["experiment_id"]
+    assert lines[-1].endswith(f"/#/experiments/{experiment}/runs?workflowType=machine_learning")
 
 
 def test_second_run_has_nothing_to_do(sweep):
@@ -250,6 +278,7 @@ def test_diffusion_runs_per_condition_with_table_and_report(ood_sweep):
     assert table.class_consistency.isna().tolist() == [False] * 4 + [True] * 2
     run = ood_sweep / "results" / "digits-04" / "diffusion" / "clusters-kmeans-k5" / "seed0"
     assert np.load(run / "samples.npy").shape == (16, 1, 8, 8) and set(np.load(run / "labels.npy")) <= set(range(5))
+    assert (run / "samples.png").read_bytes().startswith(b"\x89PNG")
     assert not (run / ".checkpoints").exists()
     html = (ood_sweep / "results" / "reports" / "diffusion.html").read_text()
     assert html.count("data:image/png;base64") >= 4  # the FD curve and a sample grid per condition
@@ -262,6 +291,7 @@ def test_diffusion_runs_per_condition_with_table_and_report(ood_sweep):
     for run in runs:
         assert {"fd_classifier", "kid_classifier", "fd_floor_backbone", "train/loss"} <= set(run.data.metrics)
         assert run.info.status == "FINISHED"
+        assert {"metrics.json", "samples.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     # the sweep ends by reconciling the store with every result; a clean sweep leaves nothing to repair
     reconciled = json.loads((ood_sweep / "results" / "tracking" / "reconciled.json").read_text())
     assert reconciled["results"] > len(table) and "error" not in reconciled

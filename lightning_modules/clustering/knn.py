@@ -34,7 +34,7 @@ def build_knn_graph(embeddings_dir, split: str, k: int, knn_dir, query_batch: in
     embeddings, _ = read_embeddings(embeddings_dir, split)
     if index == "ivf":
         nlist, nprobe = ivf_settings(len(embeddings), nlist, nprobe)
-    indices, similarities = knn_graph(embeddings, k, query_batch, progress=True, index=index, nlist=nlist,
+    indices, similarities = knn_graph(embeddings, k, query_batch, progress=None, index=index, nlist=nlist,
                                       nprobe=nprobe)
     meta = {"k": k, "split": split, "count": len(indices), "metric": "cosine", "index": index,
             "embeddings_fingerprint": read_meta(embeddings_dir, split).get("embeddings_fingerprint")}

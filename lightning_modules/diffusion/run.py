@@ -18,6 +18,8 @@ from lightning_modules.data import DatasetSplit
 from lightning_modules.io import save_npy, write_json
 from lightning_modules.training import CHECKPOINT_DIR
 
+SAMPLE_GRID = "samples.png"  # the first 64 samples, logged to the run in MLflow
+
 log = logging.getLogger(__name__)
 
 
@@ -77,13 +79,14 @@ def sample_labels(labels: np.ndarray, n_classes: int, count: int, how: str = "em
 
 
 def _train(module, images: np.ndarray, labels: np.ndarray | None, params: dict, seed: int, checkpoint_dir, logger,
-           progress: bool):
+           progress: bool | None):
     """Lightning fit with the configured devices, strategy and precision; resumes from the last checkpoint."""
     import warnings
 
     import pytorch_lightning as pl
 
     from lightning_modules.diffusion.model import ImagesDataModule
+    from lightning_modules.jobs import on_terminal
     from lightning_modules.training import resumable, step_log
 
     data = ImagesDataModule(images * 2 - 1, labels, params["batch_size"], seed)  # EDM's range: [-1, 1]
@@ -99,7 +102,7 @@ def _train(module, images: np.ndarray, labels: np.ndarray | None, params: dict, 
     trainer = pl.Trainer(max_steps=steps, accelerator="auto", devices=params["devices"], strategy=params["strategy"],
                          precision=params["precision"], plugins=plugins, deterministic=False,
                          logger=logger if logger is not None else False, enable_model_summary=False,
-                         enable_progress_bar=progress, callbacks=[*callbacks, step_log(steps)],
+                         enable_progress_bar=on_terminal(progress), callbacks=[*callbacks, step_log(steps)],
                          log_every_n_steps=max(1, steps // 50))  # ~50 points of the loss curve in MLflow
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -160,7 +163,7 @@ def feature_networks(metrics: dict, backbone: dict, classifier_dir=None, device:
 
 def train_diffusion(
     data: DatasetSplit, condition: str, out_dir, params: dict, networks: dict, assignments=None, seed: int = 0,
-    run_info: dict | None = None, logger=None, progress: bool = True,
+    run_info: dict | None = None, logger=None, progress: bool | None = None,
 ) -> dict | None:
     """Train on `data` conditioned as `condition` says, sample `params["n_samples"]` images, score them in
     `networks` (name -> features). Returns the record (None on the non-zero ranks of a multi-GPU run: rank 0
@@ -211,10 +214,23 @@ def train_diffusion(
         record["class_consistency"] = class_consistency(classifier.predict(samples), wanted.numpy(), labels,
                                                         data.labels)
     save_npy(out_dir / "samples.npy", samples.astype(np.float16))
+    save_sample_grid(samples, out_dir / SAMPLE_GRID)
     save_npy(out_dir / "labels.npy", np.full(count, -1, np.int32) if wanted is None else wanted.numpy().astype(np.int32))
     write_json(out_dir / "metrics.json", record)
     shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     return record
+
+
+def save_sample_grid(samples: np.ndarray, path, count: int = 64, min_side: int = 256) -> None:
+    """The first `count` samples as one PNG (8 per row), enlarged without smoothing to at least `min_side`
+    pixels: what the run's MLflow page shows."""
+    from torchvision.utils import save_image
+
+    images = torch.from_numpy(np.asarray(samples[:count], dtype=np.float32))
+    per_row = 8
+    scale = max(1, -(-min_side // (per_row * images.shape[-1])))
+    images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+    save_image(images.clamp(0, 1), str(path), nrow=per_row, padding=scale, pad_value=1.0)
 
 
 def train_feature_classifier(dataset: dict, out_dir, params: dict) -> dict:
@@ -267,7 +283,8 @@ def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: d
         label_tags = {"uses_labels": str(condition == "class").lower()}  # clusters: no labels
         log_run(tracking_uri, experiment, run_name, {**run_tags, **label_tags},
                 params={"condition": condition, "seed": seed, **params},
-                metrics=metrics, artifacts=[Path(out_dir) / "metrics.json"], run_id=getattr(logger, "run_id", None))
+                metrics=metrics, artifacts=[Path(out_dir) / "metrics.json", Path(out_dir) / SAMPLE_GRID],
+                run_id=getattr(logger, "run_id", None))
         log.info("seed %d: %s; trained %.1f s -> %s", seed,
                  ", ".join(f"{name} {record[name]:.4g}" for name in record if name.startswith("fd_")),
                  record["train_seconds"], out_dir)

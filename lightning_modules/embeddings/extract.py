@@ -17,6 +17,7 @@ import lightning_modules
 from lightning_modules.backbones import build_backbone
 from lightning_modules.data import DatasetSplit, dataset_options, load_dataset
 from lightning_modules.embeddings.artifact import write_embeddings
+from lightning_modules.jobs import on_terminal
 
 
 class _TransformedImages(Dataset):
@@ -33,7 +34,7 @@ class _TransformedImages(Dataset):
 
 def embed_images(
     model: torch.nn.Module, transform, images: np.ndarray, batch_size: int = 256, num_workers: int = 0,
-    progress: bool = True, description: str = "embed",
+    progress: bool | None = None, description: str = "embed",
 ) -> np.ndarray:
     """(N, C, H, W) images in [0, 1] -> (N, D) float32 embeddings, in input order."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -42,7 +43,7 @@ def embed_images(
                         num_workers=num_workers)
     chunks = []
     with torch.inference_mode(), torch.autocast(device.type, enabled=device.type == "cuda"):
-        for batch in tqdm(loader, desc=description, unit="batch", disable=not progress, file=sys.stderr):
+        for batch in tqdm(loader, desc=description, unit="batch", disable=not on_terminal(progress), file=sys.stderr):
             chunks.append(model(batch.to(device, non_blocking=True)).float().cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
@@ -62,7 +63,7 @@ def _installed(name: str) -> bool:
 
 def extract_dataset_embeddings(
     dataset_name: str, dataset_cfg: dict, split: str, backbone_spec: str, embeddings_dir,
-    batch_size: int = 256, num_workers: int = 0, dtype: str = "float32", progress: bool = True,
+    batch_size: int = 256, num_workers: int = 0, dtype: str = "float32", progress: bool | None = None,
     backbone_options: dict | None = None,
 ) -> dict:
     """Load the dataset split, embed it with the backbone, write the artifact; returns its meta."""

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lightning_modules.jobs import on_terminal
+
 
 def total_variation(delta: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B,) mean squared difference between vertically and horizontally adjacent pixels."""
@@ -28,7 +30,7 @@ def _embed(model, transform, images: torch.Tensor) -> torch.Tensor:
 
 def attack(model: torch.nn.Module, transform, images: np.ndarray, target_embeddings: np.ndarray,
            steps: int = 250, lr: float = 1e-3, tv_weight: float = 0.0, batch_size: int = 64, seed: int = 0,
-           progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+           progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(N, C, H, W) images in [0, 1] and (N, D) target embeddings -> the perturbed images (N, C, H, W) and
     the final cosine similarity of each to its target (N,). Differentiable backbones only."""
     images = np.asarray(images, dtype=np.float32)
@@ -39,7 +41,7 @@ def attack(model: torch.nn.Module, transform, images: np.ndarray, target_embeddi
     generator = torch.Generator().manual_seed(seed)
     perturbed, similarity = [], []
     batches = range(0, len(images), batch_size)
-    bar = tqdm(total=len(batches) * steps, desc="attack", unit="step", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=len(batches) * steps, desc="attack", unit="step", disable=not on_terminal(progress), file=sys.stderr)
     for start in batches:
         x = torch.from_numpy(images[start:start + batch_size]).to(device)
         target = F.normalize(torch.as_tensor(target_embeddings[start:start + batch_size], dtype=torch.float32,

@@ -101,7 +101,7 @@ def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | Non
         x[rows] = probe.features(embeddings[rows])
     x = torch.from_numpy(x)
     pl.seed_everything(seed, workers=True, verbose=False)
-    data = ShuffledTensors(x, torch.from_numpy(labels), batch_size, seed)
+    data = ShuffledTensors(x, torch.tensor(labels), batch_size, seed)
     module = LinearProbe(x.shape[1], n_classes, lr * batch_size / 256, weight_decay, warmup_fraction)
     callbacks, resume_from = [], None
     if checkpoint_dir is not None:

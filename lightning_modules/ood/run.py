@@ -217,7 +217,7 @@ def run_probe_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict
 def attack_ood_images(
     backbone: dict, fit_dir, fit_split: str, ood_dataset: dict, eval_split: str, ood_dir, ood_classes: list | None,
     out_dir, steps: int = 250, lr: float = 1e-3, tv_weight: float = 0.0, n_images: int = 64,
-    batch_size: int = 64, seed: int = 0, progress: bool = True,
+    batch_size: int = 64, seed: int = 0, progress: bool | None = None,
 ) -> dict:
     """Perturb up to `n_images` random OOD images of the pair towards random ID training embeddings; writes
     `embeddings.npy` (of the perturbed images), `indices.npy` (which OOD rows), `examples.npz` and

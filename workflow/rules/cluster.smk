@@ -14,6 +14,7 @@ rule cluster:
         graph_k=config["knn"]["k"],
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
+        role_tags=clustering_role_tags,
     threads: 1  # small jobs: two single-threaded ones beat one using both cores
     resources:
         **job_resources(config, "cluster"),
@@ -28,6 +29,7 @@ checkpoint upper_cluster_bound:
     input:
         embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
         knn=lambda wc: knn_file(wc),
+        tracking=ancient(results("tracking/experiment.json")),  # the store exists before the run logs to it
     output:
         results("{dataset}/{backbone}/clusters/bound.json"),
     log:
@@ -36,6 +38,8 @@ checkpoint upper_cluster_bound:
         split=clustering_split,
         graph_k=config["knn"]["k"],
         bound=CLUSTERING["upper_bound"],
+        tracking_uri=TRACKING_URI,
+        experiment=SWEEP,
     threads: 1  # one small head: a second thread barely helps it and would idle a core (a GPU job on clusters)
     resources:
         **job_resources(config, "upper_cluster_bound"),

@@ -11,7 +11,7 @@ from lightning_modules.ood import OOD_SCORERS, scorer_negatives, scorer_params, 
 from lightning_modules.diffusion import parse_condition
 from lightning_modules.sweep import (SPACE_SEPARATOR, primary_backbone, space_backbones, clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
                                    job_resources, ood_pairs, ood_probe_dirs, ood_run_dirs)
-from lightning_modules.tracking import default_tracking_uri
+from lightning_modules.tracking import ROLE_TAG, default_tracking_uri
 
 try:
     validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -80,6 +80,16 @@ def clustering_inputs(wildcards):
     spaces = [results(f"{wildcards.dataset}/{other}/embeddings/{clustering_split(wildcards)}.npy") for other in others]
     return {"embeddings": f"{split_files}.npy", "labels": f"{split_files}.labels.npy", "knn": knn_file(wildcards),
             "spaces": spaces}
+
+
+# the clustering runs the clustering table lists; any other (the cluster-* OOD scorers' clustering) is a helper
+TABLE_CLUSTERINGS = set(clustering_run_dirs(config, BACKBONES))
+
+
+def clustering_role_tags(wildcards):
+    run_dir = "/".join([wildcards.dataset, wildcards.backbone, "clusters", wildcards.method, f"k{wildcards.k}",
+                        f"seed{wildcards.seed}"])
+    return {} if run_dir in TABLE_CLUSTERINGS else {ROLE_TAG: "helper"}
 
 
 def method_params(method):

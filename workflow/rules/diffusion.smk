@@ -79,6 +79,8 @@ rule diffusion_report:
         results("logs/reports/diffusion.log"),
     params:
         results_dir=os.path.abspath(RESULTS),
+        tracking_uri=TRACKING_URI,
+        experiment=SWEEP,
     conda:
         "../../envs/reporting.yaml"
     script:

@@ -91,6 +91,8 @@ rule ood_report:
         results("logs/reports/ood.log"),
     params:
         results_dir=os.path.abspath(RESULTS),
+        tracking_uri=TRACKING_URI,
+        experiment=SWEEP,
     conda:
         "../../envs/reporting.yaml"
     script:

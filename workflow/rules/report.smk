@@ -26,6 +26,9 @@ rule clustering_report:
         html=report(results("reports/clustering.html"), caption="../report/clustering.rst", category="Reports"),
     log:
         results("logs/reports/clustering.log"),
+    params:
+        tracking_uri=TRACKING_URI,
+        experiment=SWEEP,
     conda:
         "../../envs/reporting.yaml"
     script:

@@ -9,6 +9,7 @@ rule init_tracking:
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
         artifact_root=results("mlartifacts"),
+        sweep=config,  # on the sweep's parent run
     conda:
         "../../envs/compute.yaml"
     script:
@@ -23,6 +24,7 @@ rule reconcile_tracking:
         ood=[results(f"{run_dir}/metrics.json") for run_dir in ood_run_dirs(config, BACKBONES)],
         probes=[results(f"{probe_dir}/probe.json") for probe_dir in ood_probe_dirs(config, BACKBONES)],
         diffusion=diffusion_runs("metrics.json") if DIFFUSION["datasets"] else [],
+        bounds=bound_files(),
     output:
         results("tracking/reconciled.json"),
     log:

@@ -1,14 +1,18 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from pathlib import Path
 
 from lightning_modules.clustering.run import run_clustering_job
 from lightning_modules.jobs import job_logging
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     w, p = snakemake.wildcards, snakemake.params
     run_clustering_job(
         tracking_uri=p.tracking_uri,
         experiment=p.experiment,
-        tags=dict(w.items()),
+        tags={**dict(w.items()), **p.role_tags},
         embeddings_dir=Path(snakemake.input.embeddings).parent,
         split=p.split,
         method=w.method,

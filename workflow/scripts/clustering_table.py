@@ -1,7 +1,11 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from lightning_modules.jobs import job_logging
 from lightning_modules.tables import build_bounds_table, build_clustering_table, build_selection_table
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     build_clustering_table(snakemake.input.metrics, snakemake.output.runs)
     build_bounds_table(snakemake.input.bounds, snakemake.output.bounds)
     build_selection_table(snakemake.input.selections, snakemake.output.selection)

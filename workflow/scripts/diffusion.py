@@ -1,9 +1,13 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from pathlib import Path
 
 from lightning_modules.jobs import job_logging
 from lightning_modules.diffusion.run import run_diffusion_job
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     metrics = snakemake.output.metrics
     out_dirs = [Path(path).parent for path in ([metrics] if isinstance(metrics, str) else metrics)]
     run_diffusion_job(tracking_uri=snakemake.params.tracking_uri, experiment=snakemake.params.experiment,

@@ -1,9 +1,13 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from pathlib import Path
 
 from lightning_modules.embeddings.extract import extract_dataset_embeddings
 from lightning_modules.jobs import job_logging
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     p = snakemake.params
     extract_dataset_embeddings(
         dataset_name=snakemake.wildcards.dataset,

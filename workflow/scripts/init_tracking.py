@@ -1,7 +1,11 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from lightning_modules.io import write_json
 from lightning_modules.jobs import job_logging
 from lightning_modules.tracking import init_tracking
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     p = snakemake.params
-    write_json(snakemake.output[0], init_tracking(p.tracking_uri, p.experiment, p.artifact_root))
+    write_json(snakemake.output[0], init_tracking(p.tracking_uri, p.experiment, p.artifact_root, p.sweep))

@@ -1,9 +1,13 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from pathlib import Path
 
 from lightning_modules.clustering.knn import build_knn_graph
 from lightning_modules.jobs import job_logging
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     build_knn_graph(
         embeddings_dir=Path(snakemake.input.embeddings).parent,
         split=snakemake.wildcards.split,

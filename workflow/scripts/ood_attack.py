@@ -1,7 +1,11 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from pathlib import Path
 
 from lightning_modules.jobs import job_logging
 from lightning_modules.ood.run import attack_ood_images
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     attack_ood_images(out_dir=Path(snakemake.output.record).parent, **snakemake.params.run)

@@ -1,9 +1,13 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from pathlib import Path
 
 from lightning_modules.jobs import job_logging
 from lightning_modules.ood.run import run_probe_job
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     run_probe_job(tracking_uri=snakemake.params.tracking_uri, experiment=snakemake.params.experiment,
                   tags=dict(snakemake.wildcards.items()), out_dir=Path(snakemake.output.probe).parent,
                   **snakemake.params.run)

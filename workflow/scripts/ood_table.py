@@ -1,6 +1,10 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from lightning_modules.jobs import job_logging
 from lightning_modules.tables import build_ood_table, build_probe_table
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     build_ood_table(snakemake.input.metrics, snakemake.output.table)
     build_probe_table(snakemake.input.probes, snakemake.output.probes)

@@ -1,8 +1,13 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from lightning_modules.io import write_json
 from lightning_modules.jobs import job_logging
 from lightning_modules.tracking import reconcile
 
-with job_logging(snakemake.log[0]):
-    files = [*snakemake.input.clustering, *snakemake.input.ood, *snakemake.input.probes, *snakemake.input.diffusion]
+with job_logging(snakemake):
+    files = [*snakemake.input.clustering, *snakemake.input.ood, *snakemake.input.probes, *snakemake.input.diffusion,
+             *snakemake.input.bounds]
     repaired = reconcile(snakemake.params.tracking_uri, snakemake.params.experiment, files)
     write_json(snakemake.output[0], {"results": len(files), **repaired})

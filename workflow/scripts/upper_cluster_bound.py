@@ -1,12 +1,19 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
 from pathlib import Path
 
 from lightning_modules.clustering import estimator_params
-from lightning_modules.clustering.bound import upper_cluster_bound
+from lightning_modules.clustering.bound import run_bound_job
 from lightning_modules.jobs import job_logging
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake):
     p = snakemake.params
-    upper_cluster_bound(
+    run_bound_job(
+        tracking_uri=p.tracking_uri,
+        experiment=p.experiment,
+        tags=dict(snakemake.wildcards.items()),
         embeddings_dir=Path(snakemake.input.embeddings).parent,
         split=p.split,
         knn_dir=Path(snakemake.input.knn).parent,

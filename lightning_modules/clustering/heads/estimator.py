@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 
 import numpy as np
@@ -30,7 +31,7 @@ class HeadClustering:
 
     def __init__(self, n_clusters: int, seed: int = 0, epochs: int = 100, batch_size: int = 256,
                  lr: float = 1e-4, weight_decay: float = 1e-4, warmup_epochs: int = 0, min_lr: float | None = None,
-                 knn_k: int | None = None, progress: bool = True, max_steps: int | None = None, **head_params):
+                 knn_k: int | None = None, progress: bool | None = None, max_steps: int | None = None, **head_params):
         self.n_clusters = n_clusters
         self.seed = seed
         self.epochs = epochs
@@ -38,7 +39,7 @@ class HeadClustering:
         self.training = {"lr": lr, "weight_decay": weight_decay, "warmup_epochs": warmup_epochs,
                          "min_lr": min_lr, "batch_size": batch_size}
         self.knn_k = knn_k  # how many of the stored neighbours to sample from (None: all)
-        self.progress = progress
+        self.progress = progress  # a progress bar (None: on a terminal only; job logs get step lines)
         self.max_steps = max_steps
         self.head_params = {**self.defaults, **head_params}
 
@@ -60,6 +61,8 @@ class HeadClustering:
         from pytorch_lightning.callbacks import TQDMProgressBar
 
         from lightning_modules.clustering.heads.data import EmbeddingPairsDataModule
+        from lightning_modules.jobs import on_terminal
+        from lightning_modules.training import step_log
 
         n = len(embeddings)
         if not 2 <= self.n_clusters <= n:
@@ -74,7 +77,10 @@ class HeadClustering:
         datamodule = EmbeddingPairsDataModule(embeddings, neighbours, self.batch_size, self.seed)
         module = self.build_module(embeddings)
         steps_per_epoch = max(1, n // datamodule.batch_size)
-        callbacks = [TQDMProgressBar(refresh_rate=max(1, steps_per_epoch))] if self.progress else []
+        progress_bar = on_terminal(self.progress)
+        total_steps = min(self.max_steps or math.inf, self.total_epochs() * steps_per_epoch)
+        callbacks = ([TQDMProgressBar(refresh_rate=max(1, steps_per_epoch))] if progress_bar
+                     else [step_log(total_steps, metric="train/loss_mean_over_heads")])
         resume_from = None
         if checkpoint_dir is not None:
             from lightning_modules.training import resumable
@@ -89,7 +95,7 @@ class HeadClustering:
             logger=logger if logger is not None else False,
             enable_checkpointing=checkpoint_dir is not None,
             enable_model_summary=False,
-            enable_progress_bar=self.progress,
+            enable_progress_bar=progress_bar,
             callbacks=callbacks,
             log_every_n_steps=max(1, min(50, steps_per_epoch)),
             deterministic=True,

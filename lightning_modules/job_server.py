@@ -1,0 +1,295 @@
+"""A warm process that local workflow jobs fork from, so that a tiny job does not pay Python's imports again.
+
+A job of `make demo` computes for well under a second, and importing torch, Lightning, scikit-learn and MLflow
+took it 2-7 s. For local runs (`job_server: true`, the default) the Snakefile starts this server once; every job
+script hands its job over in its first line (`hand_over()`): the server forks a child that has all of that
+imported already, gives it the job's working directory, environment, stdin/stdout/stderr and thread budget, runs
+the job's script there and sends its exit status back. Each job is still its own process, with its own log,
+exit status, outputs and MLflow run; when Snakemake kills a job, the client passes the signal on, and a client
+that dies takes its child with it. Without a server (cluster jobs, jobs in a conda environment, `job_server:
+false`, a server that failed to start) the script just goes on in its own process.
+
+Why not multiprocessing's forkserver: it serves the process that started it, and Snakemake starts every job as
+a new process.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import os
+import runpy
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SOCKET_VARIABLE = "CLUSTERLAB_JOB_SERVER"
+# the server's sys.prefix: a job in another environment (a conda env) must not run in this one
+PREFIX_VARIABLE = "CLUSTERLAB_JOB_SERVER_PREFIX"
+# Libraries the jobs import inside their functions, on top of the modules the job scripts import (read from
+# workflow/scripts). Importing them starts no thread and opens no file or device.
+LIBRARIES = ("numpy", "torch", "pytorch_lightning", "pytorch_lightning.loggers", "torchmetrics", "sklearn.cluster",
+             "sklearn.metrics", "sklearn.linear_model", "scipy.optimize", "faiss", "pandas", "snakemake.script",
+             # MLflow with its SQLite store (SQLAlchemy, alembic: 0.5 s a job otherwise) and git for run sources
+             "mlflow", "mlflow.store.tracking.sqlalchemy_store", "alembic.command", "sqlalchemy.dialects.sqlite", "git",
+             "papermill", "nbconvert")  # the report jobs
+JOB_SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+MAX_MESSAGE = 1 << 20
+
+_in_server = False  # set in the server, so the forked jobs run their script instead of handing it over again
+
+
+def hand_over() -> None:
+    """Run this job script in the warm job server and exit with its status; return where there is none."""
+    address = os.environ.get(SOCKET_VARIABLE)
+    if _in_server or not address or os.environ.get(PREFIX_VARIABLE) != sys.prefix:
+        return
+    script = os.path.abspath(sys.argv[0])  # the file Python runs (Snakemake sets __file__ to the original)
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(address)
+        request = json.dumps({"script": script, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)})
+        socket.send_fds(connection, [request.encode()], [0, 1, 2])
+        reply = connection.makefile("r")
+        started = reply.readline().split()
+    except OSError:
+        started = []
+    if not started or started[0] != "pid":
+        connection.close()
+        return  # the server did not start the job: it runs here instead
+    child = int(started[1])
+
+    def pass_on(signum, _frame):
+        os.killpg(child, signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, pass_on)
+    finished = reply.readline().split()
+    if not finished or finished[0] != "exit":
+        print("error: the job server went away while running this job", file=sys.stderr)
+        raise SystemExit(1)
+    code = int(finished[1])
+    raise SystemExit(code if code >= 0 else 128 - code)
+
+
+def script_modules(folder: Path = JOB_SCRIPTS) -> list[str]:
+    """The project modules the workflow's job scripts import."""
+    modules = set()
+    for script in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lightning_modules"):
+                modules.add(node.module)
+    return sorted(modules)
+
+
+def _limit_threads(environment: dict) -> None:
+    """The job's thread budget (Snakemake's OMP_NUM_THREADS), also for libraries that read it at import."""
+    threads = environment.get("OMP_NUM_THREADS", "")
+    if not threads.isdigit():
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(int(threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this child gets SIGKILL when the server dies, also when the server is killed outright (a killed
+    Snakemake process group), so no job outlives the run that started it."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the server died before prctl took effect
+        os._exit(1)
+
+
+def _run_job(request: dict, fds: list[int], server_pid: int) -> None:
+    """In the forked child: become the job's process and run its script; never returns."""
+    code = 1
+    try:
+        _die_with(server_pid)
+        os.setpgid(0, 0)  # the job and what it starts can be signalled together
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ.pop(SOCKET_VARIABLE, None)  # what the job starts runs on its own, never handed back here
+        sys.argv = request["argv"]
+        _limit_threads(request["env"])
+        runpy.run_path(request["script"], run_name="__main__")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if isinstance(stop.code, str):
+            print(stop.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 - the job's own failure, shown where its stderr goes
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed stream must not change the exit status
+                pass
+        os._exit(code)
+
+
+class JobServer:
+    """Accepts jobs on a Unix socket and runs each in a forked child; single-threaded, so forking is safe."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(address)  # before the imports: jobs queue in the backlog meanwhile
+        self.listener.listen(64)
+        self.selector = selectors.DefaultSelector()
+        self.jobs: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (client connection, pid)
+        self.parent = os.getppid()
+        self.pid = os.getpid()
+
+    def preload(self) -> list[str]:
+        modules = [*LIBRARIES, *script_modules()]
+        for module in modules:
+            importlib.import_module(module)
+        import torch
+
+        if torch.cuda.is_initialized():  # a forked child could not use CUDA then
+            raise RuntimeError("a preloaded module initialised CUDA; the job server cannot fork jobs")
+        return modules
+
+    def serve(self) -> None:
+        global _in_server
+        _in_server = True
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        while os.getppid() == self.parent:  # Snakemake gone (killed): stop with it
+            for key, _ in self.selector.select(timeout=1.0):
+                kind = key.data
+                if kind == "accept":
+                    self._accept()
+                elif kind == "exit":
+                    self._finished(key.fileobj)
+                else:
+                    self._client_gone(kind)
+        self.stop()
+
+    def _accept(self) -> None:
+        connection, _ = self.listener.accept()
+        connection.settimeout(10)
+        try:
+            message, fds, _, _ = socket.recv_fds(connection, MAX_MESSAGE, 3)
+            request = json.loads(message)
+        except (OSError, ValueError):
+            connection.close()
+            return
+        if len(fds) != 3:
+            connection.close()
+            return
+        pid = os.fork()
+        if pid == 0:
+            self.selector.close()
+            self.listener.close()
+            connection.close()
+            _run_job(request, fds, self.pid)
+        for fd in fds:
+            os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        self.jobs[pidfd] = (connection, pid)
+        self.selector.register(pidfd, selectors.EVENT_READ, "exit")
+        self.selector.register(connection, selectors.EVENT_READ, pidfd)
+        connection.sendall(f"pid {pid}\n".encode())
+
+    def _finished(self, pidfd: int) -> None:
+        connection, pid = self.jobs.pop(pidfd)
+        _, status = os.waitpid(pid, 0)
+        self.selector.unregister(pidfd)
+        if connection.fileno() in self.selector.get_map():
+            self.selector.unregister(connection)
+        os.close(pidfd)
+        try:
+            connection.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
+        except OSError:
+            pass
+        connection.close()
+
+    def _client_gone(self, pidfd: int) -> None:
+        """The client's connection closed (Snakemake killed the job): kill its child; `_finished` reaps it."""
+        _, pid = self.jobs[pidfd]
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.selector.unregister(self.jobs[pidfd][0])
+
+    def stop(self, *_args) -> None:
+        for _, pid in self.jobs.values():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        Path(self.address).unlink(missing_ok=True)
+        raise SystemExit(0)
+
+
+def start(log_path: str | os.PathLike, wait_s: float = 10.0) -> subprocess.Popen | None:
+    """Start a server for this (Snakemake) process and point the jobs it starts at it, through the environment;
+    None where it could not start (the jobs then run on their own)."""
+    folder = tempfile.mkdtemp(prefix="clusterlab-jobs-")
+    address = os.path.join(folder, "server.sock")
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "lightning_modules.job_server", address],
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    server.address = address
+    deadline = time.monotonic() + wait_s
+    while not os.path.exists(address):
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop(server)
+            return None
+        time.sleep(0.05)
+    os.environ[SOCKET_VARIABLE] = address
+    os.environ[PREFIX_VARIABLE] = sys.prefix
+    return server
+
+
+def stop(server: subprocess.Popen | None) -> None:
+    if server is None:
+        return
+    if os.environ.get(SOCKET_VARIABLE) == server.address:
+        del os.environ[SOCKET_VARIABLE]
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    shutil.rmtree(os.path.dirname(server.address), ignore_errors=True)
+
+
+def main() -> None:
+    server = JobServer(sys.argv[1])
+    signal.signal(signal.SIGTERM, server.stop)
+    started = time.perf_counter()
+    modules = server.preload()
+    print(f"job server on {server.address}: {len(modules)} modules preloaded in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
+    server.serve()
+
+
+if __name__ == "__main__":
+    # run the package's module, not this `__main__` copy: the jobs import it and must see `_in_server`
+    from lightning_modules.job_server import main as serve_jobs
+
+    serve_jobs()
