@@ -11,7 +11,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-# Library chatter a user cannot act on, kept out of job logs: Lightning's advertising tip and its hint to use
+# Library chatter a user cannot act on, kept out of job logs: Lightning's hint to use
 # srun (jobs are started by Snakemake, on SLURM too), a deprecation inside Lightning, torchmetrics' note that
 # KID keeps its features (it is given features, not images), faiss trying CPU-specific builds first.
 QUIET_WARNINGS = (r".*The `srun` command is available.*", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
@@ -26,9 +26,14 @@ def on_terminal(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-class _NoTips(logging.Filter):
+# Lightning's advertising tip; nbconvert noting that matplotlib's figures carry no alt text
+QUIET_MESSAGES = ("Tip:", "Alternative text is missing")
+
+
+class _QuietMessages(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
+        message = record.getMessage()
+        return not any(part in message for part in QUIET_MESSAGES)
 
 
 def quiet_libraries() -> None:
@@ -37,7 +42,7 @@ def quiet_libraries() -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_NoTips())
+        handler.addFilter(_QuietMessages())
 
 
 # the numbers a job's last log line quotes from its metrics file, where it has them

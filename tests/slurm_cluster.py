@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from debian import apt_install
+
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 
@@ -28,17 +30,9 @@ def _run(*command, timeout=60, check=True) -> subprocess.CompletedProcess:
 def ensure_installed() -> None:
     if all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "sbatch", "munged")):
         return
-    if os.geteuid() != 0:
-        raise SlurmUnavailable("SLURM is not installed and installing it with apt-get needs root")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(install, capture_output=True, text=True, timeout=600, env=environment)
-    if result.returncode != 0:  # a fresh machine may have no package lists yet
-        subprocess.run(["apt-get", "update"], capture_output=True, timeout=600, env=environment)
-        result = subprocess.run(install, capture_output=True, text=True, timeout=600, env=environment)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SlurmUnavailable(f"apt-get could not install SLURM ({last})")
+    reason = apt_install(PACKAGES, "SLURM", timeout=600)
+    if reason:
+        raise SlurmUnavailable(reason)
 
 
 def _pid(path: Path) -> int | None:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from debian import apt_install
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,17 +38,9 @@ ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|\b[A-Z]\w*(Error|E
 def _install_chromium() -> None:
     if Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists():
         return
-    if os.geteuid() != 0:
-        pytest.skip("Chromium is not installed and installing it with apt-get needs root")
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]
-    result = subprocess.run(install, capture_output=True, text=True, timeout=900, env=environment)
-    if result.returncode != 0:  # a fresh machine may have no package lists yet
-        subprocess.run(["apt-get", "update"], capture_output=True, timeout=600, env=environment)
-        result = subprocess.run(install, capture_output=True, text=True, timeout=900, env=environment)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"apt-get could not install Chromium ({last})")
+    reason = apt_install(PACKAGES, "Chromium")
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,32 @@ def _run(script: Path, environment: dict, cwd: Path, **extra) -> subprocess.Comp
                           capture_output=True, text=True, timeout=120)
 
 
+def _start_job(script: Path, environment: dict, cwd: Path, **popen) -> tuple[subprocess.Popen, int]:
+    """A client running the sleeping job, and the job's own pid once it runs."""
+    pid_file = cwd / "job.pid"
+    client = subprocess.Popen([sys.executable, str(script)], env={**environment, "PID_FILE": str(pid_file)},
+                              cwd=cwd, stdout=subprocess.DEVNULL, **popen)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and client.poll() is None
+        time.sleep(0.1)
+    return client, int(pid_file.read_text())
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
+def _wait_gone(pid: int, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while _running(pid):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def script(tmp_path):
     path = tmp_path / "job.py"
@@ -80,31 +106,15 @@ def test_without_a_server_or_in_another_environment_the_job_runs_in_its_own_proc
 
 def test_a_killed_client_takes_its_job_with_it(server, script, tmp_path):
     _, environment = server
-    pid_file = tmp_path / "job.pid"
-    client = subprocess.Popen([sys.executable, str(script)], env={**environment, "PID_FILE": str(pid_file)},
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline and client.poll() is None
-        time.sleep(0.1)
-    job = int(pid_file.read_text())
+    client, job = _start_job(script, environment, tmp_path, stderr=subprocess.DEVNULL)
     client.kill()
     client.wait()
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{job}").exists() and Path(f"/proc/{job}/stat").read_text().split()[2] != "Z":
-        assert time.monotonic() < deadline, "the job outlived its client"
-        time.sleep(0.1)
+    _wait_gone(job, "the job outlived its client")
 
 
 def test_a_signal_to_the_client_is_passed_on_to_the_job(server, script, tmp_path):
     _, environment = server
-    pid_file = tmp_path / "job.pid"
-    client = subprocess.Popen([sys.executable, str(script)], env={**environment, "PID_FILE": str(pid_file)},
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    client, _ = _start_job(script, environment, tmp_path, stderr=subprocess.DEVNULL)
     client.send_signal(signal.SIGTERM)
     assert client.wait(timeout=10) == 128 + signal.SIGTERM
 
@@ -125,20 +135,10 @@ def test_a_job_dies_with_a_killed_server_and_its_client_says_so(script, tmp_path
     for name in (job_server.SOCKET_VARIABLE, job_server.PREFIX_VARIABLE):
         os.environ.pop(name)
     try:
-        pid_file = tmp_path / "job.pid"
-        client = subprocess.Popen([sys.executable, str(script)], env={**environment, "PID_FILE": str(pid_file)},
-                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while not pid_file.exists() or not pid_file.read_text():
-            assert time.monotonic() < deadline and client.poll() is None
-            time.sleep(0.1)
-        job = int(pid_file.read_text())
+        client, job = _start_job(script, environment, tmp_path, stderr=subprocess.PIPE, text=True)
         process.kill()
         process.wait()
         assert client.wait(timeout=10) == 1 and "job server went away" in client.stderr.read()
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{job}").exists() and Path(f"/proc/{job}/stat").read_text().split()[2] != "Z":
-            assert time.monotonic() < deadline, "the job outlived its server"
-            time.sleep(0.1)
+        _wait_gone(job, "the job outlived its server")
     finally:
         job_server.stop(process)
