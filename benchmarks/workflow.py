@@ -60,7 +60,7 @@ def main() -> None:
     if args.without_job_server:
         with tempfile.TemporaryDirectory(prefix="clusterlab-demo-") as folder:
             step("the demo from nothing again, every job a fresh Python process (~10 min)")
-            cold, _ = run_demo(Path(folder), "--config", "job_server=false")
+            cold, _ = run_demo(Path(folder), "--config", "job_server=False")
         rows += [("demo_seconds_without_job_server", cold, "job_server: false"),
                  ("job_server_speedup", cold / demo, "without / with, same machine, one after the other")]
     report("workflow", rows)
