@@ -67,7 +67,7 @@ def hand_over() -> None:
     child = int(started[1])
 
     def pass_on(signum, _frame):
-        os.killpg(child, signum)
+        _signal_job(child, signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, pass_on)
@@ -77,6 +77,14 @@ def hand_over() -> None:
         raise SystemExit(1)
     code = int(finished[1])
     raise SystemExit(code if code >= 0 else 128 - code)
+
+
+def _signal_job(pid: int, signum: int) -> None:
+    """Signal a job and whatever it started (its process group), if it is still there."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def script_modules(folder: Path = JOB_SCRIPTS) -> list[str]:
@@ -204,6 +212,10 @@ class JobServer:
             self.listener.close()
             connection.close()
             _run_job(request, fds, self.pid)
+        try:  # also here, so no signal reaches a child that has not yet made its own group
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
@@ -227,19 +239,13 @@ class JobServer:
 
     def _client_gone(self, pidfd: int) -> None:
         """The client's connection closed (Snakemake killed the job): kill its child; `_finished` reaps it."""
-        _, pid = self.jobs[pidfd]
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.selector.unregister(self.jobs[pidfd][0])
+        connection, pid = self.jobs[pidfd]
+        _signal_job(pid, signal.SIGKILL)
+        self.selector.unregister(connection)
 
     def stop(self, *_args) -> None:
         for _, pid in self.jobs.values():
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _signal_job(pid, signal.SIGKILL)
         Path(self.address).unlink(missing_ok=True)
         raise SystemExit(0)
 

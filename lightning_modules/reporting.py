@@ -36,6 +36,10 @@ def render_report(template: str | Path, out_notebook: str | Path, out_html: str 
         papermill.execute_notebook(
             str(template), str(tmp_notebook), parameters=parameters, kernel_name=kernel_name,
             progress_bar=False, cwd=str(Path.cwd()),
+            # the kernel's own log, not the notebook's: its note that it talks TCP on localhost, and the
+            # "KeyboardInterrupt caught in kernel" every clean shutdown causes (jupyter_client interrupts a
+            # kernel before asking it to shut down). A failing cell still fails the job through papermill.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
         executed = nbformat.read(tmp_notebook, as_version=4)
         # the page shows answers, not code (the executed notebook beside it keeps the code), under the
