@@ -124,7 +124,8 @@ def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path 
     try:
         client = _client(tracking_uri)
         experiment_id = _with_retries(lambda: _experiment_id(client, experiment, artifact_root), "create experiment")
-        # the UI then opens the experiment on its runs table, not on the GenAI traces page
+        # a model-training experiment (MLflow 3.17's UI also wants ?workflowType=machine_learning in the address to
+        # open on the runs table: reporting.mlflow_runs_address)
         _with_retries(lambda: client.set_experiment_tag(experiment_id, "mlflow.experimentKind",
                                                         "custom_model_development"), "tag experiment")
         parent = _with_retries(lambda: _sweep_run_id(client, experiment_id), "find the sweep run")
