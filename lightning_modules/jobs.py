@@ -62,13 +62,13 @@ def _library_loggers_to_root() -> None:
 def _summary(outputs: list[str]) -> str:
     """`acc 0.86, nmi 0.83 -> results/.../metrics.json (+1 more)`: the headline numbers of the first JSON output
     that has some, and where the outputs went."""
-    import json
+    from lightning_modules.io import read_json
 
     numbers = ""
     for path in outputs:
         if path.endswith(".json") and os.path.exists(path):
             try:
-                record = json.loads(Path(path).read_text())
+                record = read_json(path)
             except ValueError:
                 continue
             found = [f"{name} {record[name]:.4g}" for name in HEADLINE_METRICS

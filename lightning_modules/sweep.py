@@ -31,6 +31,9 @@ def primary_backbone(backbone: str) -> str:
     return backbone.split(SPACE_SEPARATOR)[0]
 
 
+CLUSTERING_RUN = "{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}"  # a clustering run's folder
+
+
 def clustering_run_dirs(config: dict, backbones, bound: Callable[[str, str], int] | None = None) -> list[str]:
     """`{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}` for every run of the sweep; a multi-space
     setting's `{backbone}` is its backbones joined by `+` (e.g. `pixels+random-256`).
@@ -48,7 +51,7 @@ def clustering_run_dirs(config: dict, backbones, bound: Callable[[str, str], int
             settings = list(backbones) + [space_slug(space) for space in space_backbones(own)]
             for backbone in settings:
                 limit = bound(dataset, primary_backbone(backbone)) if bound else None
-                runs += [f"{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}"
+                runs += [CLUSTERING_RUN.format(dataset=dataset, backbone=backbone, method=method, k=k, seed=seed)
                          for k in ks if limit is None or k <= limit for seed in seeds]
     return runs
 

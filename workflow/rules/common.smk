@@ -9,7 +9,7 @@ from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
 from lightning_modules.ood import OOD_SCORERS, scorer_negatives, scorer_params, split_scorer_name
 from lightning_modules.diffusion import parse_condition
-from lightning_modules.sweep import (SPACE_SEPARATOR, primary_backbone, space_backbones, clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
+from lightning_modules.sweep import (CLUSTERING_RUN, SPACE_SEPARATOR, primary_backbone, space_backbones, clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
                                    job_resources, ood_pairs, ood_probe_dirs, ood_run_dirs)
 from lightning_modules.tracking import ROLE_TAG, default_tracking_uri
 
@@ -87,8 +87,7 @@ TABLE_CLUSTERINGS = set(clustering_run_dirs(config, BACKBONES))
 
 
 def clustering_role_tags(wildcards):
-    run_dir = "/".join([wildcards.dataset, wildcards.backbone, "clusters", wildcards.method, f"k{wildcards.k}",
-                        f"seed{wildcards.seed}"])
+    run_dir = CLUSTERING_RUN.format(**dict(wildcards.items()))
     return {} if run_dir in TABLE_CLUSTERINGS else {ROLE_TAG: "helper"}
 
 
