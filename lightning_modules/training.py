@@ -68,3 +68,21 @@ def warmup_cosine(optimizer, total_steps: int, warmup_steps: int, final_factor: 
         return final_factor + 0.5 * (1 - final_factor) * (1 + math.cos(math.pi * progress))
 
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
+
+
+def cosine_value(start: float, end: float, progress: float) -> float:
+    """DINO's `cosine_scheduler` without warm-up at `progress` in [0, 1]: from `start` to `end`."""
+    return end + 0.5 * (start - end) * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def clip_each_gradient(parameters, max_norm: float) -> None:
+    """DINO's `utils.clip_gradients`: each parameter's gradient scaled to norm `max_norm` when larger (per
+    parameter, unlike torch's clip_grad_norm_ over all of them; 1e-6 in the denominator as there)."""
+    import torch
+
+    with torch.no_grad():
+        for parameter in parameters:
+            if parameter.grad is not None:
+                coefficient = max_norm / (parameter.grad.norm(2) + 1e-6)
+                if coefficient < 1:
+                    parameter.grad.mul_(coefficient)

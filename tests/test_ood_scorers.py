@@ -89,9 +89,9 @@ def test_supervised_scorers_refuse_missing_or_unknown_labels(gaussians):
 @pytest.mark.parametrize("kind", ["msp", "energy", "maxlogit", "gen", "vim"])
 def test_probe_scores_follow_their_formulas_on_the_probe_logits(gaussians, kind):
     train, labels, test, _ = gaussians
-    scorer = build_scorer(f"probe-{kind}", epochs=30, batch_size=64, lr=4e-2, temperature=2.0).fit(train, labels)
+    scorer = build_scorer(f"probe-{kind}", epochs=30, batch_size=64, lr=1e-2, temperature=2.0).fit(train, labels)
     train64 = train.astype(np.float64)
-    features = (test - train64.mean(0)) / train64.std(0)  # standardised with the ID training statistics
+    features = (test - train64.mean(0)) / train64.std(0, ddof=1)  # standardised with the ID training statistics
     logits = features @ scorer.probe_.weight.T + scorer.probe_.bias
     np.testing.assert_allclose(scorer.probe_.logits(test), logits, rtol=1e-6)
     assert (logits.argmax(1) == labels[::4]).mean() > 0.9  # the probe learnt the ID classes
@@ -142,6 +142,7 @@ def test_zeroshot_msp_is_the_softmax_over_template_averaged_prompts(tiny_clip):
     names = ["cat", "dog", "ship"]
     x = np.random.default_rng(0).normal(size=(5, tiny_clip.clip.text_projection.shape[1])).astype(np.float32)
     scores = build_scorer("zeroshot-msp").fit(x, backbone=tiny_clip, class_names=names).score(x)
+    learnt = build_scorer("zeroshot-msp", temperature=None).fit(x, backbone=tiny_clip, class_names=names).score(x)
     with torch.no_grad():
         text = []
         for name in names:
@@ -150,7 +151,9 @@ def test_zeroshot_msp_is_the_softmax_over_template_averaged_prompts(tiny_clip):
             text.append((mean / mean.norm()).numpy())
         scale = tiny_clip.clip.logit_scale.exp().item()
     cosine = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ np.stack(text).T
-    np.testing.assert_allclose(scores, softmax(scale * cosine, axis=1).max(1), rtol=1e-5)
+    # the official default: softmax of the raw cosines (temperature 1); null: CLIP's learnt logit scale
+    np.testing.assert_allclose(scores, softmax(cosine, axis=1).max(1), rtol=1e-5)
+    np.testing.assert_allclose(learnt, softmax(scale * cosine, axis=1).max(1), rtol=1e-5)
 
 
 def test_zeroshot_needs_a_text_tower():
@@ -280,7 +283,7 @@ def test_probe_statistics_accumulated_by_chunks_from_a_memory_map(tmp_path, monk
     monkeypatch.setattr(probe_module, "CHUNK_ROWS", 7)
     mean, scale = probe_module._feature_statistics(mapped, "standardise")
     np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), rtol=1e-12)
-    np.testing.assert_allclose(scale, x.astype(np.float64).std(0), rtol=1e-12)
+    np.testing.assert_allclose(scale, x.astype(np.float64).std(0, ddof=1), rtol=1e-12)  # unbiased, as torch.std
 
 
 def test_a_probe_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):

@@ -347,7 +347,8 @@ def test_knn_scores_with_ties_and_an_exact_match():
 
 
 def test_probe_features_l2_and_standardised():
-    """feature_norm l2: (3, 4) -> (0.6, 0.8); standardise: the training mean and std (a constant dim unscaled)."""
+    """feature_norm l2: (3, 4) -> (0.6, 0.8); standardise: the training mean and torch's unbiased std (plp-official
+    `train_features.std(dim=0)`: sqrt(2) for the values 1 and 3), a constant dim unscaled."""
     from lightning_modules.ood.probe import Probe, _feature_statistics
 
     weight, bias = [[1.0, 0.0], [0.0, 2.0], [-1.0, 1.0]], [0.0, -0.5, 0.25]
@@ -357,9 +358,10 @@ def test_probe_features_l2_and_standardised():
     train = np.array([[1.0, 5.0], [3.0, 5.0]])
     mean, scale = _feature_statistics(train, "standardise")
     np.testing.assert_allclose(mean, [2, 5])
-    np.testing.assert_allclose(scale, [1, 1])
+    np.testing.assert_allclose(scale, [math.sqrt(2), 1])
+    np.testing.assert_allclose(scale[0], torch.tensor([1.0, 3.0], dtype=torch.float64).std().item(), rtol=1e-15)
     probe = Probe(np.array(weight), np.array(bias), "standardise", mean, scale)
-    np.testing.assert_allclose(probe.features(np.array([[4.0, 7.0]])), [[2.0, 2.0]])
+    np.testing.assert_allclose(probe.features(np.array([[4.0, 7.0]])), [[math.sqrt(2), 2.0]])
 
 
 def test_zeroshot_msp_from_fixed_text_embeddings():
@@ -413,3 +415,200 @@ def test_vim_worked_by_hand():
     query = u + np.array([[1.0, 2.0]])  # logits f + b = (1, 2); residual 2
     expected = math.log(math.exp(1) + math.exp(2)) - 1.5 * 2
     assert scorer.score(query)[0] == pytest.approx(expected, rel=1e-12)
+
+
+# ------------------------------------------------------------------ parity round two (issue 26)
+
+
+@pytest.fixture(scope="module")
+def clip_in_both_spaces():
+    """The same random open_clip ViT-B-32 as `projected` and `pre-projection` backbones."""
+    from lightning_modules.backbones import build_backbone
+
+    built = {}
+    for space in ("projected", "pre-projection"):
+        torch.manual_seed(0)
+        built[space] = build_backbone(f"openclip/ViT-B-32@{space}", pretrained=False)
+    return built
+
+
+def test_pre_projection_features_are_the_image_tower_before_its_projection(clip_in_both_spaces):
+    """plp-official `build_openclip_visual` sets `visual.proj = None`: features before the (768 x 512) projection,
+    which maps them onto encode_image's."""
+    from lightning_modules.embeddings.extract import embed_images
+
+    images = np.random.default_rng(0).random((3, 3, 16, 16), dtype=np.float32)
+    (projected_model, transform), (pre_model, _) = clip_in_both_spaces["projected"], clip_in_both_spaces["pre-projection"]
+    projected = embed_images(projected_model, transform, images, batch_size=3, progress=False)
+    pre = embed_images(pre_model, transform, images, batch_size=3, progress=False)
+    assert projected.shape == (3, 512) and pre.shape == (3, 768)
+    projection = projected_model.clip.visual.proj.detach().double().numpy()
+    np.testing.assert_allclose(pre.astype(np.float64) @ projection, projected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(pre_model.to_joint_space(pre), projected, rtol=1e-4, atol=1e-5)
+    assert pre_model.clip.encode_text(pre_model.tokenizer(["a photo of a 3."])).shape == (1, 512)  # text tower kept
+
+
+def test_zero_shot_and_pseudo_labels_from_pre_projection_features_as_the_official_code(clip_in_both_spaces):
+    """logit_evaluation.py: logits = normalize(x @ proj) @ text.T (no logit scale), softmax at T = 1;
+    linear_probing.py `clip_pseudo_probs`: argmax of normalize(x) @ proj @ text.T. Worked with numpy on the
+    pre-projection features, against the scorer on either backbone."""
+    from lightning_modules.ood.zeroshot import class_text_embeddings, joint_space, zero_shot_labels
+
+    pre_model = clip_in_both_spaces["pre-projection"][0]
+    projected_model = clip_in_both_spaces["projected"][0]
+    names = ["cat", "dog", "ship", "tree"]
+    rng = np.random.default_rng(1)
+    projection = pre_model.projection.detach().double().numpy()
+    pre = rng.normal(size=(40, 768))
+    text, _ = class_text_embeddings(pre_model, names, "zeroshot-msp")
+    joint = pre @ projection
+    cosine = (joint / np.linalg.norm(joint, axis=1, keepdims=True)) @ text.T
+    expected = np.exp(cosine) / np.exp(cosine).sum(1, keepdims=True)
+    on_pre = build_scorer("zeroshot-msp").fit(pre, backbone=pre_model, class_names=names).score(pre)
+    on_projected = build_scorer("zeroshot-msp").fit(joint, backbone=projected_model, class_names=names).score(joint)
+    np.testing.assert_allclose(on_pre, expected.max(1), rtol=1e-6)
+    np.testing.assert_allclose(on_projected, expected.max(1), rtol=1e-6)
+    official_labels = ((pre / np.linalg.norm(pre, axis=1, keepdims=True)) @ projection @ text.T).argmax(1)
+    np.testing.assert_array_equal(zero_shot_labels(joint_space(pre_model, pre), text), official_labels)
+
+
+def test_an_openclip_space_is_named_in_the_spec_and_is_its_own_artifact():
+    from lightning_modules.backbones.openclip_models import parse_name
+    from lightning_modules.naming import backbone_slug
+
+    assert parse_name("ViT-L-14:openai") == ("ViT-L-14", "openai", "projected")
+    assert parse_name("ViT-L-14:openai@pre-projection") == ("ViT-L-14", "openai", "pre-projection")
+    assert backbone_slug("openclip/ViT-L-14:openai@pre-projection") != backbone_slug("openclip/ViT-L-14:openai")
+    with pytest.raises(ValueError, match="space 'joint'; allowed: projected, pre-projection"):
+        parse_name("ViT-L-14@joint")
+
+
+def test_probe_peaks_at_lr_at_any_batch_size():
+    """linear_probing.py builds the schedule from the unscaled args.lr and writes it into the optimiser at every
+    step: the peak is lr whatever the batch (cosine_scheduler_iter: linspace(0, lr, warm-up), cosine to 0)."""
+    from lightning_modules.ood.probe_module import LinearProbe
+
+    module = LinearProbe(4, 3, lr=1e-3, weight_decay=1e-3, warmup_fraction=0.1)
+    module._trainer = SimpleNamespace(estimated_stepping_batches=100)
+    configured = module.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    seen = []
+    for _ in range(100):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    np.testing.assert_allclose(seen[:10], np.linspace(0, 1e-3, 10), rtol=1e-12)
+    i = np.arange(90)
+    np.testing.assert_allclose(seen[10:], 0.5 * 1e-3 * (1 + np.cos(np.pi * i / 90)), rtol=1e-12, atol=1e-18)
+
+
+def self_distillation_module(**params):
+    from lightning_modules.ood.self_distillation import SelfDistillationModule
+
+    torch.manual_seed(0)
+    return SelfDistillationModule(dims=6, epochs=10, out_dim=5, projector_hidden_dim=4, head_hidden_dim=8,
+                                  bottleneck_dim=3, **params)
+
+
+def test_self_distillation_schedules_follow_main_train():
+    """The README run's schedules (DINO's cosine_scheduler over 10 epochs x 10 steps here): lr linear from 0 to
+    lr x batch / 256 over the warm-up epochs, cosine to min_lr; weight decay cosine from 0.04 to 0.4 on the decayed
+    group only."""
+    module = self_distillation_module(batch_size=128, lr=4e-3, min_lr=1e-6, warmup_epochs=3)
+    trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=10, current_epoch=5, global_step=0)
+    module._trainer = trainer
+    configured = module.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    rates, decays = [], []
+    for step in range(100):
+        trainer.global_step = step
+        module.on_before_optimizer_step(optimizer)
+        rates.append(optimizer.param_groups[0]["lr"])
+        decays.append([group["weight_decay"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    peak, i = 2e-3, np.arange(70)
+    np.testing.assert_allclose(rates[:30], np.linspace(0, peak, 30), rtol=1e-12)
+    np.testing.assert_allclose(rates[30:], 1e-6 + 0.5 * (peak - 1e-6) * (1 + np.cos(np.pi * i / 70)), rtol=1e-12)
+    steps = np.arange(100)
+    np.testing.assert_allclose(np.array(decays)[:, 0], 0.4 + 0.5 * (0.04 - 0.4) * (1 + np.cos(np.pi * steps / 100)),
+                               rtol=1e-12)
+    assert all(group[1] == 0.0 for group in decays)
+
+
+def test_each_gradient_is_clipped_on_its_own_norm():
+    """DINO's clip_gradients: every parameter's gradient times clip / (|g| + 1e-6) when that is below 1."""
+    from lightning_modules.training import clip_each_gradient
+
+    large, small = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
+    large.grad, small.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.0, 1.0, 0.0])
+    clip_each_gradient([large, small], 3.0)
+    torch.testing.assert_close(large.grad, torch.tensor([3.0, 4.0]) * 3 / (5 + 1e-6))
+    torch.testing.assert_close(small.grad, torch.tensor([0.0, 1.0, 0.0]))  # norm 1 < 3: untouched
+
+
+def test_self_distillation_last_layer_is_frozen_in_the_first_epoch_only():
+    for epoch, frozen in [(0, True), (1, False)]:
+        module = self_distillation_module(freeze_last_layer=1, clip_grad=0.0)
+        module._trainer = SimpleNamespace(estimated_stepping_batches=10, max_epochs=10, current_epoch=epoch,
+                                          global_step=0)
+        optimizer = module.configure_optimizers()["optimizer"]
+        module.student(torch.randn(4, 6)).sum().backward()
+        module.on_before_optimizer_step(optimizer)
+        last = list(module.student.head.last.parameters())
+        assert all((p.grad is None) == frozen for p in last), epoch
+        assert module.student.head.mlp[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("rows", ["views", "first-samples"])
+def test_self_distillation_centre_rows(rows):
+    """views: DINO's centre over every teacher output; first-samples: main_train.py's teacher_output[:2]."""
+    module = self_distillation_module(centre_rows=rows, center_momentum=0.9)
+    anchors, neighbours, negatives = torch.randn(4, 6), torch.randn(4, 6), torch.randn(3, 6)
+    with torch.no_grad():
+        teacher = module.teacher(torch.cat([anchors, neighbours]))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a trainer
+        module.training_step((anchors, neighbours, negatives), 0)
+    averaged = teacher if rows == "views" else teacher[:2]
+    torch.testing.assert_close(module.centre, 0.1 * averaged.mean(0, keepdim=True))
+
+
+def test_edm_ema_uses_the_images_seen_before_the_step():
+    """training_loop.py: β from cur_nimg before it counts the batch; with the ramp-up β = 0 at the first step, so
+    the EMA becomes the weights; at the second, half-life 0.05 x 16 images: β = 0.5^(16 / 0.8)."""
+    from lightning_modules.diffusion.model import EDMDenoiser
+
+    model = EDMDenoiser((1, 8, 8), {"name": "mlp", "hidden": 8, "blocks": 1}, ema_halflife_kimg=500,
+                        ema_rampup_ratio=0.05)
+    with torch.no_grad():
+        for parameter in model.denoiser.parameters():
+            parameter.add_(1.0)
+    model.update_ema(16)
+    for ema, weights in zip(model.ema.parameters(), model.denoiser.parameters()):
+        torch.testing.assert_close(ema, weights, rtol=0, atol=0)
+    before = [p.detach().clone() for p in model.ema.parameters()]
+    with torch.no_grad():
+        for parameter in model.denoiser.parameters():
+            parameter.add_(1.0)
+    model.update_ema(16)
+    beta = 0.5 ** (16 / 0.8)
+    for old, ema, weights in zip(before, model.ema.parameters(), model.denoiser.parameters()):
+        torch.testing.assert_close(ema, beta * old + (1 - beta) * weights)
+    assert float(model.images_seen) == 32
+
+
+def test_tiny_paired_differences_are_tested_not_taken_as_constant():
+    """Differences 1e-9, 2e-9, 3e-9: scipy's ttest_rel gives p = 0.074 and an interval around their mean."""
+    from scipy import stats as scipy_stats
+
+    from lightning_modules.metrics.stats import paired_difference, verdict_word
+
+    b = np.array([0.5, 0.6, 0.7])
+    a = b + np.array([1e-9, 2e-9, 3e-9])
+    result = paired_difference(a, b)
+    assert result["p_value"] == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue, rel=1e-6)
+    assert result["p_value"] == pytest.approx(0.0742, abs=1e-3)
+    assert result["low"] < result["difference"] < result["high"] and verdict_word(result) == "within noise"

@@ -15,19 +15,23 @@ from lightning_modules.ood.self_distillation import (SelfDistillation, SelfDisti
 
 def test_uniform_logits_give_log_k_for_every_term():
     """All logits equal: every positive CE is log K and every negative term (1/K) sum -log(1/K) = log K, so the
-    loss is n_sets (2) x (2 log K + 2 w log K) / 4 = (1 + w) log K."""
+    loss is 3 (the official crop sets) x (2 log K + 2 w log K) / 4 = 1.5 (1 + w) log K; `loss_scale` = 2 gives
+    (1 + w) log K."""
     k = 7
     zeros = torch.zeros(3, k)
     for weight in (1.0, 0.5):
         loss = self_distillation_loss([zeros, zeros], [zeros, zeros], torch.zeros(5, k), torch.zeros(1, k),
                                       student_temp=0.1, teacher_temp=0.04, negative_weight=weight)
-        assert loss.item() == pytest.approx((1 + weight) * math.log(k), rel=1e-6)
+        assert loss.item() == pytest.approx(1.5 * (1 + weight) * math.log(k), rel=1e-6)
+        halved = self_distillation_loss([zeros, zeros], [zeros, zeros], torch.zeros(5, k), torch.zeros(1, k),
+                                        student_temp=0.1, teacher_temp=0.04, negative_weight=weight, loss_scale=2.0)
+        assert halved.item() == pytest.approx((1 + weight) * math.log(k), rel=1e-6)
 
 
 def test_loss_matches_the_formula_on_an_uneven_case():
     """Two classes, one sample per view, one negative, worked through with numpy: teacher q = softmax((t - c) /
     tau_t), student log p = log_softmax(s / tau_s); terms CE(q_a, p_b), CE(q_b, p_a) and twice the negative's
-    mean -log p; loss = 2 x sum / 4."""
+    mean -log p; loss = 3 x sum / 4 (main_train.py: len(crops_freq_student) = 3 crop sets)."""
     student_a, student_b, negative = np.array([0.3, -0.2]), np.array([1.0, 0.1]), np.array([0.5, -0.5])
     teacher_a, teacher_b, centre = np.array([0.2, 0.0]), np.array([-0.1, 0.4]), np.array([0.05, -0.05])
     tau_s, tau_t = 0.1, 0.04
@@ -39,7 +43,7 @@ def test_loss_matches_the_formula_on_an_uneven_case():
     q_a, q_b = np.exp(log_softmax((teacher_a - centre) / tau_t)), np.exp(log_softmax((teacher_b - centre) / tau_t))
     ce_ab, ce_ba = -(q_a * log_softmax(student_b / tau_s)).sum(), -(q_b * log_softmax(student_a / tau_s)).sum()
     negative_term = -log_softmax(negative / tau_s).mean()
-    expected = 2 * (ce_ab + ce_ba + 2 * negative_term) / 4
+    expected = 3 * (ce_ab + ce_ba + 2 * negative_term) / 4
 
     as_tensor = lambda v: torch.tensor(v[None], dtype=torch.float64)  # noqa: E731
     loss = self_distillation_loss([as_tensor(student_a), as_tensor(student_b)],

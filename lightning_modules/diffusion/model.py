@@ -80,11 +80,13 @@ class EDMDenoiser(pl.LightningModule):
 
     def update_ema(self, local_batch: int) -> None:
         global_batch = self._global_batch(local_batch)
-        self.images_seen += global_batch
+        # training_loop.py computes β from the images seen before this step (with the ramp-up, β = 0 at the
+        # first: the EMA becomes the weights), then counts the batch
         beta = ema_beta(global_batch, int(self.images_seen), self.hparams.ema_halflife_kimg,
                         self.hparams.ema_rampup_ratio)
         with torch.no_grad():  # ema ← β·ema + (1 − β)·weights, one fused call over all tensors
             torch._foreach_lerp_(list(self.ema.parameters()), list(self.denoiser.parameters()), 1 - beta)
+        self.images_seen += global_batch
 
     def configure_optimizers(self):
         # NVlabs/edm train.py: Adam, betas (0.9, 0.999), eps 1e-8, no weight decay (fused: the same update in

@@ -5,8 +5,10 @@ score that reads it. Label sources: `classes` (the ID labels), `clusters` (a clu
 and `plp` (CLIP zero-shot pseudo-labels from the class names alone; Adaloglou et al., TMLR 2024).
 
 Training follows plp-official-tmlr2024 `linear_probing.py`: features standardised with the ID training mean
-and standard deviation (`--embed_norm`), Adam with L2 weight decay 1e-3, lr 1e-3 x batch / 256, 100 epochs at
-batch 256, cosine schedule from 0 with a 10% linear warm-up (`utils.cosine_scheduler_iter`) down to 0.
+and standard deviation (`--embed_norm`; torch's unbiased std, as `load_embed_stats` / `eval_backbone`), Adam with
+L2 weight decay 1e-3, 100 epochs at batch 256, cosine schedule from 0 with a 10% linear warm-up
+(`utils.cosine_scheduler_iter`) down to 0, peaking at `lr` at any batch size: the official schedule is built
+from the unscaled `args.lr` and overwrites the optimiser's batch-scaled rate at every step.
 `feature_norm: l2 | none` are the named alternatives (l2 was this platform's earlier default)."""
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ def _feature_statistics(embeddings: np.ndarray, feature_norm: str) -> tuple[np.n
     # two passes over row chunks in float64: a memory-mapped artifact is never copied whole
     n = len(embeddings)
     mean = sum(np.asarray(embeddings[rows], dtype=np.float64).sum(axis=0) for rows in row_chunks(n, CHUNK_ROWS)) / n
+    # unbiased (n - 1), as torch's std in the official code
     variance = sum(((np.asarray(embeddings[rows], dtype=np.float64) - mean) ** 2).sum(axis=0)
-                   for rows in row_chunks(n, CHUNK_ROWS)) / n
+                   for rows in row_chunks(n, CHUNK_ROWS)) / max(n - 1, 1)
     scale = np.sqrt(variance)
     # a dimension with no spread (a constant pixel) stays unscaled instead of dividing by zero
     return mean, np.where(scale > 0, scale, 1.0)
@@ -102,7 +105,7 @@ def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | Non
     x = torch.from_numpy(x)
     pl.seed_everything(seed, workers=True, verbose=False)
     data = ShuffledTensors(x, torch.tensor(labels), batch_size, seed)
-    module = LinearProbe(x.shape[1], n_classes, lr * batch_size / 256, weight_decay, warmup_fraction)
+    module = LinearProbe(x.shape[1], n_classes, lr, weight_decay, warmup_fraction)
     callbacks, resume_from = [], None
     if checkpoint_dir is not None:
         from lightning_modules.training import resumable

@@ -168,12 +168,14 @@ def train_shared_probe(source: str, fit_dir, fit_split: str, out_dir, params: di
     elif source == "clusters":
         labels = _fit_labels("clusters", fit_y, len(fit_x), assignments)
     elif source == "plp":
-        from lightning_modules.ood.zeroshot import require_text_tower, class_text_embeddings, zero_shot_labels
+        from lightning_modules.ood.zeroshot import class_text_embeddings, joint_space, require_text_tower, zero_shot_labels
 
         model = _build_backbone(backbone)[0]
         require_text_tower(model, backbone["spec"], "plp-*")
         text, _ = class_text_embeddings(model, read_meta(fit_dir, fit_split)["label_names"], "plp-*")
-        labels, n_classes = zero_shot_labels(fit_x, text), len(text)
+        # pseudo-labels in the joint space; the probe trains on the backbone's own features (plp-official
+        # linear_probing.py: pre-projection features, projected only for `clip_pseudo_probs`)
+        labels, n_classes = zero_shot_labels(joint_space(model, fit_x), text), len(text)
         if (np.asarray(fit_y) >= 0).all():  # how good the pseudo-labels are: evaluation only, never used to fit
             record["pseudo_label_accuracy"] = float((labels == np.asarray(fit_y)).mean())
     else:

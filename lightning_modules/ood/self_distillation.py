@@ -15,10 +15,21 @@ Follows nimaous/SSLSDN-Anomaly-Detection: `dino_loss.py` (`DINOLossNegCon`), `ev
 
 Loss (DINOLossNegCon with one negative set): with teacher probabilities q = softmax((t - c) / tau_t), c the EMA
 centre of the teacher outputs, and student log-probabilities log p = log_softmax(s / tau_s),
-    L = n_sets / n_terms * [ sum_{t != s} mean_b CE(q_t, p_s) + sum_t w * mean_n (1/K) sum_k -log p_n(k) ],
+    L = scale / n_terms * [ sum_{t != s} mean_b CE(q_t, p_s) + sum_t w * mean_n (1/K) sum_k -log p_n(k) ],
 over the two ID views t, s, the negatives n and K = out_dim: positives are distilled across views, negatives
 pushed to the uniform distribution (w = `negative_weight`, 1 with one negative set as here, 0.5 in the official
-code when ID-shifted and auxiliary-shifted sets are combined; n_sets = 2: ID and negatives).
+code when ID-shifted and auxiliary-shifted sets are combined). `loss_scale` = 3: the official multiplies every
+term by its number of crop sets, always 3 there (positives, ID-shifted and auxiliary negatives).
+
+Optimisation follows main_train.py and the README's run: AdamW without decay on biases and 1-D parameters, peak
+lr = `lr` x batch / 256 after a linear warm-up from 0 over `warmup_epochs`, cosine down to `min_lr`; weight decay
+on a cosine from `weight_decay` to `weight_decay_end`; every parameter's gradient clipped to norm `clip_grad`
+(DINO's `clip_gradients`, per parameter); the last layer frozen for `freeze_last_layer` epochs; the teacher an
+EMA of the student with momentum on a cosine from `teacher_momentum` to 1.
+
+Centre (`centre_rows`): `views` (default, DINO's update_center) averages every teacher output of the batch; the
+official `DINOLoss.forward` averages `teacher_output[:crops_freq_teacher[0]]`, the first two *rows* (two samples
+of the first view; DINO means the two views) -- `first-samples` reproduces that, and config/paper.yaml uses it.
 
 Score (`OOD_classifier`, k = -1, T = 0.04): the teacher's features f(x), L2-normalised, against those of every ID
 training sample: score(x) = mean_j exp((cos(f(x), f(x_j)) - 0.1) / T); `score_neighbours` = k averages the k
@@ -43,17 +54,17 @@ from lightning_modules.seeded_data import SeededDataModule
 
 def self_distillation_loss(student_views: list[torch.Tensor], teacher_views: list[torch.Tensor],
                            student_negatives: torch.Tensor, centre: torch.Tensor, student_temp: float,
-                           teacher_temp: float, negative_weight: float = 1.0) -> torch.Tensor:
+                           teacher_temp: float, negative_weight: float = 1.0, loss_scale: float = 3.0) -> torch.Tensor:
     """The loss above: `student_views`, `teacher_views`: the ID views' (B, K) logits; `student_negatives`:
     (M, K) logits of the negatives; `centre`: (1, K)."""
     teacher_probs = [F.softmax((view - centre) / teacher_temp, dim=-1).detach() for view in teacher_views]
     student_log = [F.log_softmax(view / student_temp, dim=-1) for view in student_views]
     negative_log = F.log_softmax(student_negatives / student_temp, dim=-1)
-    n_sets, terms = 2, []
+    terms = []
     for t, q in enumerate(teacher_probs):
         terms += [-(q * log_p).sum(-1).mean() for s, log_p in enumerate(student_log) if s != t]
         terms.append(negative_weight * -negative_log.mean(-1).mean())
-    return n_sets * torch.stack(terms).sum() / len(terms)
+    return loss_scale * torch.stack(terms).sum() / len(terms)
 
 
 def exp_similarity_scores(queries: torch.Tensor, train: torch.Tensor, temperature: float = 0.04,
@@ -67,6 +78,9 @@ def exp_similarity_scores(queries: torch.Tensor, train: torch.Tensor, temperatur
             similarity = similarity.topk(min(neighbours, similarity.shape[1]), dim=1).values
         out.append(((similarity - shift) / temperature).exp().mean(1))
     return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+
+CENTRE_ROWS = ("views", "first-samples")
 
 
 class ResidualProjector(nn.Module):
@@ -119,9 +133,13 @@ class SelfDistillationModule(pl.LightningModule):
                  head_hidden_dim: int = 2048, bottleneck_dim: int = 256, norm_last_layer: bool = False,
                  student_temp: float = 0.1, teacher_temp: float = 0.01, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_epochs: int | None = None, center_momentum: float = 0.9,
-                 teacher_momentum: float = 0.996, negative_weight: float = 1.0, lr: float = 5e-4,
-                 weight_decay: float = 0.04):
+                 teacher_momentum: float = 0.996, negative_weight: float = 1.0, batch_size: int = 128,
+                 lr: float = 4e-3, min_lr: float = 1e-6, warmup_epochs: int = 30, weight_decay: float = 0.04,
+                 weight_decay_end: float = 0.4, clip_grad: float = 3.0, freeze_last_layer: int = 1,
+                 loss_scale: float = 3.0, centre_rows: str = "views"):
         super().__init__()
+        if centre_rows not in CENTRE_ROWS:
+            raise ValueError(f"ood.self_distillation.centre_rows = '{centre_rows}'; allowed: {', '.join(CENTRE_ROWS)}")
         self.save_hyperparameters()
         self.student = Student(dims, out_dim, projector_hidden_dim, head_hidden_dim, bottleneck_dim, norm_last_layer)
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
@@ -143,9 +161,10 @@ class SelfDistillationModule(pl.LightningModule):
             teacher = self.teacher(torch.cat([anchors, neighbours]))
         views = list(student[: 2 * len(anchors)].chunk(2))
         loss = self_distillation_loss(views, list(teacher.chunk(2)), student[2 * len(anchors):], self.centre,
-                                      hp.student_temp, self.teacher_temperature(), hp.negative_weight)
+                                      hp.student_temp, self.teacher_temperature(), hp.negative_weight, hp.loss_scale)
+        centred = teacher if hp.centre_rows == "views" else teacher[:2]
         with torch.no_grad():  # DINO's update_center, after the loss used the old centre
-            self.centre.mul_(hp.center_momentum).add_(teacher.mean(0, keepdim=True), alpha=1 - hp.center_momentum)
+            self.centre.mul_(hp.center_momentum).add_(centred.mean(0, keepdim=True), alpha=1 - hp.center_momentum)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -156,15 +175,32 @@ class SelfDistillationModule(pl.LightningModule):
         with torch.no_grad():
             torch._foreach_lerp_(list(self.teacher.parameters()), list(self.student.parameters()), 1 - momentum)
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # main_train.py's order: clip every gradient, cancel the last layer's, step with this step's weight decay
+        from lightning_modules.training import clip_each_gradient, cosine_value
+
+        hp = self.hparams
+        if hp.clip_grad:
+            clip_each_gradient(self.student.parameters(), hp.clip_grad)
+        if self.current_epoch < hp.freeze_last_layer:
+            for parameter in self.student.head.last.parameters():
+                parameter.grad = None
+        total = max(1, self.trainer.estimated_stepping_batches)
+        optimizer.param_groups[0]["weight_decay"] = cosine_value(hp.weight_decay, hp.weight_decay_end,
+                                                                 self.global_step / total)
+
     def configure_optimizers(self):
         from lightning_modules.training import warmup_cosine
 
+        hp = self.hparams
         decayed = [p for n, p in self.student.named_parameters() if p.requires_grad and p.ndim > 1]
         not_decayed = [p for n, p in self.student.named_parameters() if p.requires_grad and p.ndim <= 1]
+        peak = hp.lr * hp.batch_size / 256  # DINO's linear scaling rule
         optimizer = torch.optim.AdamW([{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}],
-                                      lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+                                      lr=peak, weight_decay=hp.weight_decay)
         total = self.trainer.estimated_stepping_batches
-        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, int(0.1 * total))}
+        warmup = hp.warmup_epochs * total // max(1, self.trainer.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, warmup, hp.min_lr / peak)}
 
     @torch.no_grad()
     def teacher_features(self, x: np.ndarray, batch_size: int = 4096) -> torch.Tensor:
@@ -216,7 +252,7 @@ class SelfDistillation(OODScorer):
 
     name = "selfdistill"
 
-    def __init__(self, epochs: int = 100, batch_size: int = 256, view_neighbours: int = 10,
+    def __init__(self, epochs: int = 500, batch_size: int = 128, view_neighbours: int = 10,
                  score_temperature: float = 0.04, score_neighbours: int | None = None, seed: int = 0,
                  progress: bool = False, checkpoint_dir=None, **module_params):
         self.epochs, self.batch_size, self.view_neighbours = epochs, batch_size, view_neighbours
@@ -239,7 +275,8 @@ class SelfDistillation(OODScorer):
         neighbours, _ = knn_graph(embeddings, self.view_neighbours, use_gpu=False)
         pl.seed_everything(self.seed, workers=True, verbose=False)
         datamodule = PairsDataModule(embeddings, neighbours, negatives, self.batch_size, self.seed)
-        self.module_ = SelfDistillationModule(np.shape(embeddings)[1], self.epochs, **self.module_params)
+        self.module_ = SelfDistillationModule(np.shape(embeddings)[1], self.epochs, batch_size=datamodule.batch_size,
+                                              **self.module_params)
         callbacks, resume_from = [], None
         if self.checkpoint_dir is not None:
             from lightning_modules.training import resumable

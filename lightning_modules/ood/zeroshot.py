@@ -1,5 +1,10 @@
 """`zeroshot-msp`: CLIP zero-shot classification over the ID class names (prompts averaged over five
-templates), scored by its maximum softmax probability. Needs a backbone with a text tower (openclip/)."""
+templates), scored by its maximum softmax probability. Needs a backbone with a text tower (openclip/).
+
+Follows plp-official-tmlr2024 `baseline_pseudo_msp_clip.sh` -> `logit_evaluation.py`: the logits are the raw
+cosines between the image (in the joint space: a pre-projection backbone's features are projected first) and
+the class text embeddings (`clip_label_embeddings(..., logit_scale=False)`), softmax at temperature 1.
+`temperature: null` uses the model's learnt logit scale instead (CLIP's 100, this platform's earlier default)."""
 
 from __future__ import annotations
 
@@ -39,14 +44,19 @@ def class_text_embeddings(backbone, class_names: list[str] | None, scorer: str) 
     return torch.stack(class_embeddings).double().numpy(), scale
 
 
+def joint_space(backbone, embeddings: np.ndarray) -> np.ndarray:
+    """The backbone's image embeddings in CLIP's joint image-text space (projected when taken before it)."""
+    return backbone.to_joint_space(embeddings) if hasattr(backbone, "to_joint_space") else np.asarray(embeddings)
+
+
 def zero_shot_labels(embeddings: np.ndarray, text: np.ndarray) -> np.ndarray:
-    """The zero-shot class of every embedding: argmax of its cosine to the class text embeddings (PLP's
-    pseudo-labels; plp-official `clip_pseudo_probs(...).argmax`)."""
+    """The zero-shot class of every joint-space embedding: argmax of its cosine to the class text embeddings
+    (PLP's pseudo-labels; plp-official `clip_pseudo_probs(...).argmax`)."""
     return (l2_normalise(embeddings).astype(np.float64) @ text.T).argmax(axis=1)
 
 
 class ZeroShotMSP(OODScorer):
-    def __init__(self, temperature: float | None = None):
+    def __init__(self, temperature: float | None = 1.0):
         self.temperature = temperature  # None: the model's learnt logit scale
 
     def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None, backbone=None, backbone_spec: str = "",
@@ -55,9 +65,11 @@ class ZeroShotMSP(OODScorer):
         require_text_tower(backbone, backbone_spec, "zeroshot-msp")
         self.text_, scale = class_text_embeddings(backbone, class_names, "zeroshot-msp")
         self.scale_ = 1.0 / self.temperature if self.temperature else scale
+        self.backbone_ = backbone
         return self
 
     def score(self, x: np.ndarray) -> np.ndarray:
+        x = joint_space(getattr(self, "backbone_", None), x)
         logits = self.scale_ * (l2_normalise(x).astype(np.float64) @ self.text_.T)
         logits -= logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits)
