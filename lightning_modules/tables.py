@@ -8,6 +8,7 @@ from typing import Iterable
 import pandas as pd
 
 from lightning_modules.io import atomic_path, read_json
+from lightning_modules.published import PUBLISHED_FILE, annotate, load_published
 
 CLUSTERING_COLUMNS = [
     "dataset", "backbone", "method", "k", "seed",
@@ -55,8 +56,10 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def build_clustering_table(metrics_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
-    frame = collect_table(metrics_files, CLUSTERING_COLUMNS)
+def build_clustering_table(metrics_files: Iterable[str | Path], out_path: str | Path,
+                           published=PUBLISHED_FILE) -> pd.DataFrame:
+    """One row per clustering run, with `published_<metric>` / `delta_<metric>` where a published setting matches."""
+    frame = annotate(collect_table(metrics_files, CLUSTERING_COLUMNS), "clustering", load_published(published))
     write_table(frame, out_path)
     return frame
 
@@ -77,10 +80,11 @@ def build_bounds_table(bound_files: Iterable[str | Path], out_path: str | Path) 
     return frame
 
 
-def build_ood_table(metrics_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
+def build_ood_table(metrics_files: Iterable[str | Path], out_path: str | Path,
+                    published=PUBLISHED_FILE) -> pd.DataFrame:
     """One row per pair x backbone x scorer; `*_clean` columns hold an attacked row's metrics on the same
-    OOD images before the attack."""
-    frame = collect_table(metrics_files, OOD_COLUMNS)
+    OOD images before the attack; `published_<metric>` / `delta_<metric>` where a published setting matches."""
+    frame = annotate(collect_table(metrics_files, OOD_COLUMNS), "ood", load_published(published))
     write_table(frame, out_path)
     return frame
 
@@ -92,12 +96,13 @@ def build_probe_table(probe_files: Iterable[str | Path], out_path: str | Path) -
     return frame
 
 
-def build_diffusion_table(metrics_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
+def build_diffusion_table(metrics_files: Iterable[str | Path], out_path: str | Path,
+                          published=PUBLISHED_FILE) -> pd.DataFrame:
     """One row per dataset x condition x seed; `fd_<net>`, `fd_floor_<net>`, `kid_<net>`, `kid_std_<net>` for
     each feature network the runs were scored in (`feature_backbone` names the backbone of `*_backbone`)."""
     metrics_files = list(metrics_files)
     scores = sorted({name for path in metrics_files for name in read_json(path) if name.startswith(("fd_", "kid_"))})
     columns = [name for column in DIFFUSION_COLUMNS for name in (scores if column == "scores" else [column])]
-    frame = collect_table(metrics_files, columns)
+    frame = annotate(collect_table(metrics_files, columns), "diffusion", load_published(published))
     write_table(frame, out_path)
     return frame

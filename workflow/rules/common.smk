@@ -8,6 +8,7 @@ from lightning_modules.config import ConfigError, validate_config
 from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
 from lightning_modules.ood import OOD_SCORERS, scorer_negatives, scorer_params, split_scorer_name
+from lightning_modules.published import PUBLISHED_FILE
 from lightning_modules.diffusion import parse_condition
 from lightning_modules.sweep import (CLUSTERING_RUN, SPACE_SEPARATOR, primary_backbone, space_backbones, clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
                                    job_resources, ood_pairs, ood_probe_dirs, ood_run_dirs)

@@ -57,6 +57,7 @@ rule diffusion:
 rule diffusion_table:
     input:
         metrics=diffusion_runs("metrics.json"),
+        published=PUBLISHED_FILE,
     output:
         report(results("tables/diffusion.parquet"), caption="../report/tables.rst", category="Tables"),
     log:

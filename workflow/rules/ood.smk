@@ -69,6 +69,7 @@ rule ood_table:
     input:
         metrics=[results(f"{run_dir}/metrics.json") for run_dir in ood_run_dirs(config, BACKBONES)],
         probes=[results(f"{probe_dir}/probe.json") for probe_dir in ood_probe_dirs(config, BACKBONES)],
+        published=PUBLISHED_FILE,
     output:
         table=report(results("tables/ood.parquet"), caption="../report/tables.rst", category="Tables"),
         probes=results("tables/ood_probes.parquet"),

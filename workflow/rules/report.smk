@@ -3,6 +3,7 @@ rule clustering_table:
         metrics=clustering_runs("metrics.json"),
         bounds=bound_files(),
         selections=selection_files(),
+        published=PUBLISHED_FILE,
     output:
         runs=report(results("tables/clustering.parquet"), caption="../report/tables.rst", category="Tables"),
         bounds=results("tables/cluster_bounds.parquet"),

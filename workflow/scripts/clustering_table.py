@@ -6,6 +6,6 @@ from lightning_modules.jobs import job_logging
 from lightning_modules.tables import build_bounds_table, build_clustering_table, build_selection_table
 
 with job_logging(snakemake):
-    build_clustering_table(snakemake.input.metrics, snakemake.output.runs)
+    build_clustering_table(snakemake.input.metrics, snakemake.output.runs, snakemake.input.published)
     build_bounds_table(snakemake.input.bounds, snakemake.output.bounds)
     build_selection_table(snakemake.input.selections, snakemake.output.selection)

@@ -6,4 +6,4 @@ from lightning_modules.jobs import job_logging
 from lightning_modules.tables import build_diffusion_table
 
 with job_logging(snakemake):
-    build_diffusion_table(snakemake.input.metrics, snakemake.output[0])
+    build_diffusion_table(snakemake.input.metrics, snakemake.output[0], snakemake.input.published)

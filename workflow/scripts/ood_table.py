@@ -6,5 +6,5 @@ from lightning_modules.jobs import job_logging
 from lightning_modules.tables import build_ood_table, build_probe_table
 
 with job_logging(snakemake):
-    build_ood_table(snakemake.input.metrics, snakemake.output.table)
+    build_ood_table(snakemake.input.metrics, snakemake.output.table, snakemake.input.published)
     build_probe_table(snakemake.input.probes, snakemake.output.probes)
