@@ -13,7 +13,7 @@ MLFLOW_PORT ?= 5000
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo report test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
+.PHONY: demo report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
 
 install: $(INSTALLED)
 
@@ -31,6 +31,11 @@ demo: $(INSTALLED)
 # Snakemake's HTML report of the last sweep: every stage report and table with its caption
 report: $(INSTALLED)
 	$(BIN)/snakemake --configfile $(CONFIG) --report $(RESULTS)/report.html
+
+# Every published headline (config/published.yaml) against a results folder: reproduced (|Δ| within the source's
+# tolerance), not reproduced, or not run in this sweep
+reproduce: $(INSTALLED)
+	@$(BIN)/python -m lightning_modules.published $(RESULTS)
 
 # Make the MLflow store mirror the results' metrics.json again (after a tracking outage, a killed job, ...)
 reconcile: $(INSTALLED)

@@ -185,6 +185,13 @@ def format_report(report: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def report_section(table: pd.DataFrame, stage: str, entries: list[Published] | None = None) -> str:
+    """Markdown for a stage report: its published numbers against this sweep's table, with their status."""
+    entries = [e for e in (load_published() if entries is None else entries) if e.stage == stage]
+    report = reproduction({stage: table}, entries)
+    return f"{summary_line(report)}\n\n{format_report(report)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Every published number: reproduced, not reproduced or not run "
                                                  "in the sweep of a results folder.")

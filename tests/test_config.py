@@ -178,6 +178,12 @@ def test_paper_config_is_valid_where_the_data_is(tmp_path):
     config["data_roots"] = [str(tmp_path)]
     validated = validate_config(config, SCHEMA)
     assert [b["spec"] for b in validated["backbones"]][0] == "timm/vit_base_patch16_224.dino"
+    # mlbio-epfl/turtle run_turtle.py's default and the paper's headline pair: CLIP ViT-L/14 with DINOv2 ViT-g/14
+    assert validated["clustering"]["methods"]["turtle"]["spaces"] == [
+        ["openclip/ViT-L-14:openai", "timm/vit_giant_patch14_dinov2.lvd142m"]]
+    # plp-official probes CLIP's image tower before its projection; SSLSDN's centre over teacher_output[:2]
+    assert "openclip/ViT-L-14:openai@pre-projection" in [b["spec"] for b in validated["backbones"]]
+    assert validated["ood"]["self_distillation"]["centre_rows"] == "first-samples"
 
 
 @pytest.mark.parametrize("key", ["clustering.methods.temi.datasets", "clustering.upper_bound.datasets"])
