@@ -13,6 +13,17 @@ class ConfigError(ValueError):
     pass
 
 
+def canonical(value):
+    """A config value with every mapping's keys sorted, recursively (lists keep their order): what a rule's params
+    carry. Snakemake compares params by their repr, so without this a config whose keys are reordered (a YAML
+    formatter, a dump with sort_keys) would rerun every job."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
+
+
 def _key_path(parts) -> str:
     text = ""
     for part in parts:

@@ -296,3 +296,45 @@ def test_diffusion_runs_per_condition_with_table_and_report(ood_sweep):
     reconciled = json.loads((ood_sweep / "results" / "tracking" / "reconciled.json").read_text())
     assert reconciled["results"] > len(table) and "error" not in reconciled
     assert not any(reconciled[key] for key in ("created", "completed", "deleted", "killed"))
+
+
+def reversed_keys(value):
+    """The same config with every mapping's keys in reverse order (what a YAML formatter may do)."""
+    if isinstance(value, dict):
+        return {key: reversed_keys(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_keys(item) for item in value]
+    return value
+
+
+def params_changes(workdir, config: dict) -> list[str]:
+    """The outputs whose params would differ with `config` in the finished sweep `workdir` (its config restored),
+    from `snakemake --summary`'s status column (a dry run does not show jobs below a checkpoint, and
+    `--list-params-changes` lists every output in Snakemake 9.27)."""
+    path = workdir / "config.yaml"
+    original = path.read_text()
+    try:
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        summary = run_workflow(workdir, "--summary")
+    finally:
+        path.write_text(original)
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    rows = [line.split("\t") for line in summary.stdout.splitlines()]
+    return [row[0] for row in rows if len(row) > 4 and row[4] == "params changed"]
+
+
+def test_a_reordered_config_reruns_nothing(ood_sweep):
+    """Params are compared by their repr: rules carry them with sorted keys, so the order of keys in the YAML
+    file (a formatter, a dump with other settings) changes no job's params."""
+    assert params_changes(ood_sweep, reversed_keys(OOD_TINY)) == []
+
+
+def test_a_diffusion_setting_reruns_the_diffusion_runs_but_not_the_feature_classifier(ood_sweep):
+    changed = json.loads(json.dumps(OOD_TINY))
+    changed["diffusion"]["lr"] = 5e-4
+    listed = params_changes(ood_sweep, changed)
+    runs = {path.split("/")[3] for path in listed if path.endswith("metrics.json")}
+    assert runs == {"none", "class", "clusters-kmeans-k5"}  # every diffusion run
+    # and nothing else: not the feature classifier (it takes only its own settings), only the sweep's parent run
+    assert not [path for path in listed if "/classifier/" in path]
+    assert all("/diffusion/" in path or path == "results/tracking/experiment.json" for path in listed), listed

@@ -10,11 +10,11 @@ rule cluster:
         results("logs/cluster/{dataset}/{backbone}/{method}/k{k}/seed{seed}.log"),
     params:
         split=clustering_split,
-        method_params=lambda wc: method_params(wc.method),
+        method_params=lambda wc: canonical(method_params(wc.method)),
         graph_k=config["knn"]["k"],
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
-        role_tags=clustering_role_tags,
+        role_tags=lambda wc: canonical(clustering_role_tags(wc)),
     threads: 1  # small jobs: two single-threaded ones beat one using both cores
     resources:
         **job_resources(config, "cluster"),
@@ -37,7 +37,7 @@ checkpoint upper_cluster_bound:
     params:
         split=clustering_split,
         graph_k=config["knn"]["k"],
-        bound=CLUSTERING["upper_bound"],
+        bound=canonical(CLUSTERING["upper_bound"]),
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
     threads: 1  # one small head: a second thread barely helps it and would idle a core (a GPU job on clusters)

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from lightning_modules.clustering import estimator_params
-from lightning_modules.config import ConfigError, validate_config
+from lightning_modules.config import ConfigError, canonical, validate_config
 from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
 from lightning_modules.ood import OOD_SCORERS, scorer_negatives, scorer_params, split_scorer_name
@@ -37,6 +37,9 @@ DIFFUSION_BACKBONE = diffusion_backbone(config)
 # the diffusion config minus its grid: what every diffusion run is trained and sampled with
 DIFFUSION_PARAMS = {k: v for k, v in DIFFUSION.items()
                     if k not in ("datasets", "backbone", "conditions", "clusters", "seeds", "seeds_in_one_job")}
+# what the feature classifier is trained with (a diffusion setting outside it, e.g. lr, must not retrain it)
+DIFFUSION_CLASSIFIER_PARAMS = {"image_size": DIFFUSION["image_size"], "fit": DIFFUSION["fit"],
+                               "metrics": {"classifier_epochs": DIFFUSION["metrics"]["classifier_epochs"]}}
 # GPUs a diffusion job asks the cluster for: its Lightning devices (0 where a run is configured for CPU)
 DIFFUSION_GPUS = DIFFUSION["devices"] if isinstance(DIFFUSION["devices"], int) else 1
 

@@ -6,8 +6,8 @@ rule diffusion_classifier:
     log:
         results("logs/diffusion/{dataset}/classifier.log"),
     params:
-        dataset=lambda wildcards: DATASETS[wildcards.dataset],
-        params=DIFFUSION_PARAMS,
+        dataset=lambda wildcards: canonical(DATASETS[wildcards.dataset]),
+        params=canonical(DIFFUSION_CLASSIFIER_PARAMS),
     threads: 1
     conda:
         "../../envs/compute.yaml"
@@ -41,7 +41,7 @@ rule diffusion:
     log:
         results("logs/diffusion/{dataset}/{cond}/" + ("seeds.log" if ONE_JOB_SEEDS else "seed{seed}.log")),
     params:
-        run=diffusion_run_params,
+        run=lambda wc: canonical(diffusion_run_params(wc)),
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
     resources:

@@ -7,10 +7,10 @@ rule embed:
     log:
         results("logs/embed/{dataset}/{backbone}/{split}.log"),
     params:
-        dataset=lambda wc: DATASETS[wc.dataset],
-        backbone=lambda wc: EMBEDDED_BACKBONES[wc.backbone],
+        dataset=lambda wc: canonical(DATASETS[wc.dataset]),
+        backbone=lambda wc: canonical(EMBEDDED_BACKBONES[wc.backbone]),
         # how many threads run the job is not an extraction option: changing it must not redo embeddings
-        options={key: value for key, value in config["embed"].items() if key != "threads"},
+        options=canonical({key: value for key, value in config["embed"].items() if key != "threads"}),
         # changed files on disk change this parameter, and Snakemake re-runs the job and everything after it
         files_fingerprint=lambda wc: files_fingerprint(DATASETS[wc.dataset]),
     threads: config["embed"]["threads"]

@@ -10,7 +10,7 @@ rule ood_probe:
     log:
         results("logs/ood/{dataset}/{backbone}/probe-{source}.log"),
     params:
-        run=ood_probe_params,
+        run=lambda wc: canonical(ood_probe_params(wc)),
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
     threads: 1
@@ -33,7 +33,7 @@ rule ood_score:
     log:
         results("logs/ood/{dataset}/{backbone}/{ood}/{scorer}.log"),
     params:
-        run=ood_run_params,
+        run=lambda wc: canonical(ood_run_params(wc)),
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
     threads: 1
@@ -57,7 +57,7 @@ rule ood_attack:
     log:
         results("logs/ood/{dataset}/{backbone}/{ood}/attack-{style}.log"),
     params:
-        run=ood_attack_params,
+        run=lambda wc: canonical(ood_attack_params(wc)),
     threads: 1  # a few images through the backbone: a second thread would idle a core (a GPU job on clusters)
     conda:
         "../../envs/compute.yaml"

@@ -9,7 +9,7 @@ rule init_tracking:
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
         artifact_root=results("mlartifacts"),
-        sweep=config,  # on the sweep's parent run
+        sweep=canonical(config),  # on the sweep's parent run
     conda:
         "../../envs/compute.yaml"
     script:
