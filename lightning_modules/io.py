@@ -29,9 +29,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; artifacts get the usual permissions
     try:
         yield tmp
+        _fsync(tmp)  # the bytes reach the disk before the name does
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def arrays_fingerprint(*arrays, rows: int = 64) -> str:
+    """A cheap fingerprint of arrays (memory maps included): shapes, dtypes and the bytes of up to `rows` evenly
+    spaced rows of each (a changed data set changes it; reading stays O(rows))."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        array = np.asarray(array) if not hasattr(array, "shape") else array
+        digest.update(repr((tuple(array.shape), str(array.dtype))).encode())
+        if len(array.shape) and array.shape[0]:
+            picks = np.unique(np.linspace(0, array.shape[0] - 1, min(rows, array.shape[0])).astype(np.int64))
+            digest.update(np.ascontiguousarray(np.asarray(array[picks])).tobytes())
+    return digest.hexdigest()
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 import traceback
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 # Library chatter a user cannot act on, kept out of job logs: Lightning's hint to use
@@ -80,6 +80,22 @@ def _summary(outputs: list[str]) -> str:
     return f"{numbers}-> {outputs[0]}{more}" if outputs else numbers.strip()
 
 
+def error_line(error: BaseException, writing=None) -> str:
+    """One line for the terminal: a full disk named as such with the path (the error's, else `writing`: what the
+    job was writing), an exception without a message by its type (an `EOFError` prints nothing of its own),
+    anything else by the first line of its message."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        path = error.filename or writing
+        where = f" writing {path}" if path else ""
+        return f"the disk is full{where} (no space left on device): free space, then run the same command again"
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if not message:
+        return type(error).__name__
+    return message
+
+
 @contextmanager
 def job_logging(job):
     """Send everything a workflow job prints (Python, C++ libraries, progress bars) to its log file, framed by
@@ -111,12 +127,15 @@ def job_logging(job):
             yield
             log.info("done in %.1f s: %s", time.perf_counter() - started, _summary(list(job.output)))
         except Exception as error:  # noqa: BLE001 - reported in one line, the traceback kept in the log
-            traceback.print_exc()
-            print(f"error: {error} (details: {log_path})", file=terminal, flush=True)
+            with suppress(OSError):  # the log may sit on the disk that is full
+                traceback.print_exc()
+            writing = Path(job.output[0]).parent if len(job.output) else log_path.parent
+            print(f"error: {error_line(error, writing)} (details: {log_path})", file=terminal, flush=True)
             raise SystemExit(1) from None
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            with suppress(OSError):
+                sys.stdout.flush()
+                sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             terminal.close()

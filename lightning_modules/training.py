@@ -12,20 +12,94 @@ CHECKPOINT = "last.ckpt"
 CHECKPOINT_DIR = ".checkpoints"  # inside a run's folder while it trains; removed once its artifacts are written
 
 
-def resumable(checkpoint_dir, every_n_epochs: int | None = None, every_n_train_steps: int | None = None):
+IDENTITY_KEY = "clusterlab_identity"  # what run a checkpoint belongs to, stored inside it
+
+
+def run_identity(module, *data, **settings) -> dict:
+    """What a checkpoint must match to be resumed from: the module's class and hyper-parameters, a fingerprint
+    of the training data and any other `settings` that shape training (seed, batch size, ...)."""
+    from lightning_modules.io import arrays_fingerprint
+
+    return {"module": f"{type(module).__module__}.{type(module).__qualname__}",
+            "hparams": repr(sorted((str(k), repr(v)) for k, v in dict(getattr(module, "hparams", {})).items())),
+            "data": arrays_fingerprint(*(d for d in data if d is not None)),
+            "settings": repr(sorted((k, repr(v)) for k, v in settings.items()))}
+
+
+def checkpoint_mismatch(path: Path, identity: dict) -> str | None:
+    """Why the checkpoint at `path` cannot be resumed from (None when it can): it does not load (truncated by a
+    kill or a full disk, other bytes), or it belongs to another run (module, hyper-parameters, data)."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - any failure to load means: do not resume from it
+        return f"it does not load ({type(error).__name__}{': ' + str(error).splitlines()[0] if str(error) else ''})"
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        return "it is not a Lightning checkpoint"
+    stored = checkpoint.get(IDENTITY_KEY)
+    if stored is None:
+        return "it records no run identity (written by an older version)"
+    differs = [key for key in ("module", "hparams", "data", "settings") if stored.get(key) != identity.get(key)]
+    return f"it belongs to another run (its {', '.join(differs)} differ)" if differs else None
+
+
+def _atomic_checkpoint_io():
+    """Lightning's TorchCheckpointIO, writing through a temporary file that is fsynced, then renamed: a kill or a
+    full disk never leaves a `last.ckpt` that looks complete (`io.atomic_path`)."""
+    import io
+
+    import torch
+    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    from lightning_modules.io import atomic_path
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            # serialised in memory first (as Lightning's own _atomic_save): a full disk then fails in a plain
+            # write, as OSError ENOSPC, not inside torch's zip writer as an opaque RuntimeError
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                handle.write(buffer.getbuffer())
+
+    return AtomicCheckpointIO()
+
+
+def resumable(checkpoint_dir, identity: dict, every_n_epochs: int | None = None,
+              every_n_train_steps: int | None = None):
     """(callbacks, ckpt_path) for `Trainer(callbacks=...)` and `trainer.fit(..., ckpt_path=...)`: a checkpoint
-    (weights, optimiser, schedule, and whatever the modules add in `state_dict` / `on_save_checkpoint`) is
-    written to `{checkpoint_dir}/last.ckpt` every so many epochs or steps; ckpt_path is that file when an
-    earlier, interrupted run left one (else None)."""
+    (weights, optimiser, schedule, whatever the modules add in `state_dict` / `on_save_checkpoint`, and
+    `identity` from `run_identity`) is written atomically to `{checkpoint_dir}/last.ckpt` every so many epochs or
+    steps; ckpt_path is that file when an earlier, interrupted run of the same run left one (else None). A
+    checkpoint that does not load or belongs to another run is moved aside (`last.ckpt.damaged-<time>`, kept for
+    inspection) with one warning, and training starts from scratch: what an interrupted run left behind never
+    makes a rerun fail."""
+    import time
+
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    callback = ModelCheckpoint(dirpath=checkpoint_dir, filename=Path(CHECKPOINT).stem, save_top_k=1,
-                               every_n_epochs=every_n_epochs, every_n_train_steps=every_n_train_steps,
-                               save_on_train_epoch_end=every_n_epochs is not None, enable_version_counter=False)
+    class VerifiedCheckpoint(ModelCheckpoint):
+        def setup(self, trainer, pl_module, stage) -> None:
+            super().setup(trainer, pl_module, stage)
+            trainer.strategy.checkpoint_io = _atomic_checkpoint_io()
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+            checkpoint[IDENTITY_KEY] = identity
+
+    callback = VerifiedCheckpoint(dirpath=checkpoint_dir, filename=Path(CHECKPOINT).stem, save_top_k=1,
+                                  every_n_epochs=every_n_epochs, every_n_train_steps=every_n_train_steps,
+                                  save_on_train_epoch_end=every_n_epochs is not None, enable_version_counter=False)
     last = Path(checkpoint_dir) / CHECKPOINT
-    if last.exists():
+    if not last.exists():
+        return [callback], None
+    problem = checkpoint_mismatch(last, identity)
+    if problem is None:
         log.info("resuming from %s", last)
         return [callback], str(last)
+    aside = last.with_name(f"{last.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    last.rename(aside)
+    log.warning("not resuming from %s: %s; moved to %s, training from scratch", last, problem, aside.name)
     return [callback], None
 
 

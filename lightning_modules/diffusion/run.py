@@ -87,10 +87,11 @@ def _train(module, images: np.ndarray, labels: np.ndarray | None, params: dict, 
 
     from lightning_modules.diffusion.model import ImagesDataModule
     from lightning_modules.jobs import on_terminal
-    from lightning_modules.training import resumable, step_log
+    from lightning_modules.training import resumable, run_identity, step_log
 
     data = ImagesDataModule(images * 2 - 1, labels, params["batch_size"], seed)  # EDM's range: [-1, 1]
-    callbacks, resume_from = resumable(checkpoint_dir, every_n_train_steps=params["checkpoint_every"])
+    identity = run_identity(module, images, labels, seed=seed, params=params)
+    callbacks, resume_from = resumable(checkpoint_dir, identity, every_n_train_steps=params["checkpoint_every"])
     plugins = []
     if params["devices"] not in (1, "1"):
         # Lightning launches the other ranks itself: inside a SLURM job step (one task) its SLURM environment

@@ -108,9 +108,10 @@ def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | Non
     module = LinearProbe(x.shape[1], n_classes, lr, weight_decay, warmup_fraction)
     callbacks, resume_from = [], None
     if checkpoint_dir is not None:
-        from lightning_modules.training import resumable
+        from lightning_modules.training import resumable, run_identity
 
-        callbacks, resume_from = resumable(checkpoint_dir, every_n_epochs=1)
+        callbacks, resume_from = resumable(checkpoint_dir, run_identity(module, x, labels, seed=seed, epochs=epochs,
+                                                                        batch_size=batch_size), every_n_epochs=1)
     steps_per_epoch = -(-len(x) // data.batch_size)
     trainer = pl.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=logger if logger is not None else False,
                          enable_checkpointing=checkpoint_dir is not None, callbacks=callbacks,

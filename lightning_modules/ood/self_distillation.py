@@ -279,9 +279,11 @@ class SelfDistillation(OODScorer):
                                               **self.module_params)
         callbacks, resume_from = [], None
         if self.checkpoint_dir is not None:
-            from lightning_modules.training import resumable
+            from lightning_modules.training import resumable, run_identity
 
-            callbacks, resume_from = resumable(self.checkpoint_dir, every_n_epochs=1)
+            identity = run_identity(self.module_, embeddings, negatives, neighbours, seed=self.seed,
+                                    batch_size=self.batch_size)
+            callbacks, resume_from = resumable(self.checkpoint_dir, identity, every_n_epochs=1)
         trainer = pl.Trainer(max_epochs=self.epochs, accelerator="auto", devices=1, logger=logger or False,
                              enable_checkpointing=self.checkpoint_dir is not None, enable_model_summary=False,
                              enable_progress_bar=self.progress, callbacks=callbacks, deterministic=True,

@@ -83,9 +83,11 @@ class HeadClustering:
                      else [step_log(total_steps, metric="train/loss_mean_over_heads")])
         resume_from = None
         if checkpoint_dir is not None:
-            from lightning_modules.training import resumable
+            from lightning_modules.training import resumable, run_identity
 
-            checkpointing, resume_from = resumable(checkpoint_dir, every_n_epochs=1)
+            identity = run_identity(module, embeddings, neighbours, seed=self.seed, batch_size=self.batch_size,
+                                    epochs=self.total_epochs(), max_steps=self.max_steps)
+            checkpointing, resume_from = resumable(checkpoint_dir, identity, every_n_epochs=1)
             callbacks += checkpointing
         trainer = pl.Trainer(
             max_epochs=self.total_epochs(),
