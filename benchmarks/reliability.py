@@ -9,7 +9,9 @@ Runs the tests that try faults on purpose and counts what they tried and what wa
 - kill points: every training stage killed mid-run and resumed (heads, probe, self-distillation, diffusion) and
   the SIGKILLed sweep of tests/test_resume.py, each compared bit for bit with an uninterrupted run;
 - tracking faults: an unusable store, an unreachable server, 8 parallel writers, a corrupted store reconciled;
-  each test asserts that no run is lost (runs lost = 0 when it passes).
+  each test asserts that no run is lost (runs lost = 0 when it passes);
+- left-behind files: empty, truncated, foreign and other-data checkpoints, a checkpoint write failing mid-way,
+  and a real full disk (a small tmpfs under results/, where mount is allowed).
 Writes results/bench/reliability.json."""
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ CATEGORIES = {
                         "tests/test_tracking.py::test_a_job_with_an_unreachable_server_keeps_its_result_and_warns_once",
                         "tests/test_tracking.py::test_eight_parallel_jobs_log_every_run_to_sqlite",
                         "tests/test_tracking.py::test_reconciliation_makes_the_store_mirror_the_results_exactly"],
+    "left-behind files": ["tests/test_checkpoints.py", "tests/test_full_disk.py"],
 }
 def run_category(targets: list[str]) -> list[tuple[str, int, bool]]:
     """(test case, cases it tried, passed) of every test the targets collect; a fuzz test records how many
@@ -58,7 +61,10 @@ def main() -> None:
     print(f"\n{'fault':<18}{'tried':>8}{'handled':>9}   what 'handled' means")
     meaning = {"bad inputs": "one line naming the file/key and the fix, no traceback, no partial artifact",
                "kill points": "resumed to the uninterrupted result, bit for bit",
-               "tracking faults": "no run lost: the store holds one finished run per result"}
+               "tracking faults": "no run lost: the store holds one finished run per result",
+               "left-behind files": "a damaged, truncated or foreign checkpoint moved aside with one warning and the "
+                                    "undisturbed result reached; a full disk is one line and, once space is freed, "
+                                    "the rerun gives the undisturbed tables"}
     for category, row in rows.items():
         print(f"{category:<18}{row['tried']:>8}{row['handled']:>9}   {meaning[category]}")
         for name in row["failed"]:
