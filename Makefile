@@ -10,6 +10,7 @@ CONFIG ?= config/config.yaml
 RESULTS ?= results
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
+MLFLOW_SERVER_FLAGS ?=
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
@@ -76,12 +77,13 @@ test-slurm: $(INSTALLED)
 test-browser: $(INSTALLED)
 	$(BIN)/python -m pytest -m browser tests/test_browser.py
 
-# The tracking server cluster jobs log to (the slurm profile's default tracking_uri). Binds 127.0.0.1 unless
-# MLFLOW_HOST says otherwise; runs and artifacts are kept under $(RESULTS)/.
+# The tracking server cluster jobs log to (the slurm profile's default tracking_uri), with MLflow's basic-auth app:
+# requests without credentials are refused; jobs read theirs from the owner-only file the server prints
+# (export CLUSTERLAB_TRACKING_CREDENTIALS=$(RESULTS)/tracking-auth/credentials). Binds 127.0.0.1 unless MLFLOW_HOST
+# says otherwise; runs, artifacts and users are kept under $(RESULTS)/. MLFLOW_SERVER_FLAGS=--no-auth serves without
+# authentication, on loopback only (add --insecure to force it elsewhere).
 mlflow-server: $(INSTALLED)
-	mkdir -p $(RESULTS)
-	$(BIN)/mlflow server --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db \
-		--artifacts-destination $(abspath $(RESULTS))/mlartifacts --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+	$(BIN)/python -m lightning_modules.tracking_server --results $(RESULTS) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(MLFLOW_SERVER_FLAGS)
 
 mlflow-ui: $(INSTALLED)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS)/mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)

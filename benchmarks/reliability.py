@@ -11,7 +11,8 @@ Runs the tests that try faults on purpose and counts what they tried and what wa
 - tracking faults: an unusable store, an unreachable server, 8 parallel writers, a corrupted store reconciled;
   each test asserts that no run is lost (runs lost = 0 when it passes);
 - left-behind files: empty, truncated, foreign and other-data checkpoints, a checkpoint write failing mid-way,
-  and a real full disk (a small tmpfs under results/, where mount is allowed).
+  and a real full disk (a small tmpfs under results/, where mount is allowed);
+- tracking access: the shared server's authentication (tests/test_tracking_server.py).
 Writes results/bench/reliability.json."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CATEGORIES = {
                         "tests/test_tracking.py::test_eight_parallel_jobs_log_every_run_to_sqlite",
                         "tests/test_tracking.py::test_reconciliation_makes_the_store_mirror_the_results_exactly"],
     "left-behind files": ["tests/test_checkpoints.py", "tests/test_full_disk.py"],
+    "tracking access": ["tests/test_tracking_server.py"],
 }
 def run_category(targets: list[str]) -> list[tuple[str, int, bool]]:
     """(test case, cases it tried, passed) of every test the targets collect; a fuzz test records how many
@@ -64,7 +66,9 @@ def main() -> None:
                "tracking faults": "no run lost: the store holds one finished run per result",
                "left-behind files": "a damaged, truncated or foreign checkpoint moved aside with one warning and the "
                                     "undisturbed result reached; a full disk is one line and, once space is freed, "
-                                    "the rerun gives the undisturbed tables"}
+                                    "the rerun gives the undisturbed tables",
+               "tracking access": "the shared server refuses requests without credentials (401) and a read-only "
+                                  "user's writes (403); secrets owner-only; no auth beyond loopback refused"}
     for category, row in rows.items():
         print(f"{category:<18}{row['tried']:>8}{row['handled']:>9}   {meaning[category]}")
         for name in row["failed"]:

@@ -55,6 +55,11 @@ def _client(tracking_uri: str):
 
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    from lightning_modules.tracking_server import CREDENTIALS_ENV, read_credentials
+
+    credentials = os.environ.get(CREDENTIALS_ENV)
+    if credentials and tracking_uri.startswith(("http://", "https://")) and "MLFLOW_TRACKING_PASSWORD" not in os.environ:
+        os.environ.update(read_credentials(credentials))  # MLflow's client reads them from the environment
     return MlflowClient(tracking_uri=tracking_uri)
 
 

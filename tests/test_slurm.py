@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, SNAKEMAKE, finished_sweep
+from lightning_modules import tracking_server
 from lightning_modules.tracking import result_runs
 from slurm_cluster import SingleNodeSlurm, SlurmUnavailable, free_port
 
@@ -44,7 +46,8 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    """`make mlflow-server` on a free port of 127.0.0.1, stopped (with its workers) afterwards."""
+    """`make mlflow-server` (authentication on) on a free port of 127.0.0.1, stopped (with its workers) afterwards:
+    its URI and the owner-only credentials file jobs read."""
     results, port = tmp_path_factory.mktemp("tracking"), free_port()
     server = subprocess.Popen(["make", "-C", str(REPO), "mlflow-server", f"RESULTS={results}", f"MLFLOW_PORT={port}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -60,7 +63,7 @@ def mlflow_server(tmp_path_factory):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("make mlflow-server did not start") from None
                 time.sleep(0.5)
-        yield uri
+        yield SimpleNamespace(uri=uri, credentials=results / tracking_server.AUTH_DIR / "credentials")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -76,7 +79,8 @@ def slurm_sweep(cluster, mlflow_server, tmp_path_factory):
     (workdir / "config.yaml").write_text(yaml.safe_dump(SLICE))
     site = {  # what a user sets for their cluster; no GPU on this node, so no GPU request
         "CLUSTERLAB_SLURM_PARTITION": cluster.partition, "CLUSTERLAB_GPUS_PER_JOB": "0",
-        "CLUSTERLAB_TRACKING_URI": mlflow_server, "CLUSTERLAB_SLURM_STATUS_COMMAND": "squeue",
+        "CLUSTERLAB_TRACKING_URI": mlflow_server.uri, "CLUSTERLAB_SLURM_STATUS_COMMAND": "squeue",
+        tracking_server.CREDENTIALS_ENV: str(mlflow_server.credentials),  # SLURM jobs inherit it
         "CLUSTERLAB_SLURM_STATUS_DELAY": "2",
     }
     command = ["timeout", "-s", "KILL", "900", SNAKEMAKE, "-s", str(REPO / "Snakefile"),
@@ -105,8 +109,10 @@ def test_tables_equal_those_of_a_local_run(slurm_sweep, tmp_path):
     pd.testing.assert_frame_equal(on_slurm, locally)
 
 
-def test_every_run_reached_the_mlflow_server(slurm_sweep, mlflow_server):
-    client = MlflowClient(mlflow_server)
+def test_every_run_reached_the_mlflow_server(slurm_sweep, mlflow_server, monkeypatch):
+    for name, value in tracking_server.read_credentials(mlflow_server.credentials).items():
+        monkeypatch.setenv(name, value)  # the server refuses requests without them
+    client = MlflowClient(mlflow_server.uri)
     runs = [run for run in result_runs(client, client.get_experiment_by_name("slurm-slice").experiment_id)
             if "method" in run.data.tags]  # the clustering runs (not the bound's)
     assert {(r.data.tags["method"], r.data.tags["k"]) for r in runs} == RUNS
