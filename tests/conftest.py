@@ -1,5 +1,10 @@
+import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +48,30 @@ def gaussian_blobs(n_per: int = 100, centres: int = 4, dims: int = 5, spread: fl
     means = rng.normal(size=(centres, dims)) * spread
     labels = np.repeat(np.arange(centres), n_per)
     return (means[labels] + rng.normal(size=(len(labels), dims))).astype(np.float32), labels
+
+
+@contextmanager
+def serving(command: list[str], port: int, seconds: float = 120):
+    """Start a tracking server `command` (in its own session) on 127.0.0.1:`port`, wait until /health answers,
+    yield (its URI, the process); afterwards stop it and its workers."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{' '.join(command[:4])} did not start") from None
+                time.sleep(0.5)
+        yield uri, process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -108,3 +108,49 @@ def test_error_lines_are_never_empty():
     assert error_line(ValueError("bad value\nsecond line")) == "bad value"
     full = error_line(OSError(errno.ENOSPC, "No space left on device", "/results/x/metrics.json"))
     assert full.startswith("the disk is full writing /results/x/metrics.json") and "run the same command" in full
+
+
+def test_enospc_at_each_artifact_write_of_a_head_run_leaves_nothing_half_written(tmp_path, digits_pixels,
+                                                                                 monkeypatch):
+    """A TEMI run writes checkpoints, assignments, probabilities and metrics.json, each through io.atomic_path.
+    With the disk full at the i-th write (for every i): the error is ENOSPC, no temporary file is left and no
+    metrics.json (the run's last write, what marks it done) exists; the rerun gives the undisturbed result."""
+    import lightning_modules.io as io_module
+    from lightning_modules.clustering.knn import build_knn_graph
+    from lightning_modules.clustering.run import cluster_embeddings
+    from lightning_modules.embeddings.artifact import write_embeddings
+
+    x, y = digits_pixels
+    write_embeddings(tmp_path / "emb", "all", x[:400], y[:400], {})
+    build_knn_graph(tmp_path / "emb", "all", 10, tmp_path / "knn")
+    params = {"epochs": 2, "batch_size": 128, "n_heads": 2, "hidden_dim": 16, "bottleneck_dim": 8, "progress": False}
+
+    def run(out_dir):
+        return cluster_embeddings(tmp_path / "emb", "all", "temi", params, k=5, seed=0, out_dir=out_dir,
+                                  knn_dir=tmp_path / "knn", graph_k=10)
+
+    real_fsync, writes = io_module._fsync, []
+    monkeypatch.setattr(io_module, "_fsync", lambda path: (writes.append(path.name), real_fsync(path)))
+    undisturbed = run(tmp_path / "undisturbed")
+    monkeypatch.setattr(io_module, "_fsync", real_fsync)
+    assert len(writes) >= 4  # checkpoints, assignments, probabilities, metrics.json
+    expected = np.load(tmp_path / "undisturbed" / "assignments.npy")
+    for failing in range(len(writes)):
+        out_dir = tmp_path / f"full-at-{failing}"
+        count = iter(range(len(writes) + 1))
+
+        def full_disk(path):
+            if next(count) == failing:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_fsync(path)
+
+        monkeypatch.setattr(io_module, "_fsync", full_disk)
+        with pytest.raises(OSError) as raised:
+            run(out_dir)
+        assert raised.value.errno == errno.ENOSPC
+        monkeypatch.setattr(io_module, "_fsync", real_fsync)
+        assert not [p for p in out_dir.rglob("*") if ".tmp." in p.name], failing
+        assert not (out_dir / "metrics.json").exists()
+        again = run(out_dir)
+        np.testing.assert_array_equal(np.load(out_dir / "assignments.npy"), expected)
+        assert again["acc"] == undisturbed["acc"] and again["train_loss"] == undisturbed["train_loss"]

@@ -4,10 +4,7 @@ with the reason, where SLURM cannot be installed (no root, no package mirror).""
 
 import os
 import re
-import signal
 import subprocess
-import time
-import urllib.request
 from types import SimpleNamespace
 
 import pandas as pd
@@ -15,7 +12,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, SNAKEMAKE, finished_sweep
+from conftest import REPO, SNAKEMAKE, finished_sweep, serving
 from lightning_modules import tracking_server
 from lightning_modules.tracking import result_runs
 from slurm_cluster import SingleNodeSlurm, SlurmUnavailable, free_port
@@ -49,28 +46,9 @@ def mlflow_server(tmp_path_factory):
     """`make mlflow-server` (authentication on) on a free port of 127.0.0.1, stopped (with its workers) afterwards:
     its URI and the owner-only credentials file jobs read."""
     results, port = tmp_path_factory.mktemp("tracking"), free_port()
-    server = subprocess.Popen(["make", "-C", str(REPO), "mlflow-server", f"RESULTS={results}", f"MLFLOW_PORT={port}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("make mlflow-server did not start") from None
-                time.sleep(0.5)
+    command = ["make", "-C", str(REPO), "mlflow-server", f"RESULTS={results}", f"MLFLOW_PORT={port}"]
+    with serving(command, port) as (uri, _):
         yield SimpleNamespace(uri=uri, credentials=results / tracking_server.AUTH_DIR / "credentials")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 @pytest.fixture(scope="module")

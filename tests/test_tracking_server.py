@@ -4,49 +4,25 @@ in owner-only files and never on a command line, and serving without auth beyond
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
 
 import pytest
 
+from conftest import serving
 from lightning_modules import tracking_server
 from slurm_cluster import free_port
-
-
-def wait_healthy(uri: str, process, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the tracking server did not start") from None
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     results, port = tmp_path_factory.mktemp("tracking"), free_port()
-    process = subprocess.Popen([sys.executable, "-m", "lightning_modules.tracking_server", "--results", str(results),
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(uri, process)
+    command = [sys.executable, "-m", "lightning_modules.tracking_server", "--results", str(results), "--port", str(port)]
+    with serving(command, port) as (uri, process):
         yield uri, results, process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def request(uri: str, path: str, user: tuple[str, str] | None = None, body: dict | None = None) -> int:
