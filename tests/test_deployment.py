@@ -14,7 +14,7 @@ ENVS = sorted((REPO / "envs").glob("*.yaml"))
 def pyproject_requirements() -> dict[str, str]:
     dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     x86 = [d.split(";")[0].strip() for d in dependencies if "aarch64" not in d]  # conda envs target x86_64 nodes
-    return {re.split(r"[<>=!~ ]", requirement)[0].lower(): requirement for requirement in x86}
+    return {re.split(r"[<>=!~ []", requirement)[0].lower(): requirement for requirement in x86}
 
 
 @pytest.mark.parametrize("env_file", ENVS, ids=[p.name for p in ENVS])
@@ -23,7 +23,7 @@ def test_env_pip_lines_are_pyproject_requirements(env_file):
     pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
     known = pyproject_requirements()
     for requirement in pip:
-        name = re.split(r"[<>=!~ ]", requirement)[0].lower()
+        name = re.split(r"[<>=!~ []", requirement)[0].lower()
         assert known.get(name) == requirement, f"{env_file.name}: '{requirement}' but pyproject.toml has '{known.get(name)}'"
     python = next(item for item in env["dependencies"] if isinstance(item, str) and item.startswith("python="))
     minimum = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"].lstrip(">=")
@@ -31,7 +31,7 @@ def test_env_pip_lines_are_pyproject_requirements(env_file):
 
 
 def test_compute_env_holds_every_runtime_requirement_but_the_report_tools():
-    compute = {re.split(r"[<>=!~ ]", r)[0].lower() for r in yaml.safe_load((REPO / "envs" / "compute.yaml").read_text())
+    compute = {re.split(r"[<>=!~ []", r)[0].lower() for r in yaml.safe_load((REPO / "envs" / "compute.yaml").read_text())
                ["dependencies"][-1]["pip"]}
     reporting_only = {"seaborn", "matplotlib", "papermill", "nbconvert", "nbformat", "ipykernel"}
     missing = set(pyproject_requirements()) - compute - reporting_only - {"snakemake-executor-plugin-slurm"}
