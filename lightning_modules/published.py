@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lightning_modules.naming import backbone_slug
-from lightning_modules.sweep import SPACE_SEPARATOR
+from lightning_modules.sweep import SPACE_SEPARATOR, space_slug
 
 PUBLISHED_FILE = Path(__file__).resolve().parents[1] / "config" / "published.yaml"
 STAGES = ("clustering", "ood", "diffusion")
@@ -44,7 +43,7 @@ class Published:
 
 def _backbone_name(spec: str) -> str:
     """A spec (or `a+b` space) as the tables name it."""
-    return SPACE_SEPARATOR.join(backbone_slug(part) for part in spec.split(SPACE_SEPARATOR))
+    return space_slug([{"spec": part} for part in spec.split(SPACE_SEPARATOR)])
 
 
 def _table_setting(setting: dict) -> dict:

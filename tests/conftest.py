@@ -13,6 +13,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))  # the one installed beside this Python
+# a clustering head small enough for end-to-end tests on digits
+SMALL_HEAD = {"epochs": 2, "batch_size": 64, "n_heads": 2, "hidden_dim": 16, "bottleneck_dim": 8, "progress": False}
 
 
 @pytest.fixture(scope="session")

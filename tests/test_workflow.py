@@ -9,11 +9,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import finished_sweep, run_workflow
+from conftest import SMALL_HEAD, finished_sweep, run_workflow
 from lightning_modules.reporting import end_message
 from lightning_modules.tracking import PARENT_TAG, ROLE_TAG
 
-SMALL_HEAD = {"epochs": 2, "batch_size": 64, "n_heads": 2, "hidden_dim": 16, "bottleneck_dim": 8, "progress": False}
 TINY = {
     "sweep": "tiny",
     "datasets": {"digits": {"source": "digits", "split": "test"}},
