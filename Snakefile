@@ -73,8 +73,8 @@ localrules:
 
 rule all:
     input:
-        clustering_report=results("reports/clustering.html"),
-        ood_report=results("reports/ood.html") if OOD_PAIRS else [],
-        diffusion_report=results("reports/diffusion.html") if DIFFUSION["datasets"] else [],
-        tracking=results("tracking/reconciled.json"),
+        clustering_report=results(Report.pattern("clustering.html")),
+        ood_report=results(Report.pattern("ood.html")) if OOD_PAIRS else [],
+        diffusion_report=results(Report.pattern("diffusion.html")) if DIFFUSION["datasets"] else [],
+        tracking=results(layout.TRACKING_RECONCILED),
     default_target: True

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lightning_modules.layout import Table
 from lightning_modules.sweep import SPACE_SEPARATOR, space_slug
 
 PUBLISHED_FILE = Path(__file__).resolve().parents[1] / "config" / "published.yaml"
@@ -156,7 +157,7 @@ def read_tables(results_dir) -> dict[str, pd.DataFrame]:
     """The stage tables a results folder has (`tables/<stage>.parquet`)."""
     tables = {}
     for stage in STAGES:
-        path = Path(results_dir) / "tables" / f"{stage}.parquet"
+        path = Path(results_dir) / Table().file(f"{stage}.parquet")
         if path.exists():
             tables[stage] = pd.read_parquet(path)
     return tables

@@ -77,7 +77,9 @@ def headlines(results_dir: str | Path) -> list[str]:
     """One line per stage for the end of `make demo`, read from the tables (whatever stages the sweep ran)."""
     import pandas as pd
 
-    tables, lines = Path(results_dir) / "tables", []
+    from lightning_modules.layout import Table
+
+    tables, lines = Path(results_dir) / Table().folder, []
     if (tables / "selection.parquet").exists():
         pick = pd.read_parquet(tables / "selection.parquet").iloc[0]
         lines.append(f"clustering: label-free pick ({pick.criterion}) on {pick.dataset}/{pick.backbone}: {pick.method} "
@@ -103,8 +105,9 @@ def mlflow_runs_address(results_dir: str | Path, server: str) -> str:
     """The sweep's runs table in the MLflow UI at `server`: its experiment, in the UI's model-training mode
     (MLflow 3 opens every experiment on its GenAI pages otherwise)."""
     from lightning_modules.io import read_json
+    from lightning_modules.layout import TRACKING_EXPERIMENT
 
-    record = Path(results_dir) / "tracking" / "experiment.json"
+    record = Path(results_dir) / TRACKING_EXPERIMENT
     experiment = read_json(record).get("experiment_id") if record.exists() else None
     page = f"#/experiments/{experiment}/runs" if experiment else "#/experiments"
     return f"{server.rstrip('/')}/{page}?workflowType=machine_learning"
@@ -113,9 +116,11 @@ def mlflow_runs_address(results_dir: str | Path, server: str) -> str:
 def end_message(results_dir: str | Path, server: str) -> list[str]:
     """What `make demo` ends with: every report and table the sweep wrote, one headline per stage, and where
     MLflow shows the runs."""
+    from lightning_modules.layout import Report, Table
+
     results_dir = Path(results_dir)
-    reports = sorted(str(path) for path in (results_dir / "reports").glob("*.html"))
-    tables = sorted(str(path) for path in (results_dir / "tables").glob("*.parquet"))
+    reports = sorted(str(path) for path in (results_dir / Report().folder).glob("*.html"))
+    tables = sorted(str(path) for path in (results_dir / Table().folder).glob("*.parquet"))
     return ["", f"Reports: {', '.join(reports)}  (notebooks beside them; `make report` for Snakemake's)",
             f"Tables:  {', '.join(tables)}", *headlines(results_dir),
             f"MLflow:  make mlflow-ui, then open {mlflow_runs_address(results_dir, server)}"]

@@ -3,8 +3,10 @@ tests. Imports nothing heavy."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
+from lightning_modules.layout import ClusteringRun, DiffusionRun, OodProbe, OodRun
 from lightning_modules.naming import slugify
 
 
@@ -31,12 +33,9 @@ def primary_backbone(backbone: str) -> str:
     return backbone.split(SPACE_SEPARATOR)[0]
 
 
-CLUSTERING_RUN = "{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}"  # a clustering run's folder
-
-
-def clustering_run_dirs(config: dict, backbones, bound: Callable[[str, str], int] | None = None) -> list[str]:
-    """`{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}` for every run of the sweep; a multi-space
-    setting's `{backbone}` is its backbones joined by `+` (e.g. `pixels+random-256`).
+def clustering_runs(config: dict, backbones, bound: Callable[[str, str], int] | None = None) -> list[ClusteringRun]:
+    """Every clustering run of the sweep; a multi-space setting's backbone is its backbones joined by `+`
+    (e.g. `pixels+random-256`).
 
     With `bound` (dataset, backbone -> upper cluster bound, or None for no bound), K above the bound is
     left out (a multi-space setting uses its first backbone's bound).
@@ -51,8 +50,7 @@ def clustering_run_dirs(config: dict, backbones, bound: Callable[[str, str], int
             settings = list(backbones) + [space_slug(space) for space in space_backbones(own)]
             for backbone in settings:
                 limit = bound(dataset, primary_backbone(backbone)) if bound else None
-                runs += [CLUSTERING_RUN.format(dataset=dataset, backbone=backbone, method=method, k=k, seed=seed)
-                         for k in ks if limit is None or k <= limit for seed in seeds]
+                runs += [ClusteringRun(dataset, backbone, method, k, seed) for k in ks if limit is None or k <= limit for seed in seeds]
     return runs
 
 
@@ -104,27 +102,26 @@ def scorer_applies(scorer: str, backbone_spec: str) -> bool:
     return bool(BACKBONES.entry(split_spec(backbone_spec)[0]).info.get("text_tower"))
 
 
-def ood_run_dirs(config: dict, backbones: dict[str, dict]) -> list[str]:
-    """`{in dataset}/{backbone}/ood/{pair}/{scorer}` for every OOD run of the sweep (`backbones`: slug ->
-    config entry)."""
-    return [f"{pair['in']}/{slug}/ood/{name}/{scorer}" for name, pair in ood_pairs(config).items()
+def ood_runs(config: dict, backbones: dict[str, dict]) -> list[OodRun]:
+    """Every OOD run of the sweep, on its pair's in-dataset (`backbones`: slug -> config entry)."""
+    return [OodRun(pair["in"], slug, name, scorer) for name, pair in ood_pairs(config).items()
             for slug, backbone in backbones.items() for scorer in ood_scorer_names(config)
             if scorer_applies(scorer, backbone["spec"])]
 
 
-def ood_probe_dirs(config: dict, backbones: dict[str, dict]) -> list[str]:
-    """`{in dataset}/{backbone}/ood/probes/{source}` for every shared linear probe the sweep's scorers read."""
+def ood_probes(config: dict, backbones: dict[str, dict]) -> list[OodProbe]:
+    """Every shared linear probe the sweep's scorers read."""
     from lightning_modules.ood import OOD_SCORERS, split_scorer_name
 
-    dirs = []
+    probes = []
     for pair in ood_pairs(config).values():
         for slug, backbone in backbones.items():
             for scorer in ood_scorer_names(config):
                 source = OOD_SCORERS.entry(split_scorer_name(scorer)[0]).info.get("probe")
-                run_dir = f"{pair['in']}/{slug}/ood/probes/{source}"
-                if source and scorer_applies(scorer, backbone["spec"]) and run_dir not in dirs:
-                    dirs.append(run_dir)
-    return dirs
+                probe = source and OodProbe(pair["in"], slug, source)
+                if probe and scorer_applies(scorer, backbone["spec"]) and probe not in probes:
+                    probes.append(probe)
+    return probes
 
 
 def diffusion_conditions(config: dict, dataset: str, backbone_bound: Callable[[str], int | None] | None = None) -> list[str]:
@@ -132,20 +129,22 @@ def diffusion_conditions(config: dict, dataset: str, backbone_bound: Callable[[s
     each of `diffusion.clusters.methods` at every K of `diffusion.clusters.k` (default: the method's grid), and
     at the upper cluster bound's K
     (`backbone_bound(dataset)`, when asked for)."""
+    from lightning_modules.diffusion import cluster_condition
+
     diffusion, clustering = config.get("diffusion") or {}, config["clustering"]
     conditions = list(diffusion.get("conditions", []))
     clusters = diffusion.get("clusters") or {}
     bound = backbone_bound(dataset) if backbone_bound and clusters.get("upper_bound") else None
     for method in clusters.get("methods", []):
         ks = list(clusters.get("k") or method_grid(clustering, method)[0]) + ([bound] if bound else [])
-        conditions += [f"clusters-{method}-k{k}" for k in ks if f"clusters-{method}-k{k}" not in conditions]
+        conditions += [name for name in map(partial(cluster_condition, method), ks) if name not in conditions]
     return conditions
 
 
-def diffusion_run_dirs(config: dict, backbone_bound: Callable[[str], int | None] | None = None) -> list[str]:
-    """`{dataset}/diffusion/{cond}/seed{seed}` for every diffusion run of the sweep."""
+def diffusion_runs(config: dict, backbone_bound: Callable[[str], int | None] | None = None) -> list[DiffusionRun]:
+    """Every diffusion run of the sweep."""
     diffusion = config.get("diffusion") or {}
-    return [f"{dataset}/diffusion/{cond}/seed{seed}" for dataset in diffusion.get("datasets", [])
+    return [DiffusionRun(dataset, cond, seed) for dataset in diffusion.get("datasets", [])
             for cond in diffusion_conditions(config, dataset, backbone_bound) for seed in diffusion.get("seeds", [0])]
 
 

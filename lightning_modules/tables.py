@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
 from lightning_modules.io import atomic_path, read_json
+from lightning_modules.layout import parse
 from lightning_modules.published import PUBLISHED_FILE, annotate, load_published
 
 CLUSTERING_COLUMNS = [
@@ -41,14 +43,9 @@ def collect_table(metrics_files: Iterable[str | Path], columns: list[str]) -> pd
 
 
 def _identity(path: str | Path) -> dict:
-    """dataset and backbone from `{dataset}/{backbone}/clusters/...` and `.../ood/probes/...` paths (for files
-    that do not say)."""
-    parts = Path(path).parts
-    for marker in ("probes", "clusters"):  # probes first: `clusters` is also a probe's label source
-        if marker in parts:
-            at = parts.index(marker) - (1 if marker == "probes" else 0)  # .../ood/probes/<source>/probe.json
-            return {"dataset": parts[at - 2], "backbone": parts[at - 1]}
-    return {}
+    """dataset and backbone of a result file, from its folder (for files that do not say)."""
+    record = parse(path)
+    return {key: value for key, value in dataclasses.asdict(record).items() if key in ("dataset", "backbone")} if record else {}
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:

@@ -31,7 +31,18 @@ _unavailable: set[str] = set()  # stores that failed in this process: warn once,
 
 
 def default_tracking_uri(results_dir: str | Path) -> str:
-    return f"sqlite:///{Path(results_dir).as_posix()}/mlflow.db"
+    from lightning_modules.layout import TRACKING_DATABASE
+
+    return f"sqlite:///{Path(results_dir).as_posix()}/{TRACKING_DATABASE}"
+
+
+def tracking_target(experiment_file: str | Path) -> dict:
+    """`{tracking_uri, experiment}` from the file init_tracking wrote: jobs log where the sweep's store is without
+    carrying it as a parameter (a new tracking address must not rerun finished jobs)."""
+    from lightning_modules.io import read_json
+
+    record = read_json(experiment_file)
+    return {"tracking_uri": record["tracking_uri"], "experiment": record["experiment"]}
 
 
 def _with_retries(action: Callable[[], T], what: str) -> T:
@@ -98,23 +109,10 @@ def display_name(run_path: str | Path) -> str:
     """The short name a run shows in the MLflow table (`temi k10 s0 · digits/pixels`, `knn1 · digits04-vs-noise ·
     pixels`, `probe classes · digits-04/pixels`, `class s0 · digits diffusion`); its full result folder is the
     ARTIFACT_TAG tag, which reconciliation matches by."""
-    parts = Path(run_path).parts
-    for marker in ("probes", "clusters", "ood", "diffusion"):
-        if marker not in parts[1:]:
-            continue
-        at = parts.index(marker, 1)
-        rest = parts[at + 1:]
-        if marker == "probes" and len(rest) == 1 and at >= 3:
-            return f"probe {rest[0]} · {parts[at - 3]}/{parts[at - 2]}"
-        if marker == "clusters" and not rest and at >= 2:
-            return f"cluster bound · {parts[at - 2]}/{parts[at - 1]}"
-        if marker == "clusters" and len(rest) == 3 and at >= 2:
-            return f"{rest[0]} {rest[1]} s{rest[2].removeprefix('seed')} · {parts[at - 2]}/{parts[at - 1]}"
-        if marker == "ood" and len(rest) == 2 and at >= 2:
-            return f"{rest[1]} · {rest[0]} · {parts[at - 1]}"
-        if marker == "diffusion" and len(rest) == 2:
-            return f"{rest[0]} s{rest[1].removeprefix('seed')} · {parts[at - 1]} diffusion"
-    return "/".join(parts[-3:])
+    from lightning_modules.layout import parse
+
+    record = parse(run_path)
+    return record.display() if record else "/".join(Path(run_path).parts[-3:])
 
 
 def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None,

@@ -27,18 +27,18 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
 
 
 def test_method_grids_and_truncation_at_the_bound(default_config):
-    from lightning_modules.sweep import clustering_run_dirs
+    from lightning_modules.sweep import clustering_runs
 
     config = validate_config(default_config, SCHEMA)
-    runs = clustering_run_dirs(config, ["pixels"])
+    runs = [run.folder for run in clustering_runs(config, ["pixels"])]
     # kmeans everywhere (4 K x 3 seeds); temi on two datasets, scan/sinkhorn/dec on one (2 K x 3 seeds); turtle
     # at K = 10 on digits alone and with the random features (2 settings x 3 seeds)
     assert len(runs) == 3 * 4 * 3 + (2 + 3) * 2 * 3 + 2 * 3
     assert "digits/pixels+random-256/clusters/turtle/k10/seed2" in runs
     assert "digits/pixels/clusters/temi/k20/seed2" in runs and "digits-lt10/pixels/clusters/temi/k10/seed0" in runs
     assert "digits/pixels/clusters/temi/k50/seed0" not in runs and "digits-coarse/pixels/clusters/scan/k10/seed0" not in runs
-    truncated = clustering_run_dirs(config, ["pixels"], bound=lambda dataset, backbone: 13)
-    assert {int(re.search(r"/k(\d+)/", run).group(1)) for run in truncated} == {5, 10}
+    truncated = clustering_runs(config, ["pixels"], bound=lambda dataset, backbone: 13)
+    assert {run.k for run in truncated} == {5, 10}
 
 
 def test_schema_methods_match_the_registry():
@@ -230,18 +230,18 @@ OOD_MISTAKES = [
 
 
 def test_ood_runs_cover_pairs_scorers_and_attacks(default_config):
-    from lightning_modules.sweep import ood_pairs, ood_run_dirs
+    from lightning_modules.sweep import ood_pairs, ood_runs
 
     config = validate_config(default_config, SCHEMA)
     assert list(ood_pairs(config)) == ["digits04-vs-digits59", "digits04-vs-noise"]
-    runs = ood_run_dirs(config, {"pixels": {"spec": "pixels"}})
+    runs = [run.folder for run in ood_runs(config, {"pixels": {"spec": "pixels"}})]
     assert len(runs) == 2 * (12 + 2 + 2)  # 12 scorers, selfdistill on 2 negatives and 2 attack styles per pair
     assert sum(run.endswith(("/selfdistill-rotations", "/selfdistill-permuted")) for run in runs) == 4
     assert "digits-04/pixels/ood/digits04-vs-noise/knn1-adv-smooth" in runs
     # zero-shot scoring runs on the backbones with a text tower only
     config["ood"]["scorers"].append("zeroshot-msp")
     both = {"pixels": {"spec": "pixels"}, "openclip-vit-b-32": {"spec": "openclip/ViT-B-32"}}
-    zeroshot = [run for run in ood_run_dirs(config, both) if run.endswith("/zeroshot-msp")]
+    zeroshot = [run.folder for run in ood_runs(config, both) if run.scorer == "zeroshot-msp"]
     assert zeroshot == ["digits-04/openclip-vit-b-32/ood/digits04-vs-digits59/zeroshot-msp",
                         "digits-04/openclip-vit-b-32/ood/digits04-vs-noise/zeroshot-msp"]
     del default_config["ood"]["pairs"][0]["name"]
@@ -293,13 +293,13 @@ def test_ood_and_diffusion_mistakes_fail_in_one_line_before_any_job(default_conf
 
 
 def test_diffusion_runs_cover_conditions_clusters_and_the_bound(default_config):
-    from lightning_modules.sweep import diffusion_run_dirs
+    from lightning_modules.sweep import diffusion_runs
 
     config = validate_config(default_config, SCHEMA)
-    assert diffusion_run_dirs(config) == [f"digits/diffusion/{c}/seed{s}" for c in
-                                          ("none", "class", "clusters-kmeans-k5", "clusters-kmeans-k20")
-                                          for s in (0, 1, 2)]
-    assert diffusion_run_dirs(config, lambda dataset: 13)[-1] == "digits/diffusion/clusters-kmeans-k13/seed2"
+    assert [run.folder for run in diffusion_runs(config)] == [
+        f"digits/diffusion/{c}/seed{s}" for c in ("none", "class", "clusters-kmeans-k5", "clusters-kmeans-k20")
+        for s in (0, 1, 2)]
+    assert diffusion_runs(config, lambda dataset: 13)[-1].folder == "digits/diffusion/clusters-kmeans-k13/seed2"
 
 
 def test_imagenet21k_config_dry_run_lists_its_jobs_within_a_minute(tmp_path):

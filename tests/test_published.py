@@ -103,7 +103,8 @@ def test_paper_yaml_runs_every_published_setting():
     folders, parsed back into their table columns, contain a row matching each entry."""
     from lightning_modules.config import validate_config
     from lightning_modules.naming import backbone_slug
-    from lightning_modules.sweep import clustering_run_dirs, diffusion_run_dirs, ood_pairs, ood_run_dirs
+    from lightning_modules.diffusion import parse_condition
+    from lightning_modules.sweep import clustering_runs, diffusion_runs, ood_pairs, ood_runs
 
     config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     for dataset in config["datasets"].values():  # validated (defaults filled in) as where the data is
@@ -112,19 +113,17 @@ def test_paper_yaml_runs_every_published_setting():
     validate_config(config, ROOT / "config" / "schema.yaml")
     backbones = {backbone_slug(b["spec"]): b for b in config["backbones"]}
     rows = {"clustering": [], "ood": [], "diffusion": []}
-    for run in clustering_run_dirs(config, backbones):
-        dataset, backbone, _, method, k, _ = run.split("/")
-        rows["clustering"].append({"dataset": dataset, "backbone": backbone, "method": method, "k": int(k[1:]), "acc": 1.0,
-                                   "nmi": 1.0, "ari": 1.0})
+    for run in clustering_runs(config, backbones):
+        rows["clustering"].append({"dataset": run.dataset, "backbone": run.backbone, "method": run.method, "k": run.k,
+                                   "acc": 1.0, "nmi": 1.0, "ari": 1.0})
     pairs = ood_pairs(config)
-    for run in ood_run_dirs(config, backbones):
-        dataset, backbone, _, pair, scorer = run.split("/")
-        rows["ood"].append({"dataset": dataset, "backbone": backbone, "ood": pair, "scorer": scorer, "auroc": 1.0})
-        assert pairs[pair]["in"] == dataset
-    for run in diffusion_run_dirs(config, lambda dataset: None):
-        dataset, _, cond, _ = run.split("/")
-        method, k = (cond.split("-")[1], int(cond.rsplit("-k", 1)[1])) if cond.startswith("clusters-") else (None, None)
-        rows["diffusion"].append({"dataset": dataset, "cond": cond, "method": method, "k": k, "fd_inception": 1.0})
+    for run in ood_runs(config, backbones):
+        rows["ood"].append({"dataset": run.dataset, "backbone": run.backbone, "ood": run.ood, "scorer": run.scorer,
+                            "auroc": 1.0})
+        assert pairs[run.ood]["in"] == run.dataset
+    for run in diffusion_runs(config, lambda dataset: None):
+        _, method, k = parse_condition(run.cond)
+        rows["diffusion"].append({"dataset": run.dataset, "cond": run.cond, "method": method, "k": k, "fd_inception": 1.0})
     report = reproduction({stage: pd.DataFrame(r) for stage, r in rows.items()})
     missing = report[report["status"] == "not run in this sweep"]
     assert missing.empty, f"published settings config/paper.yaml does not run: {sorted(set(missing['id']))}"

@@ -328,12 +328,36 @@ def test_a_reordered_config_reruns_nothing(ood_sweep):
     assert params_changes(ood_sweep, reversed_keys(OOD_TINY)) == []
 
 
-def test_a_diffusion_setting_reruns_the_diffusion_runs_but_not_the_feature_classifier(ood_sweep):
-    changed = json.loads(json.dumps(OOD_TINY))
-    changed["diffusion"]["lr"] = 5e-4
-    listed = params_changes(ood_sweep, changed)
-    runs = {path.split("/")[3] for path in listed if path.endswith("metrics.json")}
-    assert runs == {"none", "class", "clusters-kmeans-k5"}  # every diffusion run
-    # and nothing else: not the feature classifier (it takes only its own settings), only the sweep's parent run
-    assert not [path for path in listed if "/classifier/" in path]
-    assert all("/diffusion/" in path or path == "results/tracking/experiment.json" for path in listed), listed
+def _set(config: dict, dotted: str, value) -> dict:
+    changed = json.loads(json.dumps(config))
+    *parents, key = dotted.split(".")
+    target = changed
+    for name in parents:
+        target = target.setdefault(name, {})
+    target[key] = value
+    return changed
+
+
+# setting changed -> the kinds of results whose jobs rerun for it (by their params); `tracking` is init_tracking,
+# whose params are the whole config (it goes on the sweep's parent run) and which reruns nothing after it
+RERUNS = [
+    ("diffusion.lr", 5e-4, {"DiffusionRun", "tracking"}),  # not the feature classifier: it takes its own settings
+    ("diffusion.metrics.classifier_epochs", 2, {"DiffusionClassifier", "DiffusionRun", "tracking"}),
+    ("ood.bootstrap.resamples", 100, {"OodRun", "tracking"}),
+    ("ood.probe.epochs", 3, {"OodProbe", "tracking"}),
+    ("ood.adversarial.steps", 4, {"OodAttack", "tracking"}),
+    ("clustering.methods.kmeans.max_iter", 30, {"ClusteringRun", "tracking"}),
+    ("knn.query_batch", 128, {"KnnGraph", "tracking"}),
+    ("tracking_uri", "sqlite:///elsewhere.db", {"tracking"}),  # a new tracking target reruns no computation
+    ("sweep", "renamed", {"tracking"}),
+    ("embed.threads", 1, {"tracking"}),
+]
+
+
+@pytest.mark.parametrize("setting, value, kinds", RERUNS, ids=[row[0] for row in RERUNS])
+def test_a_setting_reruns_exactly_the_jobs_whose_result_it_changes(ood_sweep, setting, value, kinds):
+    from lightning_modules.layout import TRACKING_EXPERIMENT, parse
+
+    listed = params_changes(ood_sweep, _set(OOD_TINY, setting, value))
+    found = {"tracking" if path.endswith(TRACKING_EXPERIMENT) else type(parse(path)).__name__ for path in listed}
+    assert found == kinds, listed

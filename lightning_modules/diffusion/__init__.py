@@ -20,7 +20,29 @@ DENOISERS = Registry("diffusion network")
 DENOISERS.register("mlp", "lightning_modules.diffusion.networks:DenoisingMLP", description="residual MLP, small images on CPU")
 DENOISERS.register("ddpmpp", "lightning_modules.diffusion.networks:DDPMppUNet", description="DDPM++-like UNet (CIFAR)")
 
+# The diffusion settings a run is trained, sampled and scored with: a diffusion run's Snakemake params (its grid,
+# `datasets`, `conditions`, `clusters`, `seeds`, `backbone`, is in its wildcards and inputs); the feature classifier
+# reads only `image_size`, `fit` and `metrics.classifier_epochs` (CLASSIFIER_SETTINGS).
+RUN_SETTINGS = ("image_size", "fit", "network", "edm", "train_steps", "batch_size", "lr", "lr_rampup_kimg",
+                "ema_halflife_kimg", "ema_rampup_ratio", "p_uncond", "checkpoint_every", "devices", "strategy",
+                "precision", "n_samples", "guidance", "sample_labels", "metrics")
+
+
+def run_settings(diffusion: dict) -> dict:
+    return {key: diffusion[key] for key in RUN_SETTINGS}
+
+
+def classifier_settings(diffusion: dict) -> dict:
+    return {"image_size": diffusion["image_size"], "fit": diffusion["fit"],
+            "metrics": {"classifier_epochs": diffusion["metrics"]["classifier_epochs"]}}
+
+
 _CLUSTERS = re.compile(r"^clusters-([a-z0-9]+)-k(\d+)$")
+
+
+def cluster_condition(method: str, k: int) -> str:
+    """The condition that reads a clustering run's assignments: `clusters-<method>-k<K>` (parse_condition's inverse)."""
+    return f"clusters-{method}-k{k}"
 
 
 def parse_condition(name: str) -> tuple[str, str | None, int | None]:
@@ -42,4 +64,5 @@ def check_image_size(image_size: int, n_levels: int) -> None:
                          f"UNet ({n_levels} levels in diffusion.network.channels); use a multiple of {factor}")
 
 
-__all__ = ["CONDITIONERS", "DENOISERS", "check_image_size", "parse_condition"]
+__all__ = ["CONDITIONERS", "DENOISERS", "check_image_size", "classifier_settings", "cluster_condition", "parse_condition",
+           "run_settings"]

@@ -61,14 +61,25 @@ def build_scorer(name: str, **params):
     return entry.load()(**{**entry.info.get("params", {}), **params})
 
 
+# `ood.probe`'s settings that train the shared probe (the ood_probe rule's params); a post-hoc score on it reads the
+# others (its temperature), so retraining settings rerun the probe and not, by their params, every score on it
+PROBE_TRAINING = ("feature_norm", "epochs", "batch_size", "lr", "weight_decay", "warmup_fraction", "seed", "progress")
+
+
+def probe_training(ood_config: dict) -> dict:
+    return {key: value for key, value in (ood_config.get("probe") or {}).items() if key in PROBE_TRAINING}
+
+
 def scorer_params(name: str, ood_config: dict) -> dict:
-    """The settings a scorer takes from the `ood` config: its sections, merged in order."""
-    sections = OOD_SCORERS.entry(split_scorer_name(name)[0]).info.get("config") or ()
+    """The settings a scorer takes from the `ood` config: its sections, merged in order (without the shared
+    probe's training settings where it scores a shared probe)."""
+    info = OOD_SCORERS.entry(split_scorer_name(name)[0]).info
+    sections = info.get("config") or ()
     params = {}
     for section in (sections,) if isinstance(sections, str) else sections:
         params.update(ood_config.get(section) or {})
-    return params
+    return {key: value for key, value in params.items() if not (info.get("probe") and key in PROBE_TRAINING)}
 
 
-__all__ = ["ADVERSARIAL_MARK", "OOD_SCORERS", "POSTHOC_SCORES", "PROBE_SOURCES", "build_scorer", "scorer_negatives",
-           "scorer_params", "split_scorer_name"]
+__all__ = ["ADVERSARIAL_MARK", "OOD_SCORERS", "POSTHOC_SCORES", "PROBE_SOURCES", "PROBE_TRAINING", "build_scorer",
+           "probe_training", "scorer_negatives", "scorer_params", "split_scorer_name"]

@@ -18,11 +18,9 @@ from lightning_modules.data.builders import class_index
 from lightning_modules.embeddings.artifact import read_embeddings, read_meta
 from lightning_modules.io import atomic_path, load_npy, read_json, save_npy, write_json
 from lightning_modules.metrics.ood import OOD_METRICS, bootstrap_intervals, ood_metrics
-from lightning_modules.ood import OOD_SCORERS, build_scorer, scorer_negatives, split_scorer_name
+from lightning_modules.ood import OOD_SCORERS, PROBE_TRAINING, build_scorer, scorer_negatives, split_scorer_name
 from lightning_modules.ood.probe import Probe
 from lightning_modules.training import CHECKPOINT_DIR
-
-PROBE_TRAINING = ("feature_norm", "epochs", "batch_size", "lr", "weight_decay", "warmup_fraction", "seed", "progress")
 
 RUN_METRICS = (*OOD_METRICS, *(f"{name}_{end}" for name in OOD_METRICS for end in ("low", "high")),
                "n_fit", "n_id", "n_ood", "seconds")

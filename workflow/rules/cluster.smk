@@ -2,18 +2,16 @@ rule cluster:
     input:
         unpack(clustering_inputs),
         # ancient: logging to the store must not make finished runs look out of date
-        tracking=ancient(results("tracking/experiment.json")),
+        tracking=TRACKING,
     output:
-        assignments=results("{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}/assignments.npy"),
-        metrics=results("{dataset}/{backbone}/clusters/{method}/k{k}/seed{seed}/metrics.json"),
+        assignments=results(ClusteringRun.pattern("assignments.npy")),
+        metrics=results(ClusteringRun.pattern("metrics.json")),
     log:
         results("logs/cluster/{dataset}/{backbone}/{method}/k{k}/seed{seed}.log"),
     params:
         split=clustering_split,
         method_params=lambda wc: canonical(method_params(wc.method)),
         graph_k=config["knn"]["k"],
-        tracking_uri=TRACKING_URI,
-        experiment=SWEEP,
         role_tags=lambda wc: canonical(clustering_role_tags(wc)),
     threads: 1  # small jobs: two single-threaded ones beat one using both cores
     resources:
@@ -29,17 +27,15 @@ checkpoint upper_cluster_bound:
     input:
         embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
         knn=lambda wc: knn_file(wc),
-        tracking=ancient(results("tracking/experiment.json")),  # the store exists before the run logs to it
+        tracking=TRACKING,  # the store exists before the run logs to it
     output:
-        results("{dataset}/{backbone}/clusters/bound.json"),
+        results(ClusterBound.pattern("bound.json")),
     log:
         results("logs/cluster/{dataset}/{backbone}/bound.log"),
     params:
         split=clustering_split,
         graph_k=config["knn"]["k"],
         bound=canonical(CLUSTERING["upper_bound"]),
-        tracking_uri=TRACKING_URI,
-        experiment=SWEEP,
     threads: 1  # one small head: a second thread barely helps it and would idle a core (a GPU job on clusters)
     resources:
         **job_resources(config, "upper_cluster_bound"),
@@ -56,7 +52,7 @@ rule select_clustering:
         assignments=setting_runs("assignments.npy"),
         embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
     output:
-        results("{dataset}/{backbone}/selection/selection.json"),
+        results(Selection.pattern("selection.json")),
     log:
         results("logs/selection/{dataset}/{backbone}.log"),
     threads: 1

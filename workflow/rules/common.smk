@@ -7,11 +7,14 @@ from lightning_modules.clustering import estimator_params
 from lightning_modules.config import ConfigError, canonical, validate_config
 from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
-from lightning_modules.ood import OOD_SCORERS, scorer_negatives, scorer_params, split_scorer_name
+from lightning_modules.ood import OOD_SCORERS, probe_training, scorer_negatives, scorer_params, split_scorer_name
 from lightning_modules.published import PUBLISHED_FILE
-from lightning_modules.diffusion import parse_condition
-from lightning_modules.sweep import (CLUSTERING_RUN, SPACE_SEPARATOR, primary_backbone, space_backbones, clustering_run_dirs, describe_side, diffusion_backbone, diffusion_run_dirs,
-                                   job_resources, ood_pairs, ood_probe_dirs, ood_run_dirs)
+from lightning_modules.diffusion import classifier_settings, parse_condition, run_settings
+from lightning_modules import layout
+from lightning_modules.layout import (ClusterBound, ClusteringRun, DiffusionClassifier, DiffusionRun, Embeddings, KnnGraph,
+                                      OodAttack, OodProbe, OodRun, Report, Selection, Table)
+from lightning_modules.sweep import (SPACE_SEPARATOR, primary_backbone, space_backbones, clustering_runs, describe_side,
+                                     diffusion_backbone, diffusion_runs, job_resources, ood_pairs, ood_probes, ood_runs)
 from lightning_modules.tracking import ROLE_TAG, default_tracking_uri
 
 try:
@@ -34,28 +37,15 @@ OOD = config["ood"]
 OOD_PAIRS = ood_pairs(config)
 DIFFUSION = config["diffusion"]
 DIFFUSION_BACKBONE = diffusion_backbone(config)
-# the diffusion config minus its grid: what every diffusion run is trained and sampled with
-DIFFUSION_PARAMS = {k: v for k, v in DIFFUSION.items()
-                    if k not in ("datasets", "backbone", "conditions", "clusters", "seeds", "seeds_in_one_job")}
-# what the feature classifier is trained with (a diffusion setting outside it, e.g. lr, must not retrain it)
-DIFFUSION_CLASSIFIER_PARAMS = {"image_size": DIFFUSION["image_size"], "fit": DIFFUSION["fit"],
-                               "metrics": {"classifier_epochs": DIFFUSION["metrics"]["classifier_epochs"]}}
+DIFFUSION_PARAMS = run_settings(DIFFUSION)  # what every diffusion run is trained, sampled and scored with
+DIFFUSION_CLASSIFIER_PARAMS = classifier_settings(DIFFUSION)  # a diffusion setting outside it must not retrain it
 # GPUs a diffusion job asks the cluster for: its Lightning devices (0 where a run is configured for CPU)
 DIFFUSION_GPUS = DIFFUSION["devices"] if isinstance(DIFFUSION["devices"], int) else 1
 
 
 wildcard_constraints:
-    dataset=SLUG_PATTERN,
-    backbone=rf"{SLUG_PATTERN}(?:\+{SLUG_PATTERN})*",  # `a+b`: a multi-space clustering setting
-    method=SLUG_PATTERN,
     split=SLUG_PATTERN,
-    k=r"\d+",
-    seed=r"\d+",
-    ood=SLUG_PATTERN,
-    scorer=SLUG_PATTERN,
-    style=r"[a-z0-9]+",
-    source=r"classes|clusters|plp",
-    cond=r"none|class|clusters-[a-z0-9]+-k\d+",
+    **layout.wildcard_constraints(),
 
 
 def results(path):
@@ -63,9 +53,17 @@ def results(path):
     return os.path.join(RESULTS, path)
 
 
-def embeddings_dir(wildcards):
-    """The (primary) backbone's embeddings of the wildcards' dataset."""
-    return results(f"{wildcards.dataset}/{primary_backbone(wildcards.backbone)}/embeddings")
+def result(record, name=""):
+    """A file `name` of a layout record (or its folder) under the results folder."""
+    return results(record.file(name) if name else record.folder)
+
+
+TRACKING = ancient(results(layout.TRACKING_EXPERIMENT))  # ancient: logging to the store must not rerun finished runs
+
+
+def embeddings_dir(wildcards, dataset=None):
+    """The (primary) backbone's embeddings of the wildcards' dataset (or of `dataset`)."""
+    return result(Embeddings(dataset or wildcards.dataset, primary_backbone(wildcards.backbone)))
 
 
 def clustering_split(wildcards):
@@ -73,26 +71,26 @@ def clustering_split(wildcards):
 
 
 def knn_file(wildcards):
-    return results(f"{wildcards.dataset}/{primary_backbone(wildcards.backbone)}/knn/"
-                   f"{clustering_split(wildcards)}.k{config['knn']['k']}.npy")
+    graph = KnnGraph(wildcards.dataset, primary_backbone(wildcards.backbone))
+    return result(graph, f"{clustering_split(wildcards)}.k{config['knn']['k']}.npy")
 
 
 def clustering_inputs(wildcards):
     """Every method gets the kNN graph: heads train on it, and every run reports its kNN agreement."""
     split_files = f"{embeddings_dir(wildcards)}/{clustering_split(wildcards)}"
     others = wildcards.backbone.split(SPACE_SEPARATOR)[1:]  # a multi-space setting's other backbones
-    spaces = [results(f"{wildcards.dataset}/{other}/embeddings/{clustering_split(wildcards)}.npy") for other in others]
+    spaces = [result(Embeddings(wildcards.dataset, other), f"{clustering_split(wildcards)}.npy") for other in others]
     return {"embeddings": f"{split_files}.npy", "labels": f"{split_files}.labels.npy", "knn": knn_file(wildcards),
             "spaces": spaces}
 
 
 # the clustering runs the clustering table lists; any other (the cluster-* OOD scorers' clustering) is a helper
-TABLE_CLUSTERINGS = set(clustering_run_dirs(config, BACKBONES))
+TABLE_CLUSTERINGS = set(clustering_runs(config, BACKBONES))
 
 
 def clustering_role_tags(wildcards):
-    run_dir = CLUSTERING_RUN.format(**dict(wildcards.items()))
-    return {} if run_dir in TABLE_CLUSTERINGS else {ROLE_TAG: "helper"}
+    run = ClusteringRun(wildcards.dataset, wildcards.backbone, wildcards.method, int(wildcards.k), int(wildcards.seed))
+    return {} if run in TABLE_CLUSTERINGS else {ROLE_TAG: "helper"}
 
 
 def method_params(method):
@@ -101,26 +99,24 @@ def method_params(method):
 
 def setting_runs(filename):
     """Input function: `filename` of every clustering run of the wildcards' dataset x backbone."""
-    every_run = clustering_runs(filename)
-
     def runs(wildcards):
-        prefix = results(f"{wildcards.dataset}/{wildcards.backbone}/clusters/")
-        return [path for path in every_run(wildcards) if path.startswith(prefix)]
+        return [result(run, filename) for run in sweep_clustering_runs(wildcards)
+                if run.setting == (wildcards.dataset, wildcards.backbone)]
 
     return runs
 
 
 def selection_files():
     """One label-free selection per dataset x backbone that has clustering runs."""
-    settings = dict.fromkeys(run_dir.split("/clusters/")[0] for run_dir in clustering_run_dirs(config, BACKBONES))
-    return [results(f"{setting}/selection/selection.json") for setting in settings]
+    settings = dict.fromkeys(run.setting for run in clustering_runs(config, BACKBONES))
+    return [result(Selection(*setting), "selection.json") for setting in settings]
 
 
 def bound_files():
     if not CLUSTERING["upper_bound"]["enabled"]:
         return []
     datasets = CLUSTERING["upper_bound"].get("datasets", DATASETS)
-    return expand(results("{dataset}/{backbone}/clusters/bound.json"), dataset=datasets, backbone=BACKBONES)
+    return [result(ClusterBound(dataset, backbone), "bound.json") for dataset in datasets for backbone in BACKBONES]
 
 
 def upper_bound(dataset, backbone):
@@ -130,9 +126,9 @@ def upper_bound(dataset, backbone):
         return json.load(handle)["bound"]
 
 
-def clustering_runs(filename):
-    """Input function: `filename` of every clustering run in the sweep, K truncated at the upper cluster
-    bound when config asks for it (then it waits for the bound's checkpoint)."""
+def sweep_clustering_runs(wildcards=None):
+    """Every clustering run in the sweep, K truncated at the upper cluster bound when config asks for it (then
+    it waits for the bound's checkpoint: call it from input functions only)."""
     bound = CLUSTERING["upper_bound"]
     truncate = bound["enabled"] and bound["truncate_k"]
     bounded = bound.get("datasets", DATASETS)
@@ -140,11 +136,12 @@ def clustering_runs(filename):
     def limit(dataset, backbone):
         return upper_bound(dataset, backbone) if dataset in bounded else None
 
-    def runs(wildcards):
-        run_dirs = clustering_run_dirs(config, BACKBONES, limit if truncate else None)
-        return [results(f"{run_dir}/{filename}") for run_dir in run_dirs]
+    return clustering_runs(config, BACKBONES, limit if truncate else None)
 
-    return runs
+
+def clustering_run_files(filename):
+    """Input function: `filename` of every clustering run in the sweep (sweep_clustering_runs)."""
+    return lambda wildcards: [result(run, filename) for run in sweep_clustering_runs(wildcards)]
 
 
 def ood_pair(wildcards):
@@ -157,7 +154,7 @@ def ood_pair(wildcards):
 def ood_sides(wildcards):
     """Embedding files of the ID fit split, the ID eval split and the OOD eval split."""
     pair, split = ood_pair(wildcards), OOD["eval_split"]
-    ood_dir = results(f"{pair['out']['dataset']}/{wildcards.backbone}/embeddings")
+    ood_dir = embeddings_dir(wildcards, pair["out"]["dataset"])
     fit = f"{embeddings_dir(wildcards)}/{clustering_split(wildcards)}"
     return {"fit": f"{fit}.npy", "fit_meta": f"{fit}.meta.json", "id": f"{embeddings_dir(wildcards)}/{split}.npy",
             "ood": f"{ood_dir}/{split}.npy", "ood_meta": f"{ood_dir}/{split}.meta.json"}
@@ -165,16 +162,16 @@ def ood_sides(wildcards):
 
 def cluster_assignments(wildcards):
     clusters = OOD["clusters"]
-    return results(f"{wildcards.dataset}/{wildcards.backbone}/clusters/{clusters['method']}/k{clusters['k']}/"
-                   f"seed{clusters['seed']}/assignments.npy")
+    run = ClusteringRun(wildcards.dataset, wildcards.backbone, clusters["method"], clusters["k"], clusters["seed"])
+    return result(run, "assignments.npy")
 
 
 def attack_dir(wildcards, style):
-    return results(f"{wildcards.dataset}/{wildcards.backbone}/ood/{wildcards.ood}/attacks/{style}")
+    return result(OodAttack(wildcards.dataset, wildcards.backbone, wildcards.ood, style))
 
 
 def probe_file(wildcards, source):
-    return results(f"{wildcards.dataset}/{wildcards.backbone}/ood/probes/{source}/probe.npz")
+    return result(OodProbe(wildcards.dataset, wildcards.backbone, source), "probe.npz")
 
 
 def ood_inputs(wildcards):
@@ -200,7 +197,7 @@ def negatives_side(wildcards):
     if name is None:
         return None
     dataset = OOD["negatives"][name]
-    return {"dataset": dataset, "dir": results(f"{dataset}/{wildcards.backbone}/embeddings"),
+    return {"dataset": dataset, "dir": embeddings_dir(wildcards, dataset),
             "split": DATASETS[dataset]["split"]}
 
 
@@ -214,7 +211,7 @@ def ood_run_params(wildcards):
         "fit_dir": embeddings_dir(wildcards),
         "fit_split": clustering_split(wildcards),
         "eval_split": OOD["eval_split"],
-        "ood_dir": results(f"{pair['out']['dataset']}/{wildcards.backbone}/embeddings"),
+        "ood_dir": embeddings_dir(wildcards, pair["out"]["dataset"]),
         "ood_classes": pair["out"]["classes"],
         "assignments": cluster_assignments(wildcards) if info.get("labels") == "clusters" and not info.get("probe") else None,
         "probe": probe_file(wildcards, info["probe"]) if info.get("probe") else None,
@@ -240,7 +237,7 @@ def ood_probe_params(wildcards):
         "source": wildcards.source,
         "fit_dir": embeddings_dir(wildcards),
         "fit_split": clustering_split(wildcards),
-        "params": OOD["probe"],
+        "params": probe_training(OOD),
         "assignments": cluster_assignments(wildcards) if wildcards.source == "clusters" else None,
         "backbone": BACKBONES[wildcards.backbone],
     }
@@ -258,7 +255,7 @@ def ood_attack_params(wildcards):
         "fit_split": clustering_split(wildcards),
         "ood_dataset": DATASETS[pair["out"]["dataset"]],
         "eval_split": OOD["eval_split"],
-        "ood_dir": results(f"{pair['out']['dataset']}/{wildcards.backbone}/embeddings"),
+        "ood_dir": embeddings_dir(wildcards, pair["out"]["dataset"]),
         "ood_classes": pair["out"]["classes"],
         "tv_weight": adversarial["styles"][wildcards.style],
         **{key: adversarial[key] for key in ("steps", "lr", "n_images", "batch_size", "seed")},
@@ -274,8 +271,9 @@ def diffusion_cluster_files(wildcards):
     backbone = backbone_slug(DIFFUSION_BACKBONE["spec"])
     split = DATASETS[wildcards.dataset]["split"]
     return {
-        "assignments": results(f"{wildcards.dataset}/{backbone}/clusters/{method}/k{k}/seed{DIFFUSION['clusters']['seed']}/assignments.npy"),
-        "embeddings_meta": results(f"{wildcards.dataset}/{backbone}/embeddings/{split}.meta.json"),
+        "assignments": result(ClusteringRun(wildcards.dataset, backbone, method, k, DIFFUSION["clusters"]["seed"]),
+                              "assignments.npy"),
+        "embeddings_meta": result(Embeddings(wildcards.dataset, backbone), f"{split}.meta.json"),
     }
 
 
@@ -283,7 +281,7 @@ def diffusion_classifier_files(wildcards):
     """The data set's feature classifier, when diffusion.metrics.networks scores in it."""
     if "classifier" not in DIFFUSION["metrics"]["networks"]:
         return {}
-    return {"classifier": results(f"{wildcards.dataset}/diffusion/classifier/metrics.json")}
+    return {"classifier": result(DiffusionClassifier(wildcards.dataset), "metrics.json")}
 
 
 def diffusion_run_params(wildcards):
@@ -302,7 +300,7 @@ def diffusion_run_params(wildcards):
     }
 
 
-def diffusion_runs(filename):
+def diffusion_run_files(filename):
     """Input function: `filename` of every diffusion run; with diffusion.clusters.upper_bound it waits for the
     bound's checkpoint to add K = bound."""
 
@@ -311,6 +309,6 @@ def diffusion_runs(filename):
         if DIFFUSION["clusters"]["upper_bound"]:
             backbone = backbone_slug(DIFFUSION_BACKBONE["spec"])
             bound = lambda dataset: upper_bound(dataset, backbone)
-        return [results(f"{run_dir}/{filename}") for run_dir in diffusion_run_dirs(config, bound)]
+        return [result(run, filename) for run in diffusion_runs(config, bound)]
 
     return runs

@@ -1,8 +1,8 @@
 rule diffusion_classifier:
     # The data set's feature network for FD and class consistency (diffusion.metrics.networks: classifier).
     output:
-        model=results("{dataset}/diffusion/classifier/model.pt"),
-        metrics=results("{dataset}/diffusion/classifier/metrics.json"),
+        model=results(DiffusionClassifier.pattern("model.pt")),
+        metrics=results(DiffusionClassifier.pattern("metrics.json")),
     log:
         results("logs/diffusion/{dataset}/classifier.log"),
     params:
@@ -22,8 +22,9 @@ rule diffusion_classifier:
 def diffusion_run_file(name, seeds=None):
     """`name` of the run at wildcard seed, or of every configured seed (the wildcards dataset and cond kept)."""
     if seeds is None:
-        return results("{dataset}/diffusion/{cond}/seed{seed}/" + name)
-    return expand(results("{{dataset}}/diffusion/{{cond}}/seed{seed}/" + name), seed=seeds)
+        return results(DiffusionRun.pattern(name))
+    # the other wildcards stay wildcards: only {seed} is filled in
+    return [results(DiffusionRun.pattern(name)).replace("{seed}", str(seed)) for seed in seeds]
 
 
 ONE_JOB_SEEDS = DIFFUSION["seeds"] if DIFFUSION["seeds_in_one_job"] else None
@@ -33,7 +34,7 @@ rule diffusion:
     input:
         unpack(diffusion_cluster_files),
         unpack(diffusion_classifier_files),
-        tracking=ancient(results("tracking/experiment.json")),
+        tracking=TRACKING,
     output:
         samples=diffusion_run_file("samples.npy", ONE_JOB_SEEDS),
         labels=diffusion_run_file("labels.npy", ONE_JOB_SEEDS),
@@ -42,8 +43,6 @@ rule diffusion:
         results("logs/diffusion/{dataset}/{cond}/" + ("seeds.log" if ONE_JOB_SEEDS else "seed{seed}.log")),
     params:
         run=lambda wc: canonical(diffusion_run_params(wc)),
-        tracking_uri=TRACKING_URI,
-        experiment=SWEEP,
     resources:
         gpu=DIFFUSION_GPUS,
         **job_resources(config, "diffusion"),
@@ -56,10 +55,10 @@ rule diffusion:
 
 rule diffusion_table:
     input:
-        metrics=diffusion_runs("metrics.json"),
+        metrics=diffusion_run_files("metrics.json"),
         published=PUBLISHED_FILE,
     output:
-        report(results("tables/diffusion.parquet"), caption="../report/tables.rst", category="Tables"),
+        report(results(Table.pattern("diffusion.parquet")), caption="../report/tables.rst", category="Tables"),
     log:
         results("logs/tables/diffusion.log"),
     conda:
@@ -70,18 +69,17 @@ rule diffusion_table:
 
 rule diffusion_report:
     input:
-        table_path=results("tables/diffusion.parquet"),
-        bounds_path=results("tables/cluster_bounds.parquet"),
+        table_path=results(Table.pattern("diffusion.parquet")),
+        bounds_path=results(Table.pattern("cluster_bounds.parquet")),
         template=os.path.join(workflow.basedir, "reports", "diffusion.ipynb"),
+        tracking=TRACKING,  # where the report is logged
     output:
-        notebook=results("reports/diffusion.ipynb"),
-        html=report(results("reports/diffusion.html"), caption="../report/diffusion.rst", category="Reports"),
+        notebook=results(Report.pattern("diffusion.ipynb")),
+        html=report(results(Report.pattern("diffusion.html")), caption="../report/diffusion.rst", category="Reports"),
     log:
         results("logs/reports/diffusion.log"),
     params:
         results_dir=os.path.abspath(RESULTS),
-        tracking_uri=TRACKING_URI,
-        experiment=SWEEP,
     conda:
         "../../envs/reporting.yaml"
     script:

@@ -1,9 +1,9 @@
 rule embed:
     # The one GPU-heavy step per dataset x backbone; every later stage reads its artifact.
     output:
-        embeddings=results("{dataset}/{backbone}/embeddings/{split}.npy"),
-        labels=results("{dataset}/{backbone}/embeddings/{split}.labels.npy"),
-        meta=results("{dataset}/{backbone}/embeddings/{split}.meta.json"),
+        embeddings=results(Embeddings.pattern("{split}.npy")),
+        labels=results(Embeddings.pattern("{split}.labels.npy")),
+        meta=results(Embeddings.pattern("{split}.meta.json")),
     log:
         results("logs/embed/{dataset}/{backbone}/{split}.log"),
     params:

@@ -1,12 +1,12 @@
 rule knn_graph:
     # Once per dataset x backbone x split; every neighbour-based head reads it.
     input:
-        embeddings=results("{dataset}/{backbone}/embeddings/{split}.npy"),
-        meta=results("{dataset}/{backbone}/embeddings/{split}.meta.json"),
+        embeddings=results(Embeddings.pattern("{split}.npy")),
+        meta=results(Embeddings.pattern("{split}.meta.json")),
     output:
-        indices=results("{dataset}/{backbone}/knn/{split}.k{n}.npy"),
-        similarities=results("{dataset}/{backbone}/knn/{split}.k{n}.dist.npy"),
-        meta=results("{dataset}/{backbone}/knn/{split}.k{n}.meta.json"),
+        indices=results(KnnGraph.pattern("{split}.k{n}.npy")),
+        similarities=results(KnnGraph.pattern("{split}.k{n}.dist.npy")),
+        meta=results(KnnGraph.pattern("{split}.k{n}.meta.json")),
     log:
         results("logs/knn/{dataset}/{backbone}/{split}.k{n}.log"),
     params:

@@ -3,16 +3,14 @@ rule ood_probe:
     # score of every pair with this ID dataset.
     input:
         unpack(ood_probe_inputs),
-        tracking=ancient(results("tracking/experiment.json")),
+        tracking=TRACKING,
     output:
-        probe=results("{dataset}/{backbone}/ood/probes/{source}/probe.npz"),
-        record=results("{dataset}/{backbone}/ood/probes/{source}/probe.json"),
+        probe=results(OodProbe.pattern("probe.npz")),
+        record=results(OodProbe.pattern("probe.json")),
     log:
         results("logs/ood/{dataset}/{backbone}/probe-{source}.log"),
     params:
         run=lambda wc: canonical(ood_probe_params(wc)),
-        tracking_uri=TRACKING_URI,
-        experiment=SWEEP,
     threads: 1
     resources:
         **job_resources(config, "ood_probe"),
@@ -26,16 +24,14 @@ rule ood_score:
     # One scorer on one in x out pair: fit on the ID split, score ID and OOD test embeddings.
     input:
         unpack(ood_inputs),
-        tracking=ancient(results("tracking/experiment.json")),
+        tracking=TRACKING,
     output:
-        scores=results("{dataset}/{backbone}/ood/{ood}/{scorer}/scores.npz"),
-        metrics=results("{dataset}/{backbone}/ood/{ood}/{scorer}/metrics.json"),
+        scores=results(OodRun.pattern("scores.npz")),
+        metrics=results(OodRun.pattern("metrics.json")),
     log:
         results("logs/ood/{dataset}/{backbone}/{ood}/{scorer}.log"),
     params:
         run=lambda wc: canonical(ood_run_params(wc)),
-        tracking_uri=TRACKING_URI,
-        experiment=SWEEP,
     threads: 1
     resources:
         **job_resources(config, "ood_score"),
@@ -50,10 +46,10 @@ rule ood_attack:
     input:
         unpack(ood_attack_inputs),
     output:
-        embeddings=results("{dataset}/{backbone}/ood/{ood}/attacks/{style}/embeddings.npy"),
-        indices=results("{dataset}/{backbone}/ood/{ood}/attacks/{style}/indices.npy"),
-        examples=results("{dataset}/{backbone}/ood/{ood}/attacks/{style}/examples.npz"),
-        record=results("{dataset}/{backbone}/ood/{ood}/attacks/{style}/attack.json"),
+        embeddings=results(OodAttack.pattern("embeddings.npy")),
+        indices=results(OodAttack.pattern("indices.npy")),
+        examples=results(OodAttack.pattern("examples.npz")),
+        record=results(OodAttack.pattern("attack.json")),
     log:
         results("logs/ood/{dataset}/{backbone}/{ood}/attack-{style}.log"),
     params:
@@ -67,12 +63,12 @@ rule ood_attack:
 
 rule ood_table:
     input:
-        metrics=[results(f"{run_dir}/metrics.json") for run_dir in ood_run_dirs(config, BACKBONES)],
-        probes=[results(f"{probe_dir}/probe.json") for probe_dir in ood_probe_dirs(config, BACKBONES)],
+        metrics=[result(run, "metrics.json") for run in ood_runs(config, BACKBONES)],
+        probes=[result(probe, "probe.json") for probe in ood_probes(config, BACKBONES)],
         published=PUBLISHED_FILE,
     output:
-        table=report(results("tables/ood.parquet"), caption="../report/tables.rst", category="Tables"),
-        probes=results("tables/ood_probes.parquet"),
+        table=report(results(Table.pattern("ood.parquet")), caption="../report/tables.rst", category="Tables"),
+        probes=results(Table.pattern("ood_probes.parquet")),
     log:
         results("logs/tables/ood.log"),
     conda:
@@ -83,17 +79,16 @@ rule ood_table:
 
 rule ood_report:
     input:
-        table_path=results("tables/ood.parquet"),
+        table_path=results(Table.pattern("ood.parquet")),
         template=os.path.join(workflow.basedir, "reports", "ood.ipynb"),
+        tracking=TRACKING,  # where the report is logged
     output:
-        notebook=results("reports/ood.ipynb"),
-        html=report(results("reports/ood.html"), caption="../report/ood.rst", category="Reports"),
+        notebook=results(Report.pattern("ood.ipynb")),
+        html=report(results(Report.pattern("ood.html")), caption="../report/ood.rst", category="Reports"),
     log:
         results("logs/reports/ood.log"),
     params:
         results_dir=os.path.abspath(RESULTS),
-        tracking_uri=TRACKING_URI,
-        experiment=SWEEP,
     conda:
         "../../envs/reporting.yaml"
     script:

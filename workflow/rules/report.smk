@@ -1,13 +1,13 @@
 rule clustering_table:
     input:
-        metrics=clustering_runs("metrics.json"),
+        metrics=clustering_run_files("metrics.json"),
         bounds=bound_files(),
         selections=selection_files(),
         published=PUBLISHED_FILE,
     output:
-        runs=report(results("tables/clustering.parquet"), caption="../report/tables.rst", category="Tables"),
-        bounds=results("tables/cluster_bounds.parquet"),
-        selection=report(results("tables/selection.parquet"), caption="../report/tables.rst", category="Tables"),
+        runs=report(results(Table.pattern("clustering.parquet")), caption="../report/tables.rst", category="Tables"),
+        bounds=results(Table.pattern("cluster_bounds.parquet")),
+        selection=report(results(Table.pattern("selection.parquet")), caption="../report/tables.rst", category="Tables"),
     log:
         results("logs/tables/clustering.log"),
     conda:
@@ -18,18 +18,16 @@ rule clustering_table:
 
 rule clustering_report:
     input:
-        table_path=results("tables/clustering.parquet"),
-        bounds_path=results("tables/cluster_bounds.parquet"),
-        selection_path=results("tables/selection.parquet"),
+        table_path=results(Table.pattern("clustering.parquet")),
+        bounds_path=results(Table.pattern("cluster_bounds.parquet")),
+        selection_path=results(Table.pattern("selection.parquet")),
         template=os.path.join(workflow.basedir, "reports", "clustering.ipynb"),
+        tracking=TRACKING,  # where the report is logged
     output:
-        notebook=results("reports/clustering.ipynb"),
-        html=report(results("reports/clustering.html"), caption="../report/clustering.rst", category="Reports"),
+        notebook=results(Report.pattern("clustering.ipynb")),
+        html=report(results(Report.pattern("clustering.html")), caption="../report/clustering.rst", category="Reports"),
     log:
         results("logs/reports/clustering.log"),
-    params:
-        tracking_uri=TRACKING_URI,
-        experiment=SWEEP,
     conda:
         "../../envs/reporting.yaml"
     script:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from lightning_modules.clustering.run import run_clustering_job
 from lightning_modules.jobs import job_logging
+from lightning_modules.tracking import tracking_target
 
 with job_logging(snakemake):
     w, p = snakemake.wildcards, snakemake.params
     run_clustering_job(
-        tracking_uri=p.tracking_uri,
-        experiment=p.experiment,
+        **tracking_target(snakemake.input.tracking),
         tags={**dict(w.items()), **p.role_tags},
         embeddings_dir=Path(snakemake.input.embeddings).parent,
         split=p.split,

@@ -5,9 +5,10 @@ hand_over()  # local runs: the warm job server runs this job (lightning_modules/
 from pathlib import Path
 
 from lightning_modules.jobs import job_logging
+from lightning_modules.tracking import tracking_target
 from lightning_modules.ood.run import run_probe_job
 
 with job_logging(snakemake):
-    run_probe_job(tracking_uri=snakemake.params.tracking_uri, experiment=snakemake.params.experiment,
+    run_probe_job(**tracking_target(snakemake.input.tracking),
                   tags=dict(snakemake.wildcards.items()), out_dir=Path(snakemake.output.probe).parent,
                   **snakemake.params.run)

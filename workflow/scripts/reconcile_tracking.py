@@ -4,10 +4,10 @@ hand_over()  # local runs: the warm job server runs this job (lightning_modules/
 
 from lightning_modules.io import write_json
 from lightning_modules.jobs import job_logging
-from lightning_modules.tracking import reconcile
+from lightning_modules.tracking import reconcile, tracking_target
 
 with job_logging(snakemake):
     files = [*snakemake.input.clustering, *snakemake.input.ood, *snakemake.input.probes, *snakemake.input.diffusion,
              *snakemake.input.bounds]
-    repaired = reconcile(snakemake.params.tracking_uri, snakemake.params.experiment, files)
+    repaired = reconcile(**tracking_target(snakemake.input.tracking), metrics_files=files)
     write_json(snakemake.output[0], {"results": len(files), **repaired})

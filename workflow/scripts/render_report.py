@@ -6,13 +6,12 @@ import os
 
 from lightning_modules.jobs import job_logging
 from lightning_modules.reporting import log_report, render_report
+from lightning_modules.tracking import tracking_target
 
 with job_logging(snakemake):
-    # the notebook's parameters: every input but the template (as absolute paths), and the rule's params but
-    # where the report is tracked
-    params = dict(snakemake.params.items())
-    tracking = {name: params.pop(name) for name in ("tracking_uri", "experiment")}
-    inputs = {name: os.path.abspath(path) for name, path in snakemake.input.items() if name != "template"}
+    # the notebook's parameters: every input but the template and the tracking target (as absolute paths), and
+    # the rule's params
+    inputs = {name: os.path.abspath(path) for name, path in snakemake.input.items() if name not in ("template", "tracking")}
     render_report(snakemake.input.template, snakemake.output.notebook, snakemake.output.html,
-                  parameters={**inputs, **params})
-    log_report(**tracking, notebook=snakemake.output.notebook, html=snakemake.output.html)
+                  parameters={**inputs, **dict(snakemake.params.items())})
+    log_report(**tracking_target(snakemake.input.tracking), notebook=snakemake.output.notebook, html=snakemake.output.html)

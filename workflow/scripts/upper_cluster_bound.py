@@ -7,12 +7,12 @@ from pathlib import Path
 from lightning_modules.clustering import estimator_params
 from lightning_modules.clustering.bound import run_bound_job
 from lightning_modules.jobs import job_logging
+from lightning_modules.tracking import tracking_target
 
 with job_logging(snakemake):
     p = snakemake.params
     run_bound_job(
-        tracking_uri=p.tracking_uri,
-        experiment=p.experiment,
+        **tracking_target(snakemake.input.tracking),
         tags=dict(snakemake.wildcards.items()),
         embeddings_dir=Path(snakemake.input.embeddings).parent,
         split=p.split,
