@@ -86,25 +86,27 @@ def validate_schema(config: dict, schema_path: str | Path) -> None:
         raise ConfigError(f"config error: {describe_schema_error(cause)}") from None
 
 
-def check_registries_and_sizes(config: dict) -> None:
-    """Names must be registered, dataset options known to their loader and data roots present; K must fit
-    every dataset whose size is known without loading it. Backbones become `{spec, options…}` dicts."""
+def registered(registry, name: str, key: str):
+    """`registry`'s entry of `name`; an unknown name is one config error naming `key` and the allowed names."""
+    try:
+        return registry.entry(name)
+    except UnknownNameError as error:
+        raise ConfigError(f"config error: {key}: {error}") from None
+
+
+def known_datasets(config: dict, names: list, key: str) -> None:
+    for name in names:
+        if name not in config["datasets"]:
+            raise ConfigError(f"config error: {key} names '{name}'{did_you_mean(name, config['datasets'])}; "
+                              f"allowed: {', '.join(config['datasets'])}")
+
+
+def check_data_and_backbones(config: dict) -> None:
+    """Datasets: registered sources and splits, options their loader knows, data roots present; backbones:
+    registered, with distinct names; the kNN graph's settings against every dataset whose size is known."""
     from lightning_modules.backbones import BACKBONES, split_spec
-    from lightning_modules.clustering import METHODS
     from lightning_modules.data import DATASETS, check_options, dataset_options, known_size
     from lightning_modules.naming import backbone_slug
-
-    def registered(registry, name: str, key: str):
-        try:
-            return registry.entry(name)
-        except UnknownNameError as error:
-            raise ConfigError(f"config error: {key}: {error}") from None
-
-    def known_datasets(names: list, key: str) -> None:
-        for name in names:
-            if name not in config["datasets"]:
-                raise ConfigError(f"config error: {key} names '{name}'{did_you_mean(name, config['datasets'])}; "
-                                  f"allowed: {', '.join(config['datasets'])}")
 
     missing_roots = []
     for name, dataset in config["datasets"].items():
@@ -127,7 +129,6 @@ def check_registries_and_sizes(config: dict) -> None:
     if missing_roots:
         raise ConfigError(f"config error: data not found: {'; '.join(missing_roots)} (download the data sets "
                           f"there, or point root at them)")
-    config["backbones"] = [{"spec": b} if isinstance(b, str) else b for b in config["backbones"]]
     slugs: dict[str, str] = {}
     for index, backbone in enumerate(config["backbones"]):
         spec = backbone["spec"]
@@ -136,28 +137,6 @@ def check_registries_and_sizes(config: dict) -> None:
         if slug in slugs:
             raise ConfigError(f"config error: backbones '{slugs[slug]}' and '{spec}' share the name '{slug}'")
         slugs[slug] = spec
-    for method, own in config["clustering"]["methods"].items():
-        registered(METHODS, method, f"clustering.methods.{method}")
-        known_datasets(own.get("datasets", []), f"clustering.methods.{method}.datasets")
-        for i, space in enumerate(own.get("spaces") or []):
-            specs = [b if isinstance(b, str) else b.get("spec", "") for b in space]
-            for j, spec in enumerate(specs):
-                registered(BACKBONES, split_spec(spec)[0], f"clustering.methods.{method}.spaces[{i}][{j}]")
-            if specs[0] not in slugs.values() and specs[0] not in slugs:
-                raise ConfigError(f"config error: clustering.methods.{method}.spaces[{i}] starts with '{specs[0]}', "
-                                  f"which is not in backbones; the first backbone of a space must be a configured "
-                                  f"one (its kNN graph and labels measure the run): "
-                                  f"{', '.join(slugs.values())}")
-            if len(set(map(backbone_slug, specs))) != len(specs):
-                raise ConfigError(f"config error: clustering.methods.{method}.spaces[{i}] repeats a backbone")
-    known_datasets(config["clustering"]["upper_bound"].get("datasets", []), "clustering.upper_bound.datasets")
-
-    methods = config["clustering"]["methods"]
-    grids = {"clustering.k": config["clustering"]["k"]}
-    grids.update({f"clustering.methods.{m}.k": own["k"] for m, own in methods.items() if "k" in own})
-    bound_k = config["clustering"]["upper_bound"].get("k")
-    if config["clustering"]["upper_bound"]["enabled"] and bound_k:
-        grids["clustering.upper_bound.k"] = [bound_k]
     for section in ("knn", "ood.knn"):
         search = config["knn"] if section == "knn" else (config.get("ood") or {}).get("knn", {})
         if search.get("nlist") and search.get("nprobe") and search["nprobe"] > search["nlist"]:
@@ -171,13 +150,6 @@ def check_registries_and_sizes(config: dict) -> None:
         if config["knn"]["index"] == "ivf" and nlist and nlist > size:
             raise ConfigError(f"config error: knn.nlist = {nlist} cells cannot be trained on dataset '{name}' "
                               f"({size} samples); use a smaller knn.nlist or knn.index: exact")
-        for key, ks in grids.items():
-            too_large = [k for k in ks if k > size]
-            if too_large:
-                raise ConfigError(
-                    f"config error: {key} = {too_large[0]} is larger than dataset '{name}' "
-                    f"({size} samples in split '{dataset['split']}'); allowed: 2..{size}"
-                )
         if config["knn"]["k"] >= size:
             raise ConfigError(
                 f"config error: knn.k = {config['knn']['k']} leaves no neighbour to exclude in dataset '{name}' "
@@ -185,130 +157,13 @@ def check_registries_and_sizes(config: dict) -> None:
             )
 
 
-def _class_set(classes) -> set[str] | None:
-    """Classes by name or index, compared as text (None: every class)."""
-    return None if not classes else {str(c) for c in classes}
-
-
-def _shared_classes(in_cfg: dict, out_cfg: dict, out_classes) -> set[str] | str | None:
-    """The classes both sides of an OOD pair hold ("all" when one side holds every class), or None when
-    they come from different data."""
-    from lightning_modules.data import BUILDER_KEYS, dataset_options
-
-    def data_of(cfg):
-        return cfg["source"], {k: v for k, v in dataset_options(cfg).items() if k not in BUILDER_KEYS}
-
-    if data_of(in_cfg) != data_of(out_cfg):
-        return None
-    in_set, out_set = _class_set(in_cfg.get("classes")), _class_set(out_classes or out_cfg.get("classes"))
-    if in_set is None or out_set is None:
-        return "all"
-    return in_set & out_set or None
-
-
-def check_ood(config: dict) -> None:
-    """OOD pairs and scorers: known names, a fit split apart from the eval split, labels where a scorer
-    needs them, no class on both sides of a pair, a text tower for zero-shot, images for attacks."""
-    from lightning_modules.backbones import BACKBONES, split_spec
-    from lightning_modules.data import DATASETS, is_labelled, known_size
-    from lightning_modules.ood import OOD_SCORERS, split_scorer_name
-    from lightning_modules.sweep import ood_pairs
-
-    ood = config.get("ood") or {}
-    pairs_config = ood.get("pairs", [])
-    if not pairs_config:
-        return
-    adversarial = ood.get("adversarial", {})
-    scorers = {}
-    for key, names in (("ood.scorers", ood.get("scorers", [])), ("ood.adversarial.scorers", adversarial.get("scorers", []))):
-        for name in names:
-            try:
-                scorers[name] = OOD_SCORERS.entry(split_scorer_name(name)[0] if key != "ood.scorers" else name)
-            except UnknownNameError as error:
-                raise ConfigError(f"config error: {key}: {error}") from None
-    if adversarial.get("scorers") and not adversarial.get("styles"):
-        raise ConfigError("config error: ood.adversarial.styles is empty; give at least one, e.g. {smooth: 5000}")
-    eval_split = ood["eval_split"]
-    datasets = config["datasets"]
-    names = [pair.get("name") for pair in pairs_config if pair.get("name")]
-    if len(set(ood_pairs(config))) != len(pairs_config):
-        raise ConfigError(f"config error: ood.pairs: two pairs share a name ({', '.join(names) or 'the default names'}); "
-                          f"give each a unique `name`")
-    for index, pair in enumerate(pairs_config):
-        key = f"ood.pairs[{index}]"
-        out = pair["out"] if isinstance(pair["out"], dict) else {"dataset": pair["out"]}
-        for side, name in (("in", pair["in"]), ("out", out["dataset"])):
-            _require_eval_split(name, f"{key}.{side}", datasets, eval_split)
-        in_cfg, out_cfg = datasets[pair["in"]], datasets[out["dataset"]]
-        fit_split = in_cfg["split"]
-        if fit_split in (eval_split, "all"):
-            raise ConfigError(f"config error: {key}.in: dataset '{pair['in']}' fits the scorers on split '{fit_split}', "
-                              f"which holds the ID test samples of split '{eval_split}'; set datasets.{pair['in']}.split "
-                              f"to a training split (e.g. train)")
-        shared = _shared_classes(in_cfg, out_cfg, out.get("classes"))
-        if shared:
-            what = "every class" if shared == "all" else f"classes {', '.join(sorted(shared))}"
-            raise ConfigError(f"config error: {key}: in '{pair['in']}' and out '{out['dataset']}' share {what}; "
-                              f"OOD classes must not be ID classes (set `classes` on one side)")
-        if out.get("classes") and not is_labelled(out_cfg):
-            raise ConfigError(f"config error: {key}.out.classes: dataset '{out['dataset']}' has no labels to select "
-                              f"classes by")
-        for name, entry in scorers.items():
-            if entry.info.get("labels") == "classes" and not is_labelled(in_cfg):
-                raise ConfigError(f"config error: ood.scorers: '{name}' needs the ID labels, but dataset "
-                                  f"'{pair['in']}' ({key}.in) has none; use an unsupervised scorer (knn1, "
-                                  f"cluster-mahalanobis)")
-            if entry.info.get("labels") == "plp" and not is_labelled(in_cfg):
-                raise ConfigError(f"config error: ood.scorers: '{name}' needs the ID class names, but dataset "
-                                  f"'{pair['in']}' ({key}.in) has none; PLP labels the ID images by their names")
-        if adversarial.get("scorers") and DATASETS.entry(out_cfg["source"]).info.get("images") is False:
-            raise ConfigError(f"config error: ood.adversarial needs images, but dataset '{out['dataset']}' "
-                              f"({key}.out) holds feature vectors; attack image datasets only")
-        if any(entry.info.get("labels") == "clusters" for entry in scorers.values()):
-            clusters = ood["clusters"]
-            if clusters["method"] not in config["clustering"]["methods"]:
-                methods = config["clustering"]["methods"]
-                raise ConfigError(f"config error: ood.clusters.method = '{clusters['method']}'"
-                                  f"{did_you_mean(clusters['method'], methods)}; allowed: the configured "
-                                  f"clustering.methods ({', '.join(methods)})")
-            size = known_size(in_cfg["source"], fit_split)
-            if size is not None and clusters["k"] > size:
-                raise ConfigError(f"config error: ood.clusters.k = {clusters['k']} is larger than dataset "
-                                  f"'{pair['in']}' ({size} samples); allowed: 2..{size}")
-    _check_negatives(ood, scorers, datasets, eval_split)
-    text_towers = [b["spec"] for b in config["backbones"]
-                   if BACKBONES.entry(split_spec(b["spec"])[0]).info.get("text_tower")]
-    text_scorers = [name for name, entry in scorers.items() if entry.info.get("text")]
-    if text_scorers and not text_towers:
-        specs = ", ".join(f"'{b['spec']}'" for b in config["backbones"])
-        raise ConfigError(f"config error: ood.scorers: {', '.join(text_scorers)} needs a backbone with a text tower "
-                          f"(openclip/…), and none of {specs} has one; add one or drop the scorer")
-
-
-def _check_negatives(ood: dict, scorers: dict, datasets: dict, eval_split: str) -> None:
-    """Scorers that train on shifted negatives need `ood.negatives`: name -> a dataset with the
-    fit split (the negatives) and the eval split (the sensitivity score's shifted ID test images)."""
-    takes = [name for name, entry in scorers.items() if entry.info.get("negatives")]
-    negatives = ood.get("negatives") or {}
-    if takes and not negatives:
-        raise ConfigError(f"config error: ood.scorers: {', '.join(takes)} trains against shifted negatives, but "
-                          f"ood.negatives is empty; add e.g. {{rotations: <a dataset with "
-                          f"`shift: rotations`>}}")
-    for label, dataset in negatives.items():  # their eval split gives the sensitivity score
-        _require_eval_split(dataset, f"ood.negatives.{label}", datasets, eval_split)
-
-
-def _require_eval_split(name: str, key: str, datasets: dict, eval_split: str) -> None:
-    """`key` names a configured dataset that has the split `ood.eval_split`."""
-    from lightning_modules.data import DATASETS
-
-    if name not in datasets:
-        raise ConfigError(f"config error: {key} names dataset '{name}'{did_you_mean(name, datasets)}; "
-                          f"allowed: {', '.join(datasets)}")
-    splits = DATASETS.entry(datasets[name]["source"]).info.get("splits")
-    if splits is not None and eval_split not in splits:
-        raise ConfigError(f"config error: ood.eval_split = '{eval_split}' is not a split of dataset '{name}' ({key}); "
-                          f"allowed: {', '.join(splits)}")
+def check_k(key: str, k: int, dataset: str | None = None, size: int | None = None, split: str | None = None) -> None:
+    """A number of clusters must be 2..N: one cluster partitions nothing, and more than N leaves some empty."""
+    if k < 2:
+        raise ConfigError(f"config error: {key} = {k} clusters partition nothing; allowed: 2.." + (f"{size}" if size else "N"))
+    if size is not None and k > size:
+        raise ConfigError(f"config error: {key} = {k} is larger than dataset '{dataset}' ({size} samples in split "
+                          f"'{split}'); allowed: 2..{size}")
 
 
 def _config_paths(config: dict):
@@ -320,7 +175,7 @@ def _config_paths(config: dict):
             if option in dataset:
                 yield f"datasets.{name}.{option}", str(dataset[option]).replace("{split}", dataset.get("split", "all"))
     for index, backbone in enumerate(config["backbones"]):
-        if isinstance(backbone, dict) and backbone.get("weights"):
+        if backbone.get("weights"):
             yield f"backbones[{index}].weights", backbone["weights"]
 
 
@@ -337,68 +192,25 @@ def check_paths(config: dict) -> None:
                               f"({', '.join(map(str, roots))}); move it there or add its folder to data_roots")
 
 
-def check_diffusion(config: dict) -> None:
-    """Diffusion: known image datasets, a known denoiser (a UNet that can downsample the image size),
-    conditions that name a configured clustering method and K >= 2, labels for class conditioning and for the
-    classifier feature network, a configured backbone."""
-    from lightning_modules.data import DATASETS, is_labelled
-    from lightning_modules.diffusion import DENOISERS, check_image_size, parse_condition
-    from lightning_modules.naming import backbone_slug
+def normalise_backbones(config: dict) -> None:
+    """A backbone entry may be written as its spec alone: from here on every one (the sweep's and those of
+    multi-space methods) is `{spec, ...}`."""
+    def entry(backbone):
+        return {"spec": backbone} if isinstance(backbone, str) else backbone
 
-    diffusion = config.get("diffusion") or {}
-    if not diffusion.get("datasets"):
-        return
-    network = diffusion["network"]
-    try:
-        DENOISERS.entry(network["name"])
-        if network["name"] == "ddpmpp" and diffusion["image_size"] is not None:
-            check_image_size(diffusion["image_size"], len(network.get("channels", (256, 256, 256))))
-    except (KeyError, ValueError) as error:
-        raise ConfigError(f"config error: diffusion.network: {error}") from None
-    wanted = diffusion.get("backbone")
-    specs = [b["spec"] for b in config["backbones"]]
-    if wanted is not None and wanted not in specs + [backbone_slug(spec) for spec in specs]:
-        raise ConfigError(f"config error: diffusion.backbone = '{wanted}'{did_you_mean(wanted, specs)}; allowed: "
-                          f"a configured backbone ({', '.join(specs)})")
-    methods = config["clustering"]["methods"]
-    for key, method in [(f"diffusion.clusters.methods[{i}]", m) for i, m in enumerate(diffusion["clusters"]["methods"])]:
-        if method not in methods:
-            raise ConfigError(f"config error: {key} = '{method}'{did_you_mean(method, methods)}; allowed: the "
-                              f"configured clustering.methods ({', '.join(methods)})")
-    for index, condition in enumerate(diffusion["conditions"]):
-        key = f"diffusion.conditions[{index}]"
-        try:
-            kind, method, k = parse_condition(condition)
-        except (KeyError, ValueError) as error:
-            raise ConfigError(f"config error: {key}: {error}") from None
-        if kind == "clusters" and method not in methods:
-            raise ConfigError(f"config error: {key} = '{condition}' names method '{method}'"
-                              f"{did_you_mean(method, methods)}; allowed: the configured clustering.methods "
-                              f"({', '.join(methods)})")
-        if kind == "clusters" and k < 2:
-            raise ConfigError(f"config error: {key} = '{condition}': K = {k} cluster conditions on nothing; use "
-                              f"K >= 2, or 'none'")
-    for index, name in enumerate(diffusion["datasets"]):
-        key = f"diffusion.datasets[{index}]"
-        if name not in config["datasets"]:
-            raise ConfigError(f"config error: {key} names '{name}'{did_you_mean(name, config['datasets'])}; "
-                              f"allowed: {', '.join(config['datasets'])}")
-        dataset = config["datasets"][name]
-        if DATASETS.entry(dataset["source"]).info.get("images") is False:
-            raise ConfigError(f"config error: {key}: dataset '{name}' holds feature vectors; diffusion models "
-                              f"images")
-        if "class" in diffusion["conditions"] and not is_labelled(dataset):
-            raise ConfigError(f"config error: diffusion.conditions: 'class' needs labels, but dataset '{name}' has "
-                              f"none; drop 'class' or the dataset")
-        if "classifier" in diffusion["metrics"]["networks"] and not is_labelled(dataset):
-            raise ConfigError(f"config error: diffusion.metrics.networks: 'classifier' is trained on labels, but "
-                              f"dataset '{name}' has none; use inception or backbone")
+    config["backbones"] = [entry(b) for b in config["backbones"]]
+    for own in config["clustering"]["methods"].values():
+        if own.get("spaces"):
+            own["spaces"] = [[entry(b) for b in space] for space in own["spaces"]]
 
 
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     validate_schema(config, schema_path)
-    check_registries_and_sizes(config)
-    check_paths(config)
-    check_ood(config)
-    check_diffusion(config)
+    normalise_backbones(config)
+    from lightning_modules.clustering.checks import check_clustering
+    from lightning_modules.diffusion.checks import check_diffusion
+    from lightning_modules.ood.checks import check_ood
+
+    for check in (check_data_and_backbones, check_paths, check_clustering, check_ood, check_diffusion):
+        check(config)
     return config

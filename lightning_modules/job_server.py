@@ -11,6 +11,15 @@ false`, a server that failed to start) the script just goes on in its own proces
 
 Why not multiprocessing's forkserver: it serves the process that started it, and Snakemake starts every job as
 a new process.
+
+What it trusts. The server runs whatever script a client names, as the user who started it, so it takes jobs
+only from that user and only the workflow's own: its socket lies in a folder only that user can open (0700,
+checked), the peer's uid (SO_PEERCRED) must be the server's, and the script must be one of the workflow's job
+scripts (as Snakemake writes it: its preamble, then the script's text). A request it refuses (or a client that
+says nothing for REQUEST_TIMEOUT_S, or asks with more than MAX_MESSAGE bytes) gets one line saying why, and that
+job runs in its own process, saying so on its stderr. Forking is safe only from a single-threaded process: the
+server imports its libraries with their thread pools off (SINGLE_THREADED) and refuses to serve if any thread
+is left after the imports.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -42,6 +53,12 @@ LIBRARIES = ("numpy", "torch", "pytorch_lightning", "pytorch_lightning.loggers",
              "papermill", "nbconvert")  # the report jobs
 JOB_SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 MAX_MESSAGE = 1 << 20
+REQUEST_TIMEOUT_S = 10.0  # a client that has not sent its whole request by then is dropped
+# The server's own environment while it imports: no library starts a thread pool (OpenBLAS, OpenMP) or
+# pyarrow's jemalloc its background thread; each job sets its own thread budget (_limit_threads)
+SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                   "JE_ARROW_MALLOC_CONF": "background_thread:false"}
+SNAKEMAKE_PREAMBLE_END = "######## snakemake preamble end #########\n"  # what Snakemake puts before a job's script
 
 _in_server = False  # set in the server, so the forked jobs run their script instead of handing it over again
 
@@ -55,15 +72,20 @@ def hand_over() -> None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(address)
-        request = json.dumps({"script": script, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)})
-        socket.send_fds(connection, [request.encode()], [0, 1, 2])
+        request = (json.dumps({"script": script, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)})
+                   + "\n").encode()
+        socket.send_fds(connection, [request[:4096]], [0, 1, 2])  # the streams go with the first bytes
+        connection.sendall(request[4096:])
         reply = connection.makefile("r")
-        started = reply.readline().split()
-    except OSError:
-        started = []
+        answer = reply.readline()
+    except OSError as error:
+        answer = f"refused unreachable ({error.strerror or error})"
+    started = answer.split(maxsplit=1)
     if not started or started[0] != "pid":
         connection.close()
-        return  # the server did not start the job: it runs here instead
+        reason = started[1].strip() if len(started) == 2 and started[0] == "refused" else "no answer"
+        print(f"job server: {reason}; this job runs in its own process", file=sys.stderr)
+        return
     child = int(started[1])
 
     def pass_on(signum, _frame):
@@ -156,16 +178,50 @@ def _run_job(request: dict, fds: list[int], server_pid: int) -> None:
         os._exit(code)
 
 
+def private_folder(folder: str | os.PathLike) -> None:
+    """The socket's folder is the server's first barrier: it must be this user's and closed to everyone else."""
+    status = os.stat(folder)
+    if status.st_uid != os.getuid() or stat.S_IMODE(status.st_mode) & 0o077:
+        raise PermissionError(f"job server folder {folder} must be private to its user (mode 0700, uid "
+                              f"{os.getuid()}), it is mode {stat.S_IMODE(status.st_mode):o}, uid {status.st_uid}")
+
+
+def os_threads() -> list[str]:
+    """The names of this process's threads, as the kernel sees them (libraries' C threads included)."""
+    tasks = Path("/proc/self/task")
+    return sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
+
+
+def job_script(path: str, scripts: Path = JOB_SCRIPTS) -> bool:
+    """Whether `path` runs one of the workflow's job scripts: the script itself, or Snakemake's copy of it (its
+    preamble, then the script's text)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    body = text.split(SNAKEMAKE_PREAMBLE_END, 1)[-1]
+    return any(body == script.read_text() for script in scripts.glob("*.py"))
+
+
+def peer_uid(connection: socket.socket) -> int:
+    _pid, uid, _gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                struct.calcsize("3i")))
+    return uid
+
+
 class JobServer:
     """Accepts jobs on a Unix socket and runs each in a forked child; single-threaded, so forking is safe."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, scripts: Path = JOB_SCRIPTS):
+        private_folder(os.path.dirname(address) or ".")
         self.address = address
+        self.scripts = Path(scripts)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(address)  # before the imports: jobs queue in the backlog meanwhile
         self.listener.listen(64)
         self.selector = selectors.DefaultSelector()
         self.jobs: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (client connection, pid)
+        self.requests: dict[socket.socket, dict] = {}  # connections still sending: deadline, bytes, fds
         self.parent = os.getppid()
         self.pid = os.getpid()
 
@@ -177,6 +233,10 @@ class JobServer:
 
         if torch.cuda.is_initialized():  # a forked child could not use CUDA then
             raise RuntimeError("a preloaded module initialised CUDA; the job server cannot fork jobs")
+        threads = os_threads()
+        if len(threads) > 1:
+            raise RuntimeError(f"the job server runs {len(threads)} threads after its imports ({', '.join(threads)}); "
+                               "forking it would be unsafe")
         return modules
 
     def serve(self) -> None:
@@ -188,29 +248,90 @@ class JobServer:
                 kind = key.data
                 if kind == "accept":
                     self._accept()
+                elif kind == "request":
+                    self._read(key.fileobj)
                 elif kind == "exit":
                     self._finished(key.fileobj)
                 else:
                     self._client_gone(kind)
+            now = time.monotonic()
+            for connection in [c for c, request in self.requests.items() if request["deadline"] < now]:
+                self._refuse(connection, f"no whole request within {REQUEST_TIMEOUT_S:.0f} s")
         self.stop()
 
     def _accept(self) -> None:
+        """A new client: read its request as it comes (_read), never waiting on it here."""
         connection, _ = self.listener.accept()
-        connection.settimeout(10)
+        if peer_uid(connection) != os.getuid():
+            self._refuse(connection, "another user's process", pending=False)
+            return
+        connection.setblocking(False)
+        self.requests[connection] = {"deadline": time.monotonic() + REQUEST_TIMEOUT_S, "data": b"", "fds": []}
+        self.selector.register(connection, selectors.EVENT_READ, "request")
+
+    def _refuse(self, connection: socket.socket, reason: str, pending: bool = True) -> None:
+        if pending:
+            request = self.requests.pop(connection)
+            self.selector.unregister(connection)
+            for fd in request["fds"]:
+                os.close(fd)
+        print(f"refused a job: {reason}", flush=True)
         try:
-            message, fds, _, _ = socket.recv_fds(connection, MAX_MESSAGE, 3)
-            request = json.loads(message)
-        except (OSError, ValueError):
-            connection.close()
+            connection.setblocking(True)
+            connection.settimeout(1.0)
+            connection.sendall(f"refused {reason}\n".encode())
+        except OSError:
+            pass
+        connection.close()
+
+    def _read(self, connection: socket.socket) -> None:
+        """More of a request: a line of JSON (the first bytes with the client's three streams)."""
+        request = self.requests[connection]
+        try:
+            data, fds, _, _ = socket.recv_fds(connection, MAX_MESSAGE + 1, 3)
+        except BlockingIOError:
             return
-        if len(fds) != 3:
-            connection.close()
+        except OSError as error:
+            data, fds = b"", []
+            reason = f"reading the request failed ({error})"
+        else:
+            reason = "the client closed before its request was whole"
+        request["fds"] += fds
+        request["data"] += data
+        if len(request["data"]) > MAX_MESSAGE:
+            self._refuse(connection, f"a request over {MAX_MESSAGE} bytes")
+        elif not data:
+            self._refuse(connection, reason)
+        elif request["data"].endswith(b"\n"):
+            self._start(connection)
+
+    def _start(self, connection: socket.socket) -> None:
+        """A whole request: fork its job, or refuse it."""
+        received = self.requests[connection]
+        try:
+            request = json.loads(received["data"])
+        except ValueError:
+            self._refuse(connection, "a request that is not JSON")
             return
+        if len(received["fds"]) != 3:
+            self._refuse(connection, "a request without the job's three streams")
+            return
+        if not job_script(request.get("script", ""), self.scripts):
+            self._refuse(connection, f"{request.get('script')} is not one of the workflow's job scripts")
+            return
+        self.requests.pop(connection)
+        self.selector.unregister(connection)
+        connection.setblocking(True)
+        fds = received["fds"]
         pid = os.fork()
         if pid == 0:
             self.selector.close()
             self.listener.close()
             connection.close()
+            for other, pending in self.requests.items():  # other clients' half-read requests are not this job's
+                other.close()
+                for fd in pending["fds"]:
+                    os.close(fd)
             _run_job(request, fds, self.pid)
         try:  # also here, so no signal reaches a child that has not yet made its own group
             os.setpgid(pid, pid)
@@ -250,15 +371,16 @@ class JobServer:
         raise SystemExit(0)
 
 
-def start(log_path: str | os.PathLike, wait_s: float = 10.0) -> subprocess.Popen | None:
+def start(log_path: str | os.PathLike, wait_s: float = 10.0, scripts: Path = JOB_SCRIPTS) -> subprocess.Popen | None:
     """Start a server for this (Snakemake) process and point the jobs it starts at it, through the environment;
-    None where it could not start (the jobs then run on their own)."""
-    folder = tempfile.mkdtemp(prefix="clusterlab-jobs-")
+    None where it could not start (the jobs then run on their own). It runs the job scripts in `scripts`."""
+    folder = tempfile.mkdtemp(prefix="clusterlab-jobs-")  # mode 0700: the server checks it
     address = os.path.join(folder, "server.sock")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "lightning_modules.job_server", address],
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        server = subprocess.Popen([sys.executable, "-m", "lightning_modules.job_server", address, str(scripts)],
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  env={**os.environ, **SINGLE_THREADED})
     server.address = address
     deadline = time.monotonic() + wait_s
     while not os.path.exists(address):
@@ -285,7 +407,7 @@ def stop(server: subprocess.Popen | None) -> None:
 
 
 def main() -> None:
-    server = JobServer(sys.argv[1])
+    server = JobServer(sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else JOB_SCRIPTS)
     signal.signal(signal.SIGTERM, server.stop)
     started = time.perf_counter()
     modules = server.preload()

@@ -20,8 +20,9 @@ SPACE_SEPARATOR = "+"  # `pixels+random-256`: the run read both backbones' embed
 
 
 def space_backbones(method_config: dict) -> list[list[dict]]:
-    """A multi-space method's extra settings (`spaces: [[a, b], ...]`), each a list of backbone entries."""
-    return [[b if isinstance(b, dict) else {"spec": b} for b in space] for space in method_config.get("spaces") or []]
+    """A multi-space method's extra settings (`spaces: [[a, b], ...]`), each a list of backbone entries (as
+    config.normalise_backbones wrote them)."""
+    return method_config.get("spaces") or []
 
 
 def space_slug(backbones: list[dict]) -> str:
@@ -151,7 +152,7 @@ def diffusion_runs(config: dict, backbone_bound: Callable[[str], int | None] | N
 def diffusion_backbone(config: dict) -> dict:
     """The backbone entry whose features score the samples and whose clusters condition them."""
     wanted = (config.get("diffusion") or {}).get("backbone")
-    backbones = [b if isinstance(b, dict) else {"spec": b} for b in config["backbones"]]
+    backbones = config["backbones"]
     return next((b for b in backbones if wanted in (None, b["spec"], slugify(b["spec"]))), backbones[0])
 
 

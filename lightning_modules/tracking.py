@@ -265,6 +265,33 @@ def log_run(
         return None
 
 
+def uses_labels(fit_labels: str | None) -> bool:
+    """Whether a result fitted on `fit_labels` used the data's labels: only the ground-truth `classes` do
+    (clusters and pseudo-labels are label-free; labels that only score a result are not fitted on)."""
+    return fit_labels == "classes"
+
+
+class TrackedRun:
+    """One result's MLflow run, the same way for every stage: named after the result's folder, with training
+    curves when the job trains with Lightning (`curves`: `.logger` goes to the Trainer), and finished with the
+    record the job wrote: the given metrics and params, and `fit_labels` / `uses_labels` tags saying what the
+    result was fitted on (only ground-truth `classes` count as using labels; labels that only score a result
+    do not). Tracking failures only warn (see the module docstring)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, folder: str | Path, tags: dict, curves: bool = False):
+        self.tracking_uri, self.experiment, self.name, self.tags = tracking_uri, experiment, str(folder), dict(tags)
+        self.logger = lightning_logger(tracking_uri, experiment, self.name, self.tags) if curves else None
+
+    def finish(self, record: dict, metrics: Iterable[str], params: dict, artifacts: Iterable[str | Path],
+               fit_labels: str | None = None) -> str | None:
+        label_tags = {"uses_labels": str(uses_labels(fit_labels)).lower()}
+        if fit_labels is not None:
+            label_tags["fit_labels"] = fit_labels
+        return log_run(self.tracking_uri, self.experiment, self.name, {**self.tags, **label_tags}, params=params,
+                       metrics={name: record[name] for name in metrics if name in record}, artifacts=artifacts,
+                       run_id=getattr(self.logger, "run_id", None))
+
+
 # What a run's tags are, read back from its metrics.json (the wildcards the job was run with).
 IDENTITY_TAGS = ("dataset", "backbone", "method", "k", "seed", "ood", "scorer", "cond", "source")
 

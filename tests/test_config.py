@@ -179,8 +179,8 @@ def test_paper_config_is_valid_where_the_data_is(tmp_path):
     validated = validate_config(config, SCHEMA)
     assert [b["spec"] for b in validated["backbones"]][0] == "timm/vit_base_patch16_224.dino"
     # mlbio-epfl/turtle run_turtle.py's default and the paper's headline pair: CLIP ViT-L/14 with DINOv2 ViT-g/14
-    assert validated["clustering"]["methods"]["turtle"]["spaces"] == [
-        ["openclip/ViT-L-14:openai", "timm/vit_giant_patch14_dinov2.lvd142m"]]
+    assert validated["clustering"]["methods"]["turtle"]["spaces"] == [  # entries normalised to {spec}
+        [{"spec": "openclip/ViT-L-14:openai"}, {"spec": "timm/vit_giant_patch14_dinov2.lvd142m"}]]
     # plp-official probes CLIP's image tower before its projection; SSLSDN's centre over teacher_output[:2]
     assert "openclip/ViT-L-14:openai@pre-projection" in [b["spec"] for b in validated["backbones"]]
     assert validated["ood"]["self_distillation"]["centre_rows"] == "first-samples"
@@ -256,7 +256,7 @@ DIFFUSION_MISTAKES = [
     ("classifier features without labels", lambda c: c["diffusion"].update(datasets=["noise"], conditions=["none"]),
      ["'classifier' is trained on labels", "dataset 'noise' has none"]),
     ("one cluster", lambda c: c["diffusion"]["conditions"].append("clusters-kmeans-k1"),
-     ["diffusion.conditions[2] = 'clusters-kmeans-k1'", "K = 1", "use K >= 2"]),
+     ["diffusion.conditions[2] = 'clusters-kmeans-k1'", "K = 1", "allowed: 2..N"]),
     ("clusters of an unconfigured method", lambda c: c["diffusion"]["conditions"].append("clusters-kmeens-k10"),
      ["names method 'kmeens'", "did you mean 'kmeans'"]),
     ("unknown condition", lambda c: c["diffusion"]["conditions"].append("labels"), ["unknown diffusion conditioning 'labels'"]),

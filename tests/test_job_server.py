@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -33,9 +35,17 @@ raise SystemExit(int(os.environ.get("CODE", "0")))
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def scripts(tmp_path_factory):
+    """The folder of the job scripts the test server may run."""
+    folder = tmp_path_factory.mktemp("scripts")
+    (folder / "job.py").write_text(JOB)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, scripts):
     folder = tmp_path_factory.mktemp("job-server")
-    process = job_server.start(folder / "server.log", wait_s=30)
+    process = job_server.start(folder / "server.log", wait_s=30, scripts=scripts)
     assert process is not None, (folder / "server.log").read_text()
     environment = dict(os.environ)
     for name in (job_server.SOCKET_VARIABLE, job_server.PREFIX_VARIABLE):
@@ -77,10 +87,8 @@ def _wait_gone(pid: int, what: str) -> None:
 
 
 @pytest.fixture
-def script(tmp_path):
-    path = tmp_path / "job.py"
-    path.write_text(JOB)
-    return path
+def script(scripts):
+    return scripts / "job.py"
 
 
 def test_a_handed_over_job_runs_in_the_server_with_the_clients_streams_directory_and_environment(server, script,
@@ -128,9 +136,9 @@ def test_every_workflow_script_hands_its_job_over_before_importing_anything_else
     assert "lightning_modules.clustering.run" in job_server.script_modules()
 
 
-def test_a_job_dies_with_a_killed_server_and_its_client_says_so(script, tmp_path):
+def test_a_job_dies_with_a_killed_server_and_its_client_says_so(scripts, script, tmp_path):
     """A killed Snakemake process group takes its server down with SIGKILL: no job may run on unseen."""
-    process = job_server.start(tmp_path / "server.log", wait_s=30)
+    process = job_server.start(tmp_path / "server.log", wait_s=30, scripts=scripts)
     environment = dict(os.environ)
     for name in (job_server.SOCKET_VARIABLE, job_server.PREFIX_VARIABLE):
         os.environ.pop(name)
@@ -142,3 +150,72 @@ def test_a_job_dies_with_a_killed_server_and_its_client_says_so(script, tmp_path
         _wait_gone(job, "the job outlived its server")
     finally:
         job_server.stop(process)
+
+
+def test_the_server_runs_one_thread_in_a_private_folder(server):
+    process, _ = server
+    assert len(os.listdir(f"/proc/{process.pid}/task")) == 1  # it checked so itself after its imports
+    folder = Path(process.address).parent
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    folder.chmod(0o755)
+    try:
+        with pytest.raises(PermissionError, match="must be private"):
+            job_server.private_folder(folder)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_only_the_workflows_job_scripts_run_in_the_server(server, scripts, tmp_path):
+    process, environment = server
+    stranger = tmp_path / "other.py"
+    stranger.write_text(JOB)  # the same text, outside the job scripts' folder: still a job script
+    copied = tmp_path / "tmpabc123.job.py"  # Snakemake's copy: its preamble, then the script
+    copied.write_text("######## snakemake preamble start ########\nimport sys\n" + job_server.SNAKEMAKE_PREAMBLE_END + JOB)
+    for accepted in (stranger, copied):
+        result = _run(accepted, environment, tmp_path)
+        assert f"parent={process.pid} " in result.stdout, result.stderr
+    changed = tmp_path / "changed.py"
+    changed.write_text(JOB + "print('one more line')\n")
+    result = _run(changed, environment, tmp_path)
+    assert result.returncode == 0 and f"parent={process.pid} " not in result.stdout  # ran in its own process
+    assert "job server: " in result.stderr and "is not one of the workflow's job scripts" in result.stderr
+
+
+def _raw_client(address: str) -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(30)
+    client.connect(address)
+    return client
+
+
+def test_a_silent_client_does_not_hold_up_other_jobs_and_is_dropped(server, script, tmp_path):
+    process, environment = server
+    silent = _raw_client(process.address)
+    started = time.monotonic()
+    result = _run(script, environment, tmp_path)  # served while the silent client waits
+    assert f"parent={process.pid} " in result.stdout and time.monotonic() - started < job_server.REQUEST_TIMEOUT_S
+    assert silent.makefile("r").readline().startswith("refused no whole request within")
+    silent.close()
+
+
+def test_an_oversized_request_is_refused_in_one_line(server):
+    process, _ = server
+    client = _raw_client(process.address)
+    socket.send_fds(client, [b"x" * 4096], [0, 1, 2])
+    try:
+        client.sendall(b"x" * job_server.MAX_MESSAGE)
+    except OSError:
+        pass  # the server may close before it has read everything
+    assert client.makefile("r").readline() == f"refused a request over {job_server.MAX_MESSAGE} bytes\n"
+    client.close()
+
+
+def test_another_users_connection_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "private"
+    folder.mkdir(mode=0o700)
+    server = job_server.JobServer(str(folder / "server.sock"))
+    client = _raw_client(server.address)
+    monkeypatch.setattr(job_server, "peer_uid", lambda connection: os.getuid() + 1)
+    server._accept()
+    assert client.makefile("r").readline() == "refused another user's process\n"
+    assert not server.requests

@@ -40,14 +40,12 @@ def upper_cluster_bound(embeddings_dir, split: str, knn_dir, graph_k: int, out_p
 def run_bound_job(tracking_uri: str, experiment: str, tags: dict, out_path, **bound) -> dict:
     """`upper_cluster_bound` plus its MLflow run (training curves and the bound), named after the folder of
     bound.json like every run; a row of the cluster-bounds table."""
-    from lightning_modules.tracking import lightning_logger, log_run
+    from lightning_modules.tracking import TrackedRun
 
-    run_name = str(Path(out_path).parent)
-    logger = lightning_logger(tracking_uri, experiment, run_name, tags)
-    result = upper_cluster_bound(out_path=out_path, logger=logger, **bound)
+    tracked = TrackedRun(tracking_uri, experiment, Path(out_path).parent, tags, curves=True)
+    result = upper_cluster_bound(out_path=out_path, logger=tracked.logger, **bound)
     params = {key: value for key, value in bound.items() if key not in ("embeddings_dir", "knn_dir")}
-    log_run(tracking_uri, experiment, run_name, {**tags, "uses_labels": "false"},
-            params={**params, "k": result["k_trained"], "beta": 1.0, "selected_head": result["selected_head"]},
-            metrics={name: result[name] for name in ("bound", "clusters_used", "effective_clusters", "train_loss")},
-            artifacts=[out_path], run_id=getattr(logger, "run_id", None))
+    tracked.finish(result, ("bound", "clusters_used", "effective_clusters", "train_loss"),
+                   params={**params, "k": result["k_trained"], "beta": 1.0, "selected_head": result["selected_head"]},
+                   artifacts=[out_path])
     return result

@@ -115,21 +115,14 @@ def cluster_embeddings(
 
 
 def run_clustering_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
-    """`cluster_embeddings` plus tracking: training curves (Lightning methods) and the final record go
-    to one MLflow run named after the run's folder. Tracking failures only warn."""
-    from lightning_modules.tracking import lightning_logger, log_run
+    """`cluster_embeddings` plus its MLflow run (training curves for Lightning methods, then the record)."""
+    from lightning_modules.tracking import TrackedRun
 
-    run_name = str(run["out_dir"])
-    logger = None
-    if METHODS.entry(run["method"]).info.get("lightning"):
-        logger = lightning_logger(tracking_uri, experiment, run_name, tags)
-    record = cluster_embeddings(**run, logger=logger)
+    tracked = TrackedRun(tracking_uri, experiment, run["out_dir"], tags,
+                         curves=bool(METHODS.entry(run["method"]).info.get("lightning")))
+    record = cluster_embeddings(**run, logger=tracked.logger)
     chosen = {} if record["selected_head"] is None else {"selected_head": record["selected_head"]}
-    log_run(
-        tracking_uri, experiment, run_name, {**tags, "uses_labels": "false"},  # labels only score the result
-        params={"split": run["split"], "k": run["k"], "seed": run["seed"], **run["params"], **chosen},
-        metrics={name: record[name] for name in RUN_METRICS},
-        artifacts=[Path(run["out_dir"]) / "metrics.json"],
-        run_id=getattr(logger, "run_id", None),
-    )
+    tracked.finish(record, RUN_METRICS, params={"split": run["split"], "k": run["k"], "seed": run["seed"],
+                                                **run["params"], **chosen},
+                   artifacts=[Path(run["out_dir"]) / "metrics.json"])
     return record

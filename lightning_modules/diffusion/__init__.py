@@ -12,10 +12,12 @@ import re
 from lightning_modules.registry import Registry
 
 CONDITIONERS = Registry("diffusion conditioning")
-CONDITIONERS.register("none", "lightning_modules.diffusion.run:no_conditioning", uses_labels=False)
-CONDITIONERS.register("class", "lightning_modules.diffusion.run:class_conditioning", uses_labels=True)
-CONDITIONERS.register("clusters", "lightning_modules.diffusion.run:cluster_conditioning", uses_labels=False)
+# fit_labels: what the denoiser is fitted on (tracking.uses_labels: only the ground-truth classes count)
+CONDITIONERS.register("none", "lightning_modules.diffusion.run:no_conditioning", fit_labels=None)
+CONDITIONERS.register("class", "lightning_modules.diffusion.run:class_conditioning", fit_labels="classes")
+CONDITIONERS.register("clusters", "lightning_modules.diffusion.run:cluster_conditioning", fit_labels="clusters")
 
+DDPMPP_CHANNELS = (256, 256, 256)  # the UNet's channels per level when `diffusion.network` gives none (EDM's CIFAR-10)
 DENOISERS = Registry("diffusion network")
 DENOISERS.register("mlp", "lightning_modules.diffusion.networks:DenoisingMLP", description="residual MLP, small images on CPU")
 DENOISERS.register("ddpmpp", "lightning_modules.diffusion.networks:DDPMppUNet", description="DDPM++-like UNet (CIFAR)")
@@ -64,5 +66,5 @@ def check_image_size(image_size: int, n_levels: int) -> None:
                          f"UNet ({n_levels} levels in diffusion.network.channels); use a multiple of {factor}")
 
 
-__all__ = ["CONDITIONERS", "DENOISERS", "check_image_size", "classifier_settings", "cluster_condition", "parse_condition",
+__all__ = ["CONDITIONERS", "DDPMPP_CHANNELS", "DENOISERS", "check_image_size", "classifier_settings", "cluster_condition", "parse_condition",
            "run_settings"]

@@ -9,6 +9,8 @@ import math
 import torch
 from torch import nn
 
+from lightning_modules.diffusion import DDPMPP_CHANNELS
+
 
 def _null_class_embedding(n_classes: int | None, dims: int) -> nn.Embedding | None:
     return None if n_classes is None else nn.Embedding(n_classes + 1, dims)
@@ -64,7 +66,7 @@ class DDPMppUNet(nn.Module):
     time embedding, labels its class embedding (with the null class)."""
 
     def __init__(self, image_shape: tuple[int, int, int], n_classes: int | None = None,
-                 channels: tuple[int, ...] = (256, 256, 256), layers_per_block: int = 4,
+                 channels: tuple[int, ...] = DDPMPP_CHANNELS, layers_per_block: int = 4,
                  attention_resolutions: tuple[int, ...] = (16,), dropout: float = 0.13):
         super().__init__()
         from diffusers import UNet2DModel

@@ -172,6 +172,7 @@ def train_diffusion(
     import pytorch_lightning as pl
 
     from lightning_modules.diffusion import CONDITIONERS, parse_condition
+    from lightning_modules.tracking import uses_labels
     from lightning_modules.diffusion.features import class_consistency
     from lightning_modules.diffusion.model import EDMDenoiser
 
@@ -208,7 +209,7 @@ def train_diffusion(
         "train_seconds": trained - started, "sample_seconds": sampled - trained,
         "params": params,
         # `class` trains on the ground truth; the metrics compare with real images and use no labels
-        "uses_labels": CONDITIONERS.entry(kind).info["uses_labels"],
+        "uses_labels": uses_labels(CONDITIONERS.entry(kind).info["fit_labels"]),
     }
     classifier = networks.get("classifier")
     if classifier is not None and wanted is not None and (data.labels >= 0).any():
@@ -251,7 +252,8 @@ def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: d
     then per seed (its own folder and MLflow run): train, sample and score."""
     from lightning_modules.data import dataset_options, load_dataset
     from lightning_modules.io import load_npy, read_json
-    from lightning_modules.tracking import lightning_logger, log_run
+    from lightning_modules.diffusion import CONDITIONERS, parse_condition
+    from lightning_modules.tracking import TrackedRun
 
     if len(out_dirs) != len(seeds):
         raise ValueError(f"{len(seeds)} diffusion seeds for {len(out_dirs)} output folders")
@@ -270,22 +272,18 @@ def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: d
              params["train_steps"], params["batch_size"], params["n_samples"], ", ".join(networks))
     records = []
     for seed, out_dir in zip(seeds, out_dirs):
-        run_name, run_tags = str(out_dir), {**tags, "seed": seed}
-        logger = lightning_logger(tracking_uri, experiment, run_name, run_tags)
+        tracked = TrackedRun(tracking_uri, experiment, out_dir, {**tags, "seed": seed}, curves=True)
         record = train_diffusion(data, condition, out_dir, params, networks, cluster_labels, seed,
-                                 {**(run_info or {}), "feature_backbone": feature_backbone["spec"]}, logger,
+                                 {**(run_info or {}), "feature_backbone": feature_backbone["spec"]}, tracked.logger,
                                  progress=False)
         records.append(record)
         if record is None:  # a non-zero rank of a multi-GPU run
             continue
-        metrics = {name: value for name, value in record.items()
-                   if name.startswith(("fd_", "kid_")) or name in ("class_consistency", "train_steps", "train_seconds",
-                                                                   "sample_seconds")}
-        label_tags = {"uses_labels": str(condition == "class").lower()}  # clusters: no labels
-        log_run(tracking_uri, experiment, run_name, {**run_tags, **label_tags},
-                params={"condition": condition, "seed": seed, **params},
-                metrics=metrics, artifacts=[Path(out_dir) / "metrics.json", Path(out_dir) / SAMPLE_GRID],
-                run_id=getattr(logger, "run_id", None))
+        metrics = [name for name in record if name.startswith(("fd_", "kid_"))
+                   or name in ("class_consistency", "train_steps", "train_seconds", "sample_seconds")]
+        tracked.finish(record, metrics, params={"condition": condition, "seed": seed, **params},
+                       artifacts=[Path(out_dir) / "metrics.json", Path(out_dir) / SAMPLE_GRID],
+                       fit_labels=CONDITIONERS.entry(parse_condition(condition)[0]).info["fit_labels"])
         log.info("seed %d: %s; trained %.1f s -> %s", seed,
                  ", ".join(f"{name} {record[name]:.4g}" for name in record if name.startswith("fd_")),
                  record["train_seconds"], out_dir)

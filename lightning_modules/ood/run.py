@@ -64,12 +64,11 @@ def score_ood_pair(
     out_dir, assignments=None, adversarial_dir=None, backbone: dict | None = None, run_info: dict | None = None,
     bootstrap: dict | None = None, probe=None, negatives: dict | None = None,
 ) -> dict:
-    """`bootstrap`: `{resamples, seed, level}` of the metrics' percentile intervals (1,000 / 0 / 0.95 by default);
+    """`bootstrap`: `{resamples, seed, level}` of the metrics' percentile intervals (None: bootstrap_intervals' own);
     `probe`: the shared probe file that post-hoc scores read; `negatives`: `{dataset, dir, split}` of the shifted
     images a self-distillation scorer trains against (their `eval_split` gives its sensitivity score)."""
     base, style = split_scorer_name(scorer)
     entry = OOD_SCORERS.entry(base)
-    bootstrap = {"resamples": 1000, "seed": 0, "level": 0.95, **(bootstrap or {})}
     fit_x, fit_y = read_embeddings(fit_dir, fit_split)
     id_x, _ = read_embeddings(fit_dir, eval_split)
     ood_x, _ = read_embeddings(ood_dir, eval_split)
@@ -118,8 +117,7 @@ def score_ood_pair(
         "params": {key: value for key, value in params.items() if key != "checkpoint_dir"},
         "fit_labels": entry.info.get("labels"),
         **ood_metrics(scores["id"], scores["ood"]),
-        **bootstrap_intervals(scores["id"], scores["ood"], bootstrap["resamples"], bootstrap["seed"],
-                              bootstrap["level"]),
+        **bootstrap_intervals(scores["id"], scores["ood"], **bootstrap_arguments(bootstrap)),
         "bootstrap": bootstrap,
         **extra,
         "n_fit": int(len(fit_x)),
@@ -138,15 +136,20 @@ def score_ood_pair(
     return record
 
 
-def run_ood_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
-    """`score_ood_pair` plus tracking (the final record in one MLflow run)."""
-    from lightning_modules.tracking import log_run
+def bootstrap_arguments(bootstrap: dict | None) -> dict:
+    """`ood.bootstrap` as bootstrap_intervals' keywords (None: its own defaults, the schema's)."""
+    names = {"resamples": "n_resamples", "seed": "seed", "level": "level"}
+    return {names[key]: value for key, value in (bootstrap or {}).items()}
 
+
+def run_ood_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
+    """`score_ood_pair` plus its MLflow run (the final record)."""
+    from lightning_modules.tracking import TrackedRun
+
+    tracked = TrackedRun(tracking_uri, experiment, run["out_dir"], tags)
     record = score_ood_pair(**run)
-    label_tags = {"fit_labels": record["fit_labels"] or "none", "uses_labels": str(record["fit_labels"] == "classes").lower()}
-    log_run(tracking_uri, experiment, str(run["out_dir"]), {**tags, **label_tags},
-            params={"eval_split": run["eval_split"], **record["params"]},
-            metrics={name: record[name] for name in (*RUN_METRICS, "sensitivity") if name in record}, artifacts=[Path(run["out_dir"]) / "metrics.json"])
+    tracked.finish(record, (*RUN_METRICS, "sensitivity"), params={"eval_split": run["eval_split"], **record["params"]},
+                   artifacts=[Path(run["out_dir"]) / "metrics.json"], fit_labels=record["fit_labels"] or "none")
     return record
 
 
@@ -200,17 +203,14 @@ def train_shared_probe(source: str, fit_dir, fit_split: str, out_dir, params: di
 
 
 def run_probe_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
-    """`train_shared_probe` plus tracking (training curve and record in one MLflow run)."""
-    from lightning_modules.tracking import lightning_logger, log_run
+    """`train_shared_probe` plus its MLflow run (training curve and record)."""
+    from lightning_modules.tracking import TrackedRun
 
-    run_name = str(run["out_dir"])
-    logger = lightning_logger(tracking_uri, experiment, run_name, tags)
-    record = train_shared_probe(**run, logger=logger)
-    metrics = {name: record[name] for name in ("train_loss", "train_accuracy", "pseudo_label_accuracy", "n_fit",
-                                                "n_classes", "seconds") if name in record}
-    label_tags = {"fit_labels": record["source"], "uses_labels": str(record["source"] == "classes").lower()}
-    log_run(tracking_uri, experiment, run_name, {**tags, **label_tags}, params={"source": record["source"], **record["params"]},
-            metrics=metrics, artifacts=[Path(run["out_dir"]) / "probe.json"], run_id=getattr(logger, "run_id", None))
+    tracked = TrackedRun(tracking_uri, experiment, run["out_dir"], tags, curves=True)
+    record = train_shared_probe(**run, logger=tracked.logger)
+    tracked.finish(record, ("train_loss", "train_accuracy", "pseudo_label_accuracy", "n_fit", "n_classes", "seconds"),
+                   params={"source": record["source"], **record["params"]},
+                   artifacts=[Path(run["out_dir"]) / "probe.json"], fit_labels=record["source"])
     return record
 
 
