@@ -44,7 +44,7 @@ onstart:
     if config["job_server"] and workflow.local_exec and workflow.is_main_process:
         from lightning_modules import job_server
 
-        JOB_SERVER["process"] = job_server.start(results("logs/job_server.log"))
+        JOB_SERVER["process"] = job_server.start(logs("job_server.log"))
 
 
 onsuccess:

@@ -44,6 +44,10 @@ def test_method_grids_and_truncation_at_the_bound(default_config):
 def test_schema_methods_match_the_registry():
     schema = yaml.safe_load(SCHEMA.read_text())
     assert sorted(schema["properties"]["clustering"]["properties"]["methods"]["properties"]) == METHODS.names()
+    from lightning_modules.diffusion import FEATURE_NETWORKS
+
+    networks = schema["properties"]["diffusion"]["properties"]["metrics"]["properties"]["networks"]["items"]["enum"]
+    assert sorted(networks) == FEATURE_NETWORKS.names()
 
 
 def _set(config, dotted, value):

@@ -62,7 +62,7 @@ def test_image_size_must_survive_the_unet_downsampling():
 
 
 def test_digits_are_padded_or_resized_to_the_model_size(digits_pixels):
-    from lightning_modules.diffusion.run import prepare_images
+    from lightning_modules.diffusion.images import prepare_images
 
     images = digits_pixels[0][:5].reshape(-1, 1, 8, 8)
     padded = prepare_images(images, 16)
@@ -75,7 +75,7 @@ def test_digits_are_padded_or_resized_to_the_model_size(digits_pixels):
 
 
 def test_sampling_labels_follow_the_cluster_frequencies():
-    from lightning_modules.diffusion.run import sample_labels
+    from lightning_modules.diffusion.conditioning import sample_labels
 
     labels = np.repeat([0, 1, 2], [700, 200, 100])
     drawn = sample_labels(labels, 3, 20_000, seed=0)
@@ -136,7 +136,7 @@ def test_ema_follows_the_weights_on_edms_schedule():
 def test_conditioning_checks():
     from lightning_modules.data import DatasetSplit
     from lightning_modules.diffusion import parse_condition
-    from lightning_modules.diffusion.run import class_conditioning, cluster_conditioning
+    from lightning_modules.diffusion.conditioning import class_conditioning, cluster_conditioning
 
     data = DatasetSplit(np.zeros((4, 1, 8, 8), np.float32), np.array([0, 1, 0, 1]), ["a", "b"])
     assert parse_condition("clusters-temi-k20") == ("clusters", "temi", 20)
@@ -159,7 +159,7 @@ PARAMS = {"image_size": None, "fit": "pad", "network": MLP, "edm": {"steps": 3},
 
 
 def pixel_networks():
-    from lightning_modules.diffusion.run import feature_networks
+    from lightning_modules.diffusion.scoring import feature_networks
 
     return feature_networks(PARAMS["metrics"], {"spec": "pixels"})
 
@@ -218,7 +218,7 @@ def test_the_feature_classifier_learns_digits_and_scores_class_consistency(tmp_p
 
 
 def test_scores_have_a_real_vs_real_floor_and_kid_subsets_smaller_than_the_sets():
-    from lightning_modules.diffusion.run import real_reference_sets, score_samples
+    from lightning_modules.diffusion.scoring import real_reference_sets, score_samples
 
     rng = np.random.default_rng(0)
     real, floor = real_reference_sets(100, 80, seed=0)

@@ -78,7 +78,8 @@ def test_embedding_extraction_under_autocast_matches_float32():
 def test_edm_trains_samples_and_resumes_on_the_gpu(tmp_path, digits_pixels, precision):
     """The diffusion job's path on a GPU, at both precisions: training, EMA, Heun sampling and the scores."""
     from lightning_modules.data import DatasetSplit
-    from lightning_modules.diffusion.run import feature_networks, train_diffusion
+    from lightning_modules.diffusion.run import train_diffusion
+    from lightning_modules.diffusion.scoring import feature_networks
 
     x, y = digits_pixels
     data = DatasetSplit(x[:256].reshape(-1, 1, 8, 8), y[:256], [str(d) for d in range(10)])

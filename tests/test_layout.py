@@ -67,6 +67,7 @@ MOVED = {  # the clustering runs' folder, changed in layout.py only
 }
 SMALL = {
     "sweep": "moved",
+    "job_server": False,  # every job a plain process, as on a cluster (the other workflow tests fork them)
     "datasets": {"digits-04": {"source": "digits", "split": "train", "classes": [0, 1, 2, 3, 4]},
                  "digits": {"source": "digits", "split": "test"}},
     "backbones": ["pixels"],
@@ -85,7 +86,8 @@ SMALL = {
 def test_a_folder_pattern_changed_in_the_layout_module_moves_every_stage_with_it(tmp_path):
     """A copy of the project with the clustering runs' folder changed in layout.py: the workflow writes them
     there, the OOD scorer and the diffusion run that read a clustering find it, and the tables and the
-    tracking store name the runs from the new folders."""
+    tracking store name the runs from the new folders. Its jobs run as plain processes (`job_server: false`),
+    the path cluster jobs take."""
     copy = tmp_path / "project"
     copy.mkdir()
     ignore = shutil.ignore_patterns("__pycache__")
@@ -118,3 +120,4 @@ def test_a_folder_pattern_changed_in_the_layout_module_moves_every_stage_with_it
     assert diffusion.cond.tolist() == ["clusters-kmeans-k5"]
     reconciled = yaml.safe_load((results / "tracking" / "reconciled.json").read_text())
     assert "error" not in reconciled and not reconciled["created"]  # every run was logged under its new folder
+    assert not (results / "logs" / "job_server.log").exists()

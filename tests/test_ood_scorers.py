@@ -233,9 +233,9 @@ def test_score_ood_pair_writes_scores_and_metrics_and_uses_cluster_pseudo_labels
 def test_plp_probe_learns_the_zero_shot_pseudo_labels_without_the_id_labels(tmp_path, tiny_clip, monkeypatch):
     """PLP: the ID training embeddings labelled by CLIP zero-shot over the class names, a probe trained on those;
     the true labels only measure the pseudo-labels afterwards."""
-    import lightning_modules.ood.run as ood_run
     from lightning_modules.ood.probe import Probe
-    from lightning_modules.ood.run import score_ood_pair, train_shared_probe
+    from lightning_modules.ood.run import score_ood_pair
+    from lightning_modules.ood.shared_probe import train_shared_probe
     from lightning_modules.ood.zeroshot import class_text_embeddings, zero_shot_labels
 
     names = ["cat", "dog", "ship"]
@@ -248,7 +248,7 @@ def test_plp_probe_learns_the_zero_shot_pseudo_labels_without_the_id_labels(tmp_
     _write_split(tmp_path / "in", "test", x[:60], shuffled[:60], names)
     _write_split(tmp_path / "out", "test", rng.normal(size=(40, text.shape[1])).astype(np.float32),
                  np.zeros(40, dtype=int), ["noise"])
-    monkeypatch.setattr(ood_run, "_build_backbone", lambda backbone: (tiny_clip, None))
+    monkeypatch.setattr("lightning_modules.backbones.build_from_entry", lambda backbone: (tiny_clip, None))
     record = train_shared_probe("plp", tmp_path / "in", "train", tmp_path / "probe", {"epochs": 20, "batch_size": 64},
                                 backbone={"spec": "openclip/ViT-B-32"})
     pseudo = zero_shot_labels(x, text)
@@ -262,13 +262,12 @@ def test_plp_probe_learns_the_zero_shot_pseudo_labels_without_the_id_labels(tmp_
 
 
 def test_plp_needs_a_text_tower(tmp_path, gaussians, monkeypatch):
-    import lightning_modules.ood.run as ood_run
     from lightning_modules.backbones import build_backbone
-    from lightning_modules.ood.run import train_shared_probe
+    from lightning_modules.ood.shared_probe import train_shared_probe
 
     train, labels, _, _ = gaussians
     _write_split(tmp_path / "in", "train", train, labels, ["a", "b", "c"])
-    monkeypatch.setattr(ood_run, "_build_backbone", lambda backbone: build_backbone("pixels"))
+    monkeypatch.setattr("lightning_modules.backbones.build_from_entry", lambda backbone: build_backbone("pixels"))
     with pytest.raises(ValueError, match="'plp-\\*' needs a backbone with a text tower"):
         train_shared_probe("plp", tmp_path / "in", "train", tmp_path / "probe", {}, backbone={"spec": "pixels"})
     assert not (tmp_path / "probe").exists()

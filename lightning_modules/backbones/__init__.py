@@ -36,4 +36,9 @@ def build_backbone(spec: str, **options):
     return model, transform
 
 
-__all__ = ["BACKBONES", "build_backbone", "split_spec"]
+def build_from_entry(entry: dict):
+    """A config backbone entry `{spec, options…}` -> (model, transform)."""
+    return build_backbone(entry["spec"], **{key: value for key, value in entry.items() if key != "spec"})
+
+
+__all__ = ["BACKBONES", "build_backbone", "build_from_entry", "split_spec"]

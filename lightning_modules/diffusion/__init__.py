@@ -1,9 +1,10 @@
-"""Cluster-conditioned diffusion (C-EDM: EDM conditioned on cluster labels). Two registries:
+"""Cluster-conditioned diffusion (C-EDM: EDM conditioned on cluster labels). Three registries:
 
 - CONDITIONERS: what a denoiser is conditioned on, by name: `none`, `class` (the ground-truth labels) and
   `clusters-<method>-k<K>` (a clustering run's assignments); each is
   `(data, assignments, k) -> (conditioning labels or None, number of classes or None)`.
-- DENOISERS: the raw network F inside EDM's preconditioning, by `diffusion.network.name`."""
+- DENOISERS: the raw network F inside EDM's preconditioning, by `diffusion.network.name`.
+- FEATURE_NETWORKS: the networks samples are scored in, by `diffusion.metrics.networks`."""
 
 from __future__ import annotations
 
@@ -13,9 +14,19 @@ from lightning_modules.registry import Registry
 
 CONDITIONERS = Registry("diffusion conditioning")
 # fit_labels: what the denoiser is fitted on (tracking.uses_labels: only the ground-truth classes count)
-CONDITIONERS.register("none", "lightning_modules.diffusion.run:no_conditioning", fit_labels=None)
-CONDITIONERS.register("class", "lightning_modules.diffusion.run:class_conditioning", fit_labels="classes")
-CONDITIONERS.register("clusters", "lightning_modules.diffusion.run:cluster_conditioning", fit_labels="clusters")
+CONDITIONERS.register("none", "lightning_modules.diffusion.conditioning:no_conditioning", fit_labels=None)
+CONDITIONERS.register("class", "lightning_modules.diffusion.conditioning:class_conditioning", fit_labels="classes")
+CONDITIONERS.register("clusters", "lightning_modules.diffusion.conditioning:cluster_conditioning", fit_labels="clusters")
+
+# The networks samples are scored in (`diffusion.metrics.networks`): (metrics, backbone, classifier_dir, device) ->
+# images -> features
+FEATURE_NETWORKS = Registry("feature network")
+FEATURE_NETWORKS.register("inception", "lightning_modules.diffusion.scoring:inception_network",
+                          description="the standard FID network (its weights file: metrics.inception_weights)")
+FEATURE_NETWORKS.register("classifier", "lightning_modules.diffusion.scoring:classifier_network",
+                          description="a small classifier trained on the data set's labelled training split")
+FEATURE_NETWORKS.register("backbone", "lightning_modules.diffusion.scoring:backbone_network",
+                          description="the clustering backbone (diffusion.backbone)")
 
 DDPMPP_CHANNELS = (256, 256, 256)  # the UNet's channels per level when `diffusion.network` gives none (EDM's CIFAR-10)
 DENOISERS = Registry("diffusion network")
@@ -66,5 +77,5 @@ def check_image_size(image_size: int, n_levels: int) -> None:
                          f"UNet ({n_levels} levels in diffusion.network.channels); use a multiple of {factor}")
 
 
-__all__ = ["CONDITIONERS", "DDPMPP_CHANNELS", "DENOISERS", "check_image_size", "classifier_settings", "cluster_condition", "parse_condition",
+__all__ = ["CONDITIONERS", "DDPMPP_CHANNELS", "FEATURE_NETWORKS", "DENOISERS", "check_image_size", "classifier_settings", "cluster_condition", "parse_condition",
            "run_settings"]

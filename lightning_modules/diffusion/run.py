@@ -1,6 +1,6 @@
-"""One diffusion run: train an EDM denoiser on a dataset split conditioned as the run says, sample from it,
-and score the samples against the real images in every configured feature network (FD, KID, and the
-real-vs-real FD of two disjoint real sets as the noise floor). Writes `samples.npy`, `labels.npy` (the
+"""One diffusion run: train an EDM denoiser on a dataset split conditioned as the run says (conditioning.py),
+sample from it, and score the samples against the real images in every configured feature network
+(scoring.py: FD, KID, and the real-vs-real FD of two disjoint real sets as the noise floor). Writes `samples.npy`, `labels.npy` (the
 conditioning label of each sample, −1 when unconditional) and `metrics.json`; a killed job resumes from its
 last checkpoint."""
 
@@ -15,67 +15,15 @@ import numpy as np
 import torch
 
 from lightning_modules.data import DatasetSplit
+from lightning_modules.diffusion.conditioning import sample_labels
+from lightning_modules.diffusion.images import prepare_images, save_sample_grid
+from lightning_modules.diffusion.scoring import feature_networks, real_reference_sets, score_samples
 from lightning_modules.io import save_npy, write_json
 from lightning_modules.training import CHECKPOINT_DIR
 
 SAMPLE_GRID = "samples.png"  # the first 64 samples, logged to the run in MLflow
 
 log = logging.getLogger(__name__)
-
-
-def no_conditioning(data: DatasetSplit, assignments=None, k=None):
-    return None, None
-
-
-def class_conditioning(data: DatasetSplit, assignments=None, k=None):
-    if (data.labels < 0).any() or not data.label_names:
-        raise ValueError("diffusion conditioning 'class' needs labels, and this data set has none")
-    return data.labels, len(data.label_names)
-
-
-def cluster_conditioning(data: DatasetSplit, assignments: np.ndarray | None = None, k: int | None = None):
-    if assignments is None or k is None:
-        raise ValueError("diffusion conditioning on clusters needs a clustering run's assignments and its K")
-    if len(assignments) != len(data):
-        raise ValueError(f"the cluster assignments have {len(assignments)} entries for {len(data)} images; "
-                         f"they come from another data set or split")
-    if k < 2:
-        raise ValueError(f"diffusion conditioning on K = {k} cluster is no conditioning; use K >= 2 or 'none'")
-    return np.asarray(assignments, dtype=np.int64), int(k)
-
-
-def prepare_images(images: np.ndarray, size: int | None, mode: str = "pad") -> np.ndarray:
-    """(N, C, h, w) in [0, 1] -> (N, C, size, size) in [0, 1]: zero-padded around the centre, or resized;
-    size None keeps the images as they are."""
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4:
-        raise ValueError(f"diffusion needs images (N, C, H, W), got shape {images.shape}")
-    height, width = images.shape[2:]
-    if size is None or (size == height == width):
-        return images
-    if mode == "resize":
-        resized = torch.nn.functional.interpolate(torch.from_numpy(images), size=(size, size), mode="bilinear",
-                                                  antialias=True, align_corners=False)
-        return resized.clamp(0, 1).numpy()
-    if height > size or width > size:
-        raise ValueError(f"diffusion.image_size = {size} is smaller than the images ({height}x{width}); "
-                         f"use resize or a larger size")
-    top, left = (size - height) // 2, (size - width) // 2
-    padded = np.zeros((*images.shape[:2], size, size), dtype=np.float32)
-    padded[:, :, top:top + height, left:left + width] = images
-    return padded
-
-
-def sample_labels(labels: np.ndarray, n_classes: int, count: int, how: str = "empirical", seed: int = 0) -> np.ndarray:
-    """Conditioning labels to sample with: drawn from the labels' own frequencies p(c) (as C-EDM does), or
-    uniformly over the classes."""
-    rng = np.random.default_rng(seed)
-    if how == "uniform":
-        return rng.integers(0, n_classes, count)
-    if how != "empirical":
-        raise ValueError(f"diffusion.sample_labels = '{how}'; allowed: empirical, uniform")
-    frequencies = np.bincount(labels, minlength=n_classes) / len(labels)
-    return rng.choice(n_classes, size=count, p=frequencies)
 
 
 def _train(module, images: np.ndarray, labels: np.ndarray | None, params: dict, seed: int, checkpoint_dir, logger,
@@ -111,55 +59,6 @@ def _train(module, images: np.ndarray, labels: np.ndarray | None, params: dict, 
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")  # steps, not epochs
         trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     return trainer
-
-
-def real_reference_sets(count: int, n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two disjoint random index sets of the real images, each of min(n_samples, N // 2): the first is the
-    reference the samples are scored against, the second gives the real-vs-real floor at the same size."""
-    size = min(n_samples, count // 2)
-    order = np.random.default_rng(seed).permutation(count)
-    return order[:size], order[size:2 * size]
-
-
-def score_samples(samples: np.ndarray, real: np.ndarray, floor: np.ndarray, networks: dict, kid_subsets: int,
-                  kid_subset_size: int, seed: int) -> dict:
-    """FD and KID of the samples against `real`, and the FD of `floor` (other real images) against `real`, in
-    each feature network: `fd_<net>`, `kid_<net>`, `kid_std_<net>`, `fd_floor_<net>`. KID's subsets are at
-    most half of the smaller set, so they differ from each other."""
-    from lightning_modules.metrics.generation import frechet_distance, kernel_inception_distance
-
-    record = {}
-    subset = max(2, min(kid_subset_size, len(samples) // 2, len(real) // 2))
-    for name, features in networks.items():
-        reference, generated = features(real), features(samples)
-        record[f"fd_{name}"] = frechet_distance(reference, generated)
-        record[f"fd_floor_{name}"] = frechet_distance(reference, features(floor))
-        record[f"kid_{name}"], record[f"kid_std_{name}"] = kernel_inception_distance(
-            reference, generated, subsets=kid_subsets, subset_size=subset, seed=seed)
-    record["kid"] = {"subsets": kid_subsets, "subset_size": subset}
-    return record
-
-
-def feature_networks(metrics: dict, backbone: dict, classifier_dir=None, device: str = "cpu") -> dict:
-    """The configured feature networks, built before training so a missing weights file stops the job first."""
-    from lightning_modules.diffusion.features import ClassifierFeatures, InceptionFeatures
-
-    networks = {}
-    for name in metrics["networks"]:
-        if name == "inception":
-            networks[name] = InceptionFeatures(metrics.get("inception_weights"), device=device)
-        elif name == "classifier":
-            networks[name] = ClassifierFeatures(classifier_dir, device=device)
-        elif name == "backbone":
-            from lightning_modules.backbones import build_backbone
-            from lightning_modules.embeddings.extract import embed_images
-
-            model, transform = build_backbone(backbone["spec"], **{k: v for k, v in backbone.items() if k != "spec"})
-            networks[name] = lambda images, model=model, transform=transform: embed_images(
-                model, transform, images, progress=False).astype(np.float64)
-        else:
-            raise ValueError(f"diffusion.metrics.networks: unknown '{name}'; allowed: inception, classifier, backbone")
-    return networks
 
 
 def train_diffusion(
@@ -221,18 +120,6 @@ def train_diffusion(
     write_json(out_dir / "metrics.json", record)
     shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     return record
-
-
-def save_sample_grid(samples: np.ndarray, path, count: int = 64, min_side: int = 256) -> None:
-    """The first `count` samples as one PNG (8 per row), enlarged without smoothing to at least `min_side`
-    pixels: what the run's MLflow page shows."""
-    from torchvision.utils import save_image
-
-    images = torch.from_numpy(np.asarray(samples[:count], dtype=np.float32))
-    per_row = 8
-    scale = max(1, -(-min_side // (per_row * images.shape[-1])))
-    images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
-    save_image(images.clamp(0, 1), str(path), nrow=per_row, padding=scale, pad_value=1.0)
 
 
 def train_feature_classifier(dataset: dict, out_dir, params: dict) -> dict:

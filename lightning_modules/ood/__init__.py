@@ -36,6 +36,13 @@ for _prefix, _source in PROBE_SOURCES.items():
                              config=("probe", *_sections), labels=_source, probe=_source, text=_source == "plp")
 del _prefix, _source, _score, _class, _sections
 
+# Where a shared probe's labels come from: (fit_x, fit_y, fit_dir, fit_split, assignments, backbone) ->
+# (labels, number of classes or None, what it measured on the way)
+PROBE_LABELS = Registry("probe label source")
+PROBE_LABELS.register("classes", "lightning_modules.ood.shared_probe:class_labels")
+PROBE_LABELS.register("clusters", "lightning_modules.ood.shared_probe:cluster_labels")
+PROBE_LABELS.register("plp", "lightning_modules.ood.shared_probe:plp_labels")
+
 ADVERSARIAL_MARK = "-adv-"  # `knn1-adv-smooth`: knn1 on OOD images attacked with the `smooth` setting
 _NEGATIVES_SCORERS = [name for name in OOD_SCORERS.names() if OOD_SCORERS.entry(name).info.get("negatives")]
 
@@ -81,5 +88,5 @@ def scorer_params(name: str, ood_config: dict) -> dict:
     return {key: value for key, value in params.items() if not (info.get("probe") and key in PROBE_TRAINING)}
 
 
-__all__ = ["ADVERSARIAL_MARK", "OOD_SCORERS", "POSTHOC_SCORES", "PROBE_SOURCES", "PROBE_TRAINING", "build_scorer",
+__all__ = ["ADVERSARIAL_MARK", "OOD_SCORERS", "POSTHOC_SCORES", "PROBE_LABELS", "PROBE_SOURCES", "PROBE_TRAINING", "build_scorer",
            "probe_training", "scorer_negatives", "scorer_params", "split_scorer_name"]

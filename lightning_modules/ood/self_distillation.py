@@ -46,9 +46,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from lightning_modules.ood.base import OODScorer
+from lightning_modules.pairs import NeighbourPairsAndNegatives, pairs_loader, unit_rows
 from lightning_modules.seeded_data import SeededDataModule
 
 
@@ -211,28 +212,6 @@ class SelfDistillationModule(pl.LightningModule):
         return torch.cat(chunks)
 
 
-def unit_rows(x: np.ndarray, device="cpu") -> torch.Tensor:
-    """float32 L2-normalised rows (the module's input: cosine geometry, as the kNN views are chosen)."""
-    return F.normalize(torch.as_tensor(np.array(x, dtype=np.float32), device=device), dim=-1)
-
-
-class PairsAndNegatives(Dataset):
-    """Item i -> (x_i, a random one of its kNN, a random negative), gathered per batch in one indexing operation."""
-
-    def __init__(self, embeddings, neighbours: np.ndarray, negatives, generator: torch.Generator):
-        self.embeddings, self.neighbours, self.negatives, self.generator = embeddings, neighbours, negatives, generator
-
-    def __len__(self) -> int:
-        return len(self.embeddings)
-
-    def __getitems__(self, indices: list[int]):
-        index = np.asarray(indices, dtype=np.int64)
-        pick = torch.randint(0, self.neighbours.shape[1], (len(index),), generator=self.generator).numpy()
-        negative = torch.randint(0, len(self.negatives), (len(index),), generator=self.generator).numpy()
-        return (unit_rows(self.embeddings[index]), unit_rows(self.embeddings[self.neighbours[index, pick]]),
-                unit_rows(self.negatives[np.sort(negative)]))
-
-
 class PairsDataModule(SeededDataModule):
     def __init__(self, embeddings, neighbours, negatives, batch_size: int, seed: int):
         # two checkpointed streams: batch order, and the neighbour and negative picks
@@ -241,9 +220,8 @@ class PairsDataModule(SeededDataModule):
         self.batch_size = min(batch_size, len(embeddings))
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(PairsAndNegatives(self.embeddings, self.neighbours, self.negatives, self.generators["picks"]),
-                          batch_size=self.batch_size, shuffle=True, drop_last=True, collate_fn=lambda batch: batch,
-                          generator=self.generators["order"], num_workers=0)
+        pairs = NeighbourPairsAndNegatives(self.embeddings, self.neighbours, self.negatives, self.generators["picks"])
+        return pairs_loader(pairs, self.batch_size, self.generators["order"])
 
 
 class SelfDistillation(OODScorer):

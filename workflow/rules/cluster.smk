@@ -7,7 +7,7 @@ rule cluster:
         assignments=results(ClusteringRun.pattern("assignments.npy")),
         metrics=results(ClusteringRun.pattern("metrics.json")),
     log:
-        results("logs/cluster/{dataset}/{backbone}/{method}/k{k}/seed{seed}.log"),
+        logs("cluster/{dataset}/{backbone}/{method}/k{k}/seed{seed}.log"),
     params:
         split=clustering_split,
         method_params=lambda wc: canonical(method_params(wc.method)),
@@ -31,7 +31,7 @@ checkpoint upper_cluster_bound:
     output:
         results(ClusterBound.pattern("bound.json")),
     log:
-        results("logs/cluster/{dataset}/{backbone}/bound.log"),
+        logs("cluster/{dataset}/{backbone}/bound.log"),
     params:
         split=clustering_split,
         graph_k=config["knn"]["k"],
@@ -54,7 +54,7 @@ rule select_clustering:
     output:
         results(Selection.pattern("selection.json")),
     log:
-        results("logs/selection/{dataset}/{backbone}.log"),
+        logs("selection/{dataset}/{backbone}.log"),
     threads: 1
     conda:
         "../../envs/compute.yaml"

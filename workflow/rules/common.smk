@@ -53,6 +53,11 @@ def results(path):
     return os.path.join(RESULTS, path)
 
 
+def logs(path):
+    """A log file (path may hold {wildcards}) in the results folder's log folder."""
+    return results(f"{layout.LOGS}/{path}")
+
+
 def result(record, name=""):
     """A file `name` of a layout record (or its folder) under the results folder."""
     return results(record.file(name) if name else record.folder)

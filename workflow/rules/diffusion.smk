@@ -4,7 +4,7 @@ rule diffusion_classifier:
         model=results(DiffusionClassifier.pattern("model.pt")),
         metrics=results(DiffusionClassifier.pattern("metrics.json")),
     log:
-        results("logs/diffusion/{dataset}/classifier.log"),
+        logs("diffusion/{dataset}/classifier.log"),
     params:
         dataset=lambda wildcards: canonical(DATASETS[wildcards.dataset]),
         params=canonical(DIFFUSION_CLASSIFIER_PARAMS),
@@ -40,7 +40,7 @@ rule diffusion:
         labels=diffusion_run_file("labels.npy", ONE_JOB_SEEDS),
         metrics=diffusion_run_file("metrics.json", ONE_JOB_SEEDS),
     log:
-        results("logs/diffusion/{dataset}/{cond}/" + ("seeds.log" if ONE_JOB_SEEDS else "seed{seed}.log")),
+        logs("diffusion/{dataset}/{cond}/" + ("seeds.log" if ONE_JOB_SEEDS else "seed{seed}.log")),
     params:
         run=lambda wc: canonical(diffusion_run_params(wc)),
     resources:
@@ -60,7 +60,7 @@ rule diffusion_table:
     output:
         report(results(Table.pattern("diffusion.parquet")), caption="../report/tables.rst", category="Tables"),
     log:
-        results("logs/tables/diffusion.log"),
+        logs("tables/diffusion.log"),
     conda:
         "../../envs/reporting.yaml"
     script:
@@ -77,7 +77,7 @@ rule diffusion_report:
         notebook=results(Report.pattern("diffusion.ipynb")),
         html=report(results(Report.pattern("diffusion.html")), caption="../report/diffusion.rst", category="Reports"),
     log:
-        results("logs/reports/diffusion.log"),
+        logs("reports/diffusion.log"),
     params:
         results_dir=os.path.abspath(RESULTS),
     conda:

@@ -5,7 +5,7 @@ rule embed:
         labels=results(Embeddings.pattern("{split}.labels.npy")),
         meta=results(Embeddings.pattern("{split}.meta.json")),
     log:
-        results("logs/embed/{dataset}/{backbone}/{split}.log"),
+        logs("embed/{dataset}/{backbone}/{split}.log"),
     params:
         dataset=lambda wc: canonical(DATASETS[wc.dataset]),
         backbone=lambda wc: canonical(EMBEDDED_BACKBONES[wc.backbone]),

@@ -8,7 +8,7 @@ rule knn_graph:
         similarities=results(KnnGraph.pattern("{split}.k{n}.dist.npy")),
         meta=results(KnnGraph.pattern("{split}.k{n}.meta.json")),
     log:
-        results("logs/knn/{dataset}/{backbone}/{split}.k{n}.log"),
+        logs("knn/{dataset}/{backbone}/{split}.k{n}.log"),
     params:
         search={key: config["knn"][key] for key in ("query_batch", "index", "nlist", "nprobe", "recall_queries")},
     threads: 2

@@ -8,7 +8,7 @@ rule ood_probe:
         probe=results(OodProbe.pattern("probe.npz")),
         record=results(OodProbe.pattern("probe.json")),
     log:
-        results("logs/ood/{dataset}/{backbone}/probe-{source}.log"),
+        logs("ood/{dataset}/{backbone}/probe-{source}.log"),
     params:
         run=lambda wc: canonical(ood_probe_params(wc)),
     threads: 1
@@ -29,7 +29,7 @@ rule ood_score:
         scores=results(OodRun.pattern("scores.npz")),
         metrics=results(OodRun.pattern("metrics.json")),
     log:
-        results("logs/ood/{dataset}/{backbone}/{ood}/{scorer}.log"),
+        logs("ood/{dataset}/{backbone}/{ood}/{scorer}.log"),
     params:
         run=lambda wc: canonical(ood_run_params(wc)),
     threads: 1
@@ -51,7 +51,7 @@ rule ood_attack:
         examples=results(OodAttack.pattern("examples.npz")),
         record=results(OodAttack.pattern("attack.json")),
     log:
-        results("logs/ood/{dataset}/{backbone}/{ood}/attack-{style}.log"),
+        logs("ood/{dataset}/{backbone}/{ood}/attack-{style}.log"),
     params:
         run=lambda wc: canonical(ood_attack_params(wc)),
     threads: 1  # a few images through the backbone: a second thread would idle a core (a GPU job on clusters)
@@ -70,7 +70,7 @@ rule ood_table:
         table=report(results(Table.pattern("ood.parquet")), caption="../report/tables.rst", category="Tables"),
         probes=results(Table.pattern("ood_probes.parquet")),
     log:
-        results("logs/tables/ood.log"),
+        logs("tables/ood.log"),
     conda:
         "../../envs/reporting.yaml"
     script:
@@ -86,7 +86,7 @@ rule ood_report:
         notebook=results(Report.pattern("ood.ipynb")),
         html=report(results(Report.pattern("ood.html")), caption="../report/ood.rst", category="Reports"),
     log:
-        results("logs/reports/ood.log"),
+        logs("reports/ood.log"),
     params:
         results_dir=os.path.abspath(RESULTS),
     conda:

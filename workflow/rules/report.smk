@@ -9,7 +9,7 @@ rule clustering_table:
         bounds=results(Table.pattern("cluster_bounds.parquet")),
         selection=report(results(Table.pattern("selection.parquet")), caption="../report/tables.rst", category="Tables"),
     log:
-        results("logs/tables/clustering.log"),
+        logs("tables/clustering.log"),
     conda:
         "../../envs/reporting.yaml"
     script:
@@ -27,7 +27,7 @@ rule clustering_report:
         notebook=results(Report.pattern("clustering.ipynb")),
         html=report(results(Report.pattern("clustering.html")), caption="../report/clustering.rst", category="Reports"),
     log:
-        results("logs/reports/clustering.log"),
+        logs("reports/clustering.log"),
     conda:
         "../../envs/reporting.yaml"
     script:

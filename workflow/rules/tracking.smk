@@ -4,7 +4,7 @@ rule init_tracking:
     output:
         results(layout.TRACKING_EXPERIMENT),
     log:
-        results("logs/init_tracking.log"),
+        logs("init_tracking.log"),
     params:
         tracking_uri=TRACKING_URI,
         experiment=SWEEP,
@@ -29,7 +29,7 @@ rule reconcile_tracking:
     output:
         results(layout.TRACKING_RECONCILED),
     log:
-        results("logs/reconcile_tracking.log"),
+        logs("reconcile_tracking.log"),
     conda:
         "../../envs/compute.yaml"
     script:

@@ -5,7 +5,7 @@ hand_over()  # local runs: the warm job server runs this job (lightning_modules/
 from pathlib import Path
 
 from lightning_modules.jobs import job_logging
-from lightning_modules.ood.run import attack_ood_images
+from lightning_modules.ood.adversarial import attack_ood_images
 
 with job_logging(snakemake):
     attack_ood_images(out_dir=Path(snakemake.output.record).parent, **snakemake.params.run)
