@@ -73,11 +73,20 @@ def slurm_sweep(cluster, mlflow_server, tmp_path_factory):
 def test_jobs_went_through_slurm(slurm_sweep):
     log = (slurm_sweep / "snakemake.log").read_text()
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
-    # embed, knn_graph, init_tracking, three clustering runs and the label-free selection (it reads every run's
-    # assignments and the embeddings: a CPU-node job at scale); tables and the report run locally
-    assert len(submitted) == 7 and len(set(submitted)) == 7
+    # embed, knn_graph, init_tracking, the TEMI run, the two k-means runs as one allocation (the small-cpu group)
+    # and the label-free selection (it reads every run's assignments and the embeddings: a CPU-node job at
+    # scale); tables and the report run locally
+    assert len(submitted) == 6 and len(set(submitted)) == 6
     slurm_logs = {path.stem for path in (slurm_sweep / ".snakemake" / "slurm_logs").rglob("*.log")}
     assert set(submitted) <= slurm_logs
+
+
+def test_small_jobs_ran_together_in_one_allocation(slurm_sweep):
+    grouped = list((slurm_sweep / ".snakemake" / "slurm_logs").glob("group_small-cpu*/**/*.log"))
+    assert len(grouped) == 1, grouped
+    text = grouped[0].read_text()
+    assert "2 of 2 steps (100%) done" in text, text[-3000:]  # the allocation's own Snakemake ran both runs
+    assert "method=kmeans, k=5, seed=0" in text and "method=kmeans, k=10, seed=0" in text
 
 
 def test_tables_equal_those_of_a_local_run(slurm_sweep, tmp_path):

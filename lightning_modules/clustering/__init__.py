@@ -1,12 +1,14 @@
 """Clustering method registry. Every method is an estimator `Method(n_clusters, seed, **params)` with
 `fit_predict(embeddings, **inputs) -> int assignments`. Registry info: `needs_knn` (inputs gain
 `neighbours`, the kNN graph), `lightning` (inputs gain `logger`, an MLFlowLogger or None) and `spaces`
-(the method reads several embedding artifacts of the same images: inputs gain `spaces`, the others')."""
+(the method reads several embedding artifacts of the same images: inputs gain `spaces`, the others') and `small`
+(a CPU job of seconds, run with others in one allocation on a cluster)."""
 
 from lightning_modules.registry import Registry
 
 METHODS = Registry("clustering method")
-METHODS.register("kmeans", "lightning_modules.clustering.kmeans:LloydKMeans", needs_knn=False, lightning=False)
+METHODS.register("kmeans", "lightning_modules.clustering.kmeans:LloydKMeans", needs_knn=False, lightning=False,
+                 small=True)
 _HEADS = "lightning_modules.clustering.heads.estimator"
 METHODS.register("temi", f"{_HEADS}:TEMIClustering", needs_knn=True, lightning=True)
 METHODS.register("scan", f"{_HEADS}:SCANClustering", needs_knn=True, lightning=True)

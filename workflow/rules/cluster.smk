@@ -1,7 +1,6 @@
 rule cluster:
     input:
         unpack(clustering_inputs),
-        # ancient: logging to the store must not make finished runs look out of date
         tracking=TRACKING,
     output:
         assignments=results(ClusteringRun.pattern("assignments.npy")),
@@ -13,6 +12,8 @@ rule cluster:
         method_params=lambda wc: canonical(method_params(wc.method)),
         graph_k=config["knn"]["k"],
         role_tags=lambda wc: canonical(clustering_role_tags(wc)),
+    group:
+        cluster_group
     threads: 1  # small jobs: two single-threaded ones beat one using both cores
     resources:
         **job_resources(config, "cluster"),

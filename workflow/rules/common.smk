@@ -3,7 +3,7 @@ import json
 import sys
 from pathlib import Path
 
-from lightning_modules.clustering import estimator_params
+from lightning_modules.clustering import METHODS, estimator_params
 from lightning_modules.config import ConfigError, canonical, validate_config
 from lightning_modules.data import files_fingerprint
 from lightning_modules.naming import SLUG_PATTERN, backbone_slug
@@ -96,6 +96,20 @@ TABLE_CLUSTERINGS = set(clustering_runs(config, BACKBONES))
 def clustering_role_tags(wildcards):
     run = ClusteringRun(wildcards.dataset, wildcards.backbone, wildcards.method, int(wildcards.k), int(wildcards.seed))
     return {} if run in TABLE_CLUSTERINGS else {ROLE_TAG: "helper"}
+
+
+# Jobs of seconds on a CPU (k-means runs; the OOD scores, self-distillation's training aside): on a cluster the
+# slurm profile runs many of them in one allocation (its `group-components` for this group); local runs ignore
+# groups
+SMALL_JOBS = "small-cpu"
+
+
+def cluster_group(wildcards):
+    return SMALL_JOBS if METHODS.entry(wildcards.method).info.get("small") else None
+
+
+def ood_score_group(wildcards):
+    return None if scorer_negatives(wildcards.scorer) else SMALL_JOBS
 
 
 def method_params(method):

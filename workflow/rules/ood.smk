@@ -32,6 +32,8 @@ rule ood_score:
         logs("ood/{dataset}/{backbone}/{ood}/{scorer}.log"),
     params:
         run=lambda wc: canonical(ood_run_params(wc)),
+    group:
+        ood_score_group
     threads: 1
     resources:
         **job_resources(config, "ood_score"),
