@@ -560,6 +560,23 @@ def test_self_distillation_last_layer_is_frozen_in_the_first_epoch_only():
         assert module.student.head.mlp[0].weight.grad is not None
 
 
+def test_self_distillation_teacher_momentum_at_the_step_just_taken():
+    """main_train.py: after the optimizer step of iteration `it`, teacher = m * teacher + (1 - m) * student with
+    m = momentum_schedule[it] (cosine from teacher_momentum to 1): the first step uses teacher_momentum itself."""
+    for taken, total in [(1, 10), (6, 10)]:
+        module = self_distillation_module(teacher_momentum=0.9)
+        module._trainer = SimpleNamespace(estimated_stepping_batches=total, global_step=taken)
+        with torch.no_grad():
+            for parameter in module.student.parameters():
+                parameter.add_(1.0)
+        before = [p.detach().clone() for p in module.teacher.parameters()]
+        module.on_train_batch_end(None, None, 0)
+        it = taken - 1
+        m = 1 - (1 - 0.9) * (np.cos(np.pi * it / total) + 1) / 2
+        for old, teacher, student in zip(before, module.teacher.parameters(), module.student.parameters()):
+            torch.testing.assert_close(teacher, m * old + (1 - m) * student)
+
+
 @pytest.mark.parametrize("rows", ["views", "first-samples"])
 def test_self_distillation_centre_rows(rows):
     """views: DINO's centre over every teacher output; first-samples: main_train.py's teacher_output[:2]."""

@@ -170,9 +170,11 @@ class SelfDistillationModule(pl.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        # DINO's cosine teacher momentum schedule: from `teacher_momentum` to 1 over training
+        # DINO's cosine teacher momentum schedule, from `teacher_momentum` to 1 over training, at the index of the
+        # step just taken (main_train.py: momentum_schedule[it]; Lightning has counted the step before this hook)
         total = max(1, self.trainer.estimated_stepping_batches)
-        momentum = 1 - (1 - self.hparams.teacher_momentum) * (math.cos(math.pi * self.global_step / total) + 1) / 2
+        step = self.global_step - 1
+        momentum = 1 - (1 - self.hparams.teacher_momentum) * (math.cos(math.pi * step / total) + 1) / 2
         with torch.no_grad():
             torch._foreach_lerp_(list(self.teacher.parameters()), list(self.student.parameters()), 1 - momentum)
 
