@@ -33,6 +33,7 @@ include: "workflow/rules/cluster.smk"
 include: "workflow/rules/ood.smk"
 include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/claims.smk"
 
 
 # Local runs: jobs fork from one warm process with the heavy imports done (lightning_modules/job_server.py);
@@ -68,6 +69,8 @@ localrules:
     ood_report,
     diffusion_table,
     diffusion_report,
+    claims,
+    claims_report,
     reconcile_tracking,
 
 
@@ -76,5 +79,6 @@ rule all:
         clustering_report=results(Report.pattern("clustering.html")),
         ood_report=results(Report.pattern("ood.html")) if OOD_PAIRS else [],
         diffusion_report=results(Report.pattern("diffusion.html")) if DIFFUSION["datasets"] else [],
+        claims_report=results(Report.pattern("claims.html")),
         tracking=results(layout.TRACKING_RECONCILED),
     default_target: True

@@ -207,10 +207,11 @@ def normalise_backbones(config: dict) -> None:
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     validate_schema(config, schema_path)
     normalise_backbones(config)
+    from lightning_modules.claims import check_claims
     from lightning_modules.clustering.checks import check_clustering
     from lightning_modules.diffusion.checks import check_diffusion
     from lightning_modules.ood.checks import check_ood
 
-    for check in (check_data_and_backbones, check_paths, check_clustering, check_ood, check_diffusion):
+    for check in (check_data_and_backbones, check_paths, check_clustering, check_ood, check_diffusion, check_claims):
         check(config)
     return config

@@ -98,6 +98,11 @@ def headlines(results_dir: str | Path) -> list[str]:
         runs = pd.read_parquet(tables / "diffusion.parquet")
         score = "fd_classifier" if "fd_classifier" in runs else next(c for c in runs if c.startswith("fd_"))
         lines.append(f"diffusion ({score}): {verdict(summarise(runs, score), score)}")
+    if (tables / "claims.parquet").exists():
+        counts = pd.read_parquet(tables / "claims.parquet").verdict.value_counts()
+        lines.append("claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
+                                            ("supported", "contradicted", "inconclusive", "not testable"))
+                     + " (reports/claims.html)")
     return lines
 
 

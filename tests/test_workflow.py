@@ -93,7 +93,7 @@ def test_one_mlflow_run_per_table_row_nested_under_the_sweeps_run(sweep):
     assert len(parents) == 1 and parents[0].info.run_name == "sweep tiny" and parents[0].info.status == "FINISHED"
     assert "clustering.methods" in parents[0].data.params
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"config.yaml", "reports"} <= artifacts
+    assert {"config.yaml", "reports", "claims"} <= artifacts
     figures = [a.path for a in client.list_artifacts(parents[0].info.run_id, "reports/clustering")]
     assert "reports/clustering/clustering.html" in figures and "reports/clustering/figure-01.png" in figures
     children = [r for r in everything if r not in parents]
@@ -122,6 +122,19 @@ def test_the_end_message_lists_every_report_and_table_and_the_runs_table(sweep):
     assert any(line.startswith("clustering: label-free pick") for line in lines)
     experiment = json.loads((sweep / "results" / "tracking" / "experiment.json").read_text())["experiment_id"]
     assert lines[-1].endswith(f"/#/experiments/{experiment}/runs?workflowType=machine_learning")
+
+
+def test_the_claims_ledger_gives_every_finding_a_verdict(sweep):
+    from lightning_modules.claims.ledger import CLAIMS, VERDICTS
+
+    ledger = pd.read_parquet(sweep / "results" / "tables" / "claims.parquet")
+    assert list(ledger.claim) == list(CLAIMS) and set(ledger.verdict) <= set(VERDICTS)
+    row = ledger.set_index("claim").loc["C1"]  # TEMI and DEC against k-means at K = 10, paired on seed
+    assert row.verdict != "not testable" and row.n >= 2
+    assert ledger.set_index("claim").loc["C9", "reason"] == "no ood table"  # this sweep has no OOD stage
+    html = (sweep / "results" / "reports" / "claims.html").read_text()
+    assert "findings" in html and html.count("data:image/png;base64") >= 1
+    assert any(line.startswith("claims: ") for line in end_message(sweep / "results", "http://127.0.0.1:5000"))
 
 
 def test_second_run_has_nothing_to_do(sweep):

@@ -3,6 +3,7 @@ import json
 import sys
 from pathlib import Path
 
+from lightning_modules.claims import claims_context
 from lightning_modules.clustering import METHODS, estimator_params
 from lightning_modules.config import ConfigError, canonical, validate_config
 from lightning_modules.data import files_fingerprint
