@@ -139,6 +139,17 @@ def test_a_sweep_without_tables_gets_reasons_not_errors():
     assert row.verdict == "inconclusive" and "one value" in row.reason
 
 
+def test_tables_without_what_a_finding_needs():
+    kmeans_only = clustering_table(0.1, 0.01)
+    kmeans_only = kmeans_only[kmeans_only.method == "kmeans"]
+    row = verdict({"clustering": kmeans_only}, "C1")
+    assert row.verdict == "not testable" and "no clustering head" in row.reason
+    no_acc = kmeans_only.drop(columns="acc")  # a dataset without labels has no ACC
+    assert "no acc" in verdict({"clustering": no_acc}, "C1").reason
+    odd = {"ood": pd.DataFrame({"scorer": ["knn1"], "auroc": [0.9], "fit_labels": [None], "ood": [1]})}
+    assert verdict(odd, "C9").verdict == "not testable"  # no backbone column: said, not raised
+
+
 def test_holm_runs_across_the_ledger():
     tables = {"clustering": clustering_table(0.1, 0.01, datasets=("a", "b", "c")), "ood": ood_table(0.05)}
     frame = ledger(tables).set_index("claim")
