@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "test-output" / "browser"
 PACKAGES = ("chromium", "chromium-driver")
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-REPORTS = ("clustering", "ood", "diffusion")
+REPORTS = ("clustering", "ood", "diffusion", "claims")
 # what a failed cell leaves on the page (nbconvert shows tracebacks and stderr as text)
 ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|\b[A-Z]\w*(Error|Exception): ")
 
