@@ -1,6 +1,7 @@
-"""Config validation: the JSON schema (config/schema.yaml, through snakemake.utils.validate) and the
-checks a schema cannot express (registry names, K against dataset sizes). Every failure is one line that
-names the key and what is allowed."""
+"""Config validation: the JSON schema (config/schema.yaml, through snakemake.utils.validate: the only place
+of the defaults), backbone entries normalised once, then the checks a schema cannot express — the data and
+backbones here, each stage's own section by its `checks.py` (clustering, ood, diffusion) and the claims'. Every
+failure is one line that names the key and what is allowed."""
 
 from __future__ import annotations
 

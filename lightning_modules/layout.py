@@ -10,6 +10,7 @@ A record's fields are its identity (and its Snakemake wildcards): `ClusteringRun
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class Record:
         return f"{self.folder}/{name}"
 
     @classmethod
+    @functools.cache  # per record kind: parse() tries every kind on every path
     def _regex(cls) -> re.Pattern:
         pattern, at = "", 0
         for match in re.finditer(r"\{(\w+)\}", cls.FOLDER):

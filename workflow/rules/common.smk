@@ -120,7 +120,7 @@ def method_params(method):
 def setting_runs(filename):
     """Input function: `filename` of every clustering run of the wildcards' dataset x backbone."""
     def runs(wildcards):
-        return [result(run, filename) for run in sweep_clustering_runs(wildcards)
+        return [result(run, filename) for run in sweep_clustering_runs()
                 if run.setting == (wildcards.dataset, wildcards.backbone)]
 
     return runs
@@ -146,7 +146,7 @@ def upper_bound(dataset, backbone):
         return json.load(handle)["bound"]
 
 
-def sweep_clustering_runs(wildcards=None):
+def sweep_clustering_runs():
     """Every clustering run in the sweep, K truncated at the upper cluster bound when config asks for it (then
     it waits for the bound's checkpoint: call it from input functions only)."""
     bound = CLUSTERING["upper_bound"]
@@ -161,7 +161,7 @@ def sweep_clustering_runs(wildcards=None):
 
 def clustering_run_files(filename):
     """Input function: `filename` of every clustering run in the sweep (sweep_clustering_runs)."""
-    return lambda wildcards: [result(run, filename) for run in sweep_clustering_runs(wildcards)]
+    return lambda wildcards: [result(run, filename) for run in sweep_clustering_runs()]
 
 
 def ood_pair(wildcards):
