@@ -14,7 +14,11 @@ MLFLOW_SERVER_FLAGS ?=
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
+# a sweep's ledger of the papers' findings (config/claims.yaml: the CPU sweep designed to decide them; ~40 min)
+CLAIMS_CONFIG ?= config/claims.yaml
+CLAIMS_RESULTS ?= results-claims
+
+.PHONY: demo claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
 
 install: $(INSTALLED)
 
@@ -28,6 +32,14 @@ demo: $(INSTALLED)
 	@$(BIN)/python -m lightning_modules.contracts config $(CONFIG)  # a YAML error named by line, before Snakemake
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
 	@$(BIN)/python -m lightning_modules.reporting $(RESULTS) --mlflow http://$(MLFLOW_HOST):$(MLFLOW_PORT)
+
+# The sweep that tests the papers' findings (C1-C12) on 2 cores, then its ledger and its time with this machine's
+# GEMM peak beside it (machines here differ 3x from day to day)
+claims: $(INSTALLED)
+	@started=$$(date +%s); $(MAKE) --no-print-directory demo CONFIG=$(CLAIMS_CONFIG) RESULTS=$(CLAIMS_RESULTS) && \
+	  $(BIN)/python -m lightning_modules.claims.ledger $(CLAIMS_RESULTS) && \
+	  echo "make claims: $$(( $$(date +%s) - started )) s on $$(nproc) cores; GEMM peak $$($(BIN)/python -c \
+	    'from benchmarks.common import gemm_gflops; print(round(gemm_gflops()))') GFLOP/s (fp32 2048^2)"
 
 # Snakemake's HTML report of the last sweep: every stage report and table with its caption
 report: $(INSTALLED)

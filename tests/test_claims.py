@@ -93,13 +93,36 @@ def test_cluster_conditioning_against_unconditional_and_classes():
 
 
 def test_the_fd_optimal_k_against_the_bound():
-    runs = diffusion_table({"clusters-kmeans-k5": 30.0, "clusters-kmeans-k10": 20.0}, 40.0, 21.0)
+    runs = diffusion_table({"clusters-kmeans-k5": 30.0, "clusters-kmeans-k10": 20.0, "clusters-kmeans-k40": 25.0},
+                           40.0, 21.0)
     within = {"diffusion": runs, "cluster_bounds": pd.DataFrame({"dataset": ["digits"], "bound": [12]})}
     row = verdict(within, "C7")
-    assert row.effect == 1.0 and row.p_value == pytest.approx(2 / 64) and row.verdict == "supported"
-    beyond = {**within, "cluster_bounds": pd.DataFrame({"dataset": ["digits"], "bound": [7]})}
+    # per seed FD(k40) − FD(k10), the best on each side of the bound: 5 plus each seed's noise
+    by_seed = runs.set_index(["cond", "seed"]).fd_classifier
+    margins = [by_seed["clusters-kmeans-k40", s] - by_seed["clusters-kmeans-k10", s] for s in range(6)]
+    assert row.effect == pytest.approx(np.mean(margins)) and row.n == 6
+    assert row.p_value == pytest.approx(stats.ttest_1samp(margins, 0).pvalue) and row.verdict == "supported"
+    beyond = {**within, "cluster_bounds": pd.DataFrame({"dataset": ["digits"], "bound": [7]})}  # k10 now above
     assert verdict(beyond, "C7").verdict == "contradicted"
+    one_side = {**within, "cluster_bounds": pd.DataFrame({"dataset": ["digits"], "bound": [50]})}
+    assert verdict(one_side, "C7").verdict == "not testable" and "by construction" in verdict(one_side, "C7").reason
     assert verdict({"diffusion": runs}, "C7").verdict == "not testable"
+
+
+def test_the_sensitivity_against_the_best_negatives_drops_ties():
+    rows = []
+    for p in range(8):
+        for name, sensitivity, auroc in [("rotations", 0.9, 0.95), ("permuted", 0.8, 0.90)]:
+            rows.append({"dataset": "d", "backbone": "pixels", "ood": f"pair{p}", "scorer": f"selfdistill-{name}",
+                         "fit_labels": "none", "sensitivity": sensitivity, "auroc": auroc})
+        for name, sensitivity in [("rotations", 0.9), ("permuted", 0.8)]:  # far OOD: both at 1.0, a tie
+            rows.append({"dataset": "d", "backbone": "pixels", "ood": f"noise{p}", "scorer": f"selfdistill-{name}",
+                         "fit_labels": "none", "sensitivity": sensitivity, "auroc": 1.0})
+    row = verdict({"ood": pd.DataFrame(rows)}, "C12")
+    assert row.n == 8 and row.effect == 1.0 and row.p_value == pytest.approx(2 / 2**8)
+    assert row.verdict == "supported"
+    ties = pd.DataFrame(rows).query("ood.str.startswith('noise')", engine="python")
+    assert verdict({"ood": ties}, "C12").verdict == "not testable"
 
 
 def ood_table(knn_gain: float, pairs=8) -> pd.DataFrame:
