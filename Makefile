@@ -16,9 +16,8 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 # a sweep's ledger of the papers' findings (config/claims.yaml: the CPU sweep designed to decide them; ~40 min)
 CLAIMS_CONFIG ?= config/claims.yaml
-CLAIMS_RESULTS ?= results-claims
 
-.PHONY: demo claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
+.PHONY: run demo dry-run claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
 
 install: $(INSTALLED)
 
@@ -28,16 +27,29 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]' 2>&1 | $(QUIET_PIP)
 	touch $@
 
-demo: $(INSTALLED)
-	@$(BIN)/python -m lightning_modules.contracts config $(CONFIG)  # a YAML error named by line, before Snakemake
-	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
-	@$(BIN)/python -m lightning_modules.reporting $(RESULTS) --mlflow http://$(MLFLOW_HOST):$(MLFLOW_PORT)
+SNAKEMAKE = $(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
+
+# A sweep from its config (`make run CONFIG=my-sweep.yaml`): the YAML checked first (a mistake named by its line),
+# then Snakemake with a live progress display on a terminal (snakemake-logger-plugin-rich) and one line per finished
+# job elsewhere (CI logs), then the reports, one headline per stage and where MLflow shows the runs.
+run: $(INSTALLED)
+	@$(BIN)/python -m lightning_modules.contracts config $(CONFIG)
+	@if [ -t 1 ]; then $(SNAKEMAKE) --logger rich; else $(SNAKEMAKE) 2>&1 | $(BIN)/python -m lightning_modules.progress; fi
+	@$(BIN)/python -m lightning_modules.reporting --config $(CONFIG) --mlflow http://$(MLFLOW_HOST):$(MLFLOW_PORT)
+
+# The embedded default sweep (config/config.yaml): digits, end to end in ~5 minutes on 2 cores
+demo: run
+
+# What a sweep would run, job counts per rule, nothing run
+dry-run: $(INSTALLED)
+	@$(BIN)/python -m lightning_modules.contracts config $(CONFIG)
+	$(SNAKEMAKE) --dry-run --quiet rules
 
 # The sweep that tests the papers' findings (C1-C12) on 2 cores, then its ledger and its time with this machine's
 # GEMM peak beside it (machines here differ 3x from day to day)
 claims: $(INSTALLED)
-	@started=$$(date +%s); $(MAKE) --no-print-directory demo CONFIG=$(CLAIMS_CONFIG) RESULTS=$(CLAIMS_RESULTS) && \
-	  $(BIN)/python -m lightning_modules.claims.ledger $(CLAIMS_RESULTS) && \
+	@started=$$(date +%s); $(MAKE) --no-print-directory run CONFIG=$(CLAIMS_CONFIG) && \
+	  $(BIN)/python -m lightning_modules.claims.ledger --config $(CLAIMS_CONFIG) && \
 	  echo "make claims: $$(( $$(date +%s) - started )) s on $$(nproc) cores; GEMM peak $$($(BIN)/python -c \
 	    'from benchmarks.common import gemm_gflops; print(round(gemm_gflops()))') GFLOP/s (fp32 2048^2)"
 

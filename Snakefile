@@ -72,13 +72,10 @@ localrules:
     claims,
     claims_report,
     reconcile_tracking,
+    finish_sweep,
 
 
 rule all:
     input:
-        clustering_report=results(Report.pattern("clustering.html")),
-        ood_report=results(Report.pattern("ood.html")) if OOD_PAIRS else [],
-        diffusion_report=results(Report.pattern("diffusion.html")) if DIFFUSION["datasets"] else [],
-        claims_report=results(Report.pattern("claims.html")),
-        tracking=results(layout.TRACKING_RECONCILED),
+        results(layout.TRACKING_SWEEP),  # after every report and the reconciled store: the sweep's last job
     default_target: True

@@ -216,3 +216,11 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     for check in (check_data_and_backbones, check_paths, check_clustering, check_ood, check_diffusion, check_claims):
         check(config)
     return config
+
+
+def results_dir_of(config_path: str | Path) -> str:
+    """The results folder of a sweep's config file (its `results_dir`, or the schema's default)."""
+    from lightning_modules.contracts import read_config_file
+
+    schema = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+    return validate_config(read_config_file(config_path), schema)["results_dir"]

@@ -32,6 +32,7 @@ INTEGER_FIELDS = ("k", "seed")
 # files of the whole sweep (relative to the results folder)
 TRACKING_EXPERIMENT = "tracking/experiment.json"  # written once before any job logs: the tracking target
 TRACKING_RECONCILED = "tracking/reconciled.json"
+TRACKING_SWEEP = "tracking/sweep.json"  # the sweep's end: its headline metrics, as logged on its MLflow parent run
 ARTIFACT_STORE = "mlartifacts"
 TRACKING_DATABASE = "mlflow.db"
 LOGS = "logs"
@@ -124,6 +125,20 @@ class Selection(Record):
 
 
 @dataclass(frozen=True)
+class ClusterFigures(Record):
+    FOLDER = "{dataset}/{backbone}/figures"  # the selected run's `gallery.png`, `matrix.png`, `map.png`, `gallery.json`
+    dataset: str
+    backbone: str
+
+
+@dataclass(frozen=True)
+class EmbeddingMap(Record):
+    FOLDER = "{dataset}/{backbone}/map"  # files `{split}.npy` (2-D coordinates), `{split}.rows.npy` (their rows)
+    dataset: str
+    backbone: str
+
+
+@dataclass(frozen=True)
 class OodProbe(Record):
     FOLDER = "{dataset}/{backbone}/ood/probes/{source}"
     dataset: str
@@ -185,7 +200,7 @@ class Report(Record):
 # the order `parse` tries them: a folder that fits two patterns (a probe's `ood/probes/<source>` also fits an OOD
 # run's `ood/<pair>/<scorer>`) is the first's
 RECORDS = (OodProbe, OodAttack, OodRun, DiffusionClassifier, DiffusionRun, ClusteringRun, ClusterBound, Selection,
-           KnnGraph, Embeddings)
+           ClusterFigures, EmbeddingMap, KnnGraph, Embeddings)
 
 
 def parse(path: str | Path) -> Record | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -106,6 +107,49 @@ def headlines(results_dir: str | Path) -> list[str]:
     return lines
 
 
+def headline_metrics(results_dir: str | Path) -> dict[str, float]:
+    """The sweep's headline numbers as metrics of its MLflow parent run: per dataset x backbone the label-free pick's
+    ACC and NMI, per OOD pair the best clean AUROC, per diffusion dataset the best FD (mean over seeds), and the
+    claims' verdict counts."""
+    import pandas as pd
+
+    from lightning_modules.layout import Table
+
+    tables, metrics = Path(results_dir) / Table().folder, {}
+    if (tables / "selection.parquet").exists():
+        selection = pd.read_parquet(tables / "selection.parquet")
+        for (dataset, backbone), group in selection.groupby(["dataset", "backbone"], sort=False):
+            pick = group.iloc[0]  # the first criterion's pick (the default)
+            metrics.update({f"pick_acc.{dataset}.{backbone}": pick.acc, f"pick_nmi.{dataset}.{backbone}": pick.nmi})
+    if (tables / "ood.parquet").exists():
+        ood = pd.read_parquet(tables / "ood.parquet")
+        for pair, auroc in ood[ood.attack_style.isna()].groupby("ood").auroc.max().items():
+            metrics[f"best_auroc.{pair}"] = auroc
+    if (tables / "diffusion.parquet").exists():
+        runs = pd.read_parquet(tables / "diffusion.parquet")
+        score = "fd_classifier" if "fd_classifier" in runs else next(c for c in runs if c.startswith("fd_"))
+        for dataset, fd in runs.groupby(["dataset", "cond"])[score].mean().groupby("dataset").min().items():
+            metrics[f"best_{score}.{dataset}"] = fd
+    if (tables / "claims.parquet").exists():
+        counts = pd.read_parquet(tables / "claims.parquet").verdict.value_counts()
+        metrics.update({f"claims_{verdict.replace(' ', '_')}": int(counts.get(verdict, 0))
+                        for verdict in ("supported", "contradicted", "inconclusive", "not testable")})
+    # MLflow's metric names allow alphanumerics and _ - . : / and spaces (a multi-space backbone has a +)
+    return {re.sub(r"[^\w\-.:/ ]", "_", name): float(value) for name, value in metrics.items() if pd.notna(value)}
+
+
+def finish_sweep_run(results_dir: str | Path, tracking: dict, reports: list[str]) -> dict:
+    """The end of a sweep in MLflow: its parent run ends now with the headline metrics, and its note lists the
+    headlines and the reports (artifacts of the run under reports/<name>/)."""
+    from lightning_modules.tracking import finish_sweep
+
+    metrics = headline_metrics(results_dir)
+    note = "\n".join(["**Headlines**", "", *(f"- {line}" for line in headlines(results_dir)), "",
+                       "**Reports** (this run's artifacts):", "",
+                       *(f"- `reports/{Path(report).stem}/{Path(report).name}`" for report in reports)])
+    return {"metrics": metrics, **finish_sweep(**tracking, metrics=metrics, description=note)}
+
+
 def mlflow_runs_address(results_dir: str | Path, server: str) -> str:
     """The sweep's runs table in the MLflow UI at `server`: its experiment, in the UI's model-training mode
     (MLflow 3 opens every experiment on its GenAI pages otherwise)."""
@@ -136,6 +180,11 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="the end of `make demo`: reports, tables, headlines, MLflow")
     parser.add_argument("results_dir", nargs="?", default="results")
+    parser.add_argument("--config", help="the sweep's config file: its results_dir instead of the argument")
     parser.add_argument("--mlflow", default="http://127.0.0.1:5000", help="where `make mlflow-ui` serves")
     arguments = parser.parse_args()
+    if arguments.config:
+        from lightning_modules.config import results_dir_of
+
+        arguments.results_dir = results_dir_of(arguments.config)
     print("\n".join(end_message(arguments.results_dir, arguments.mlflow)))

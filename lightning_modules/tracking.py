@@ -136,8 +136,7 @@ def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path 
             parent = _with_retries(lambda: client.create_run(experiment_id, run_name=f"sweep {experiment}",
                                                              tags={ROLE_TAG: "sweep"}), "create the sweep run").info.run_id
             if sweep is not None:
-                _log_sweep(client, parent, sweep)
-            _with_retries(lambda: client.set_terminated(parent), "finish the sweep run")
+                _log_sweep(client, parent, sweep)  # left running: finish_sweep ends it when the sweep ends
         return {"tracking_uri": tracking_uri, "experiment": experiment, "experiment_id": experiment_id,
                 "sweep_run_id": parent}
     except Exception as error:  # noqa: BLE001 - see module docstring
@@ -179,6 +178,52 @@ def log_sweep_artifacts(tracking_uri: str, experiment: str, paths: Iterable[str 
                           f"log artifact {path}")
     except Exception as error:  # noqa: BLE001 - see module docstring
         _give_up(tracking_uri, f"logging {artifact_dir} on the sweep run", error)
+
+
+def finish_sweep(tracking_uri: str, experiment: str, metrics: dict[str, float], description: str) -> dict:
+    """End the sweep's parent run now (it started with init_tracking, so its duration is the sweep's; a rerun moves
+    its end), with the sweep's headline `metrics` and `description` (the run's note in the UI: headlines and where
+    the reports are). Returns the run's id, start and end (ms)."""
+    from mlflow.entities import Metric
+
+    if tracking_uri in _unavailable:
+        return {}
+    try:
+        client = _client(tracking_uri)
+        experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
+        parent = _with_retries(lambda: _sweep_run_id(client, experiment_id), "find the sweep run")
+        if parent is None:
+            return {}
+        now = int(time.time() * 1000)
+        logged = [Metric(name, value, now, 0) for name, value in _loggable_metrics(metrics).items()]
+        _with_retries(lambda: client.log_batch(parent, metrics=logged), "log the sweep's headlines")
+        _with_retries(lambda: client.set_tag(parent, "mlflow.note.content", description), "describe the sweep")
+        _with_retries(lambda: client.set_terminated(parent, end_time=now), "finish the sweep run")
+        run = _with_retries(lambda: client.get_run(parent), "read the sweep run")
+        return {"sweep_run_id": parent, "start_time": run.info.start_time, "end_time": run.info.end_time}
+    except Exception as error:  # noqa: BLE001 - see module docstring
+        _give_up(tracking_uri, "finishing the sweep run", error)
+        return {}
+
+
+def log_result_artifacts(tracking_uri: str, experiment: str, folder: str | Path, paths: Iterable[str | Path],
+                         artifact_dir: str) -> None:
+    """Files drawn after a result's run finished (its figures) go on that run, found by its result folder."""
+    if tracking_uri in _unavailable:
+        return
+    try:
+        client = _client(tracking_uri)
+        experiment_id = _with_retries(lambda: _experiment_id(client, experiment), "find experiment")
+        found = _with_retries(lambda: client.search_runs(
+            [experiment_id], filter_string=f"tags.`{ARTIFACT_TAG}` = '{folder}'", max_results=1), "find the run")
+        if not found:
+            log.warning("no MLflow run mirrors %s: its figures stay in the results folder only", folder)
+            return
+        for path in paths:
+            _with_retries(lambda path=path: client.log_artifact(found[0].info.run_id, str(path), artifact_dir),
+                          f"log artifact {path}")
+    except Exception as error:  # noqa: BLE001 - see module docstring
+        _give_up(tracking_uri, f"logging {artifact_dir} of {folder}", error)
 
 
 def _loggable_metrics(metrics: dict) -> dict[str, float]:

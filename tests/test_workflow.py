@@ -113,6 +113,51 @@ def test_one_mlflow_run_per_table_row_nested_under_the_sweeps_run(sweep):
     assert len(history) == 2  # one point per epoch
 
 
+def snakemake_log_span(workdir) -> float:
+    """Seconds from the first to the last timestamp of the workflow's (only) Snakemake log."""
+    import datetime
+
+    (log,) = (workdir / ".snakemake" / "log").glob("*.snakemake.log")
+    stamps = [datetime.datetime.strptime(line.strip()[1:-1], "%a %b %d %H:%M:%S %Y")
+              for line in log.read_text().splitlines() if line.startswith("[") and line.strip().endswith("]")]
+    return (stamps[-1] - stamps[0]).total_seconds()
+
+
+def test_the_sweeps_mlflow_run_spans_the_sweep_and_carries_its_headlines(sweep):
+    client = MlflowClient(f"sqlite:///{sweep}/results/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    (parent,) = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get(ROLE_TAG) == "sweep"]
+    duration = (parent.info.end_time - parent.info.start_time) / 1000
+    span = snakemake_log_span(sweep)  # first job's start to the last job's end, to the second
+    assert abs(duration - span) <= max(5.0, 0.1 * span), (duration, span)
+    selection = pd.read_parquet(sweep / "results" / "tables" / "selection.parquet").iloc[0]
+    assert parent.data.metrics["pick_acc.digits.pixels"] == pytest.approx(selection.acc)
+    assert parent.data.metrics["claims_supported"] + parent.data.metrics["claims_not_testable"] <= 13
+    assert "clustering: label-free pick" in parent.data.tags["mlflow.note.content"]
+    assert "reports/clustering/clustering.html" in parent.data.tags["mlflow.note.content"]
+    record = json.loads((sweep / "results" / "tracking" / "sweep.json").read_text())
+    assert record["sweep_run_id"] == parent.info.run_id and record["end_time"] == parent.info.end_time
+
+
+def test_the_selected_run_is_drawn_and_its_figures_are_on_its_mlflow_run(sweep):
+    figures = sweep / "results" / "digits" / "pixels" / "figures"
+    assert {p.name for p in figures.iterdir()} == {"gallery.json", "gallery.png", "matrix.png", "map.png"}
+    record = json.loads((figures / "gallery.json").read_text())
+    pick = json.loads((sweep / "results" / "digits" / "pixels" / "selection" / "selection.json").read_text())["picks"][0]
+    assert record["run"].endswith(f"clusters/{pick['method']}/k{pick['k']}/seed0")
+    assert sum(c["size"] for c in record["clusters"]) == 360 and all(len(c["rows"]) <= 8 for c in record["clusters"])
+    coordinates = np.load(sweep / "results" / "digits" / "pixels" / "map" / "test.npy")
+    assert coordinates.shape == (360, 2) and np.isfinite(coordinates).all()
+    html = (sweep / "results" / "reports" / "clustering.html").read_text()
+    assert "What the clusters look like" in html and 'alt="figures/gallery.png"' in html
+    client = MlflowClient(f"sqlite:///{sweep}/results/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    (run,) = [r for r in client.search_runs([experiment.experiment_id])
+              if r.data.tags.get("clusterlab.artifact_path", "").endswith(record["run"].split("results/", 1)[1])]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "figures")} == {
+        "figures/gallery.png", "figures/matrix.png", "figures/map.png"}
+
+
 def test_the_end_message_lists_every_report_and_table_and_the_runs_table(sweep):
     lines = end_message(sweep / "results", "http://127.0.0.1:5000")
     reports = next(line for line in lines if line.startswith("Reports:"))
@@ -268,7 +313,8 @@ def test_ood_table_has_a_row_per_scorer_and_attack(ood_sweep):
 
 def test_ood_report_and_tracking(ood_sweep):
     html = (ood_sweep / "results" / "reports" / "ood.html").read_text()
-    assert html.count("data:image/png;base64") >= 3  # heatmap, histograms, attack examples
+    assert html.count("data:image/png;base64") >= 5  # heatmap, histograms, two failure grids, attack examples
+    assert "Where the best detector fails" in html and "the number above an image is its score" in html
     notebook = nbformat.read(ood_sweep / "results" / "reports" / "ood.ipynb", as_version=4)
     assert not [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     client = MlflowClient(f"sqlite:///{ood_sweep}/results/mlflow.db")

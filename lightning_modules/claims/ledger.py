@@ -463,5 +463,11 @@ if __name__ == "__main__":  # the end of `make claims`: the ledger of a results 
 
     parser = argparse.ArgumentParser(description="the papers' findings on a sweep: its tables/claims.parquet")
     parser.add_argument("results_dir", nargs="?", default="results")
-    results_dir = Path(parser.parse_args().results_dir)
+    parser.add_argument("--config", help="the sweep's config file: its results_dir instead of the argument")
+    arguments = parser.parse_args()
+    if arguments.config:
+        from lightning_modules.config import results_dir_of
+
+        arguments.results_dir = results_dir_of(arguments.config)
+    results_dir = Path(arguments.results_dir)
     print("\n".join(summary_lines(pd.read_parquet(results_dir / Table().file("claims.parquet")))))

@@ -61,3 +61,26 @@ rule select_clustering:
         "../../envs/compute.yaml"
     script:
         "../scripts/select_clustering.py"
+
+
+# What the label-free pick of each dataset x backbone looks like: its gallery of most confident members per cluster,
+# its cluster x class matrix and the map coloured by its clusters (PNGs, also on the run in MLflow).
+rule cluster_figures:
+    input:
+        selection=results(Selection.pattern("selection.json")),
+        assignments=setting_runs("assignments.npy"),
+        embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
+        map=map_file,
+        tracking=TRACKING,
+    output:
+        directory(results(ClusterFigures.pattern())),
+    log:
+        logs("figures/{dataset}/{backbone}.log"),
+    params:
+        dataset=lambda wc: canonical(DATASETS[wc.dataset]),
+        seed=CLUSTERING["seeds"][0],
+    threads: 1
+    conda:
+        "../../envs/reporting.yaml"
+    script:
+        "../scripts/cluster_figures.py"

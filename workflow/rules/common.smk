@@ -12,8 +12,9 @@ from lightning_modules.ood import OOD_SCORERS, probe_training, scorer_negatives,
 from lightning_modules.published import PUBLISHED_FILE
 from lightning_modules.diffusion import classifier_settings, parse_condition, run_settings
 from lightning_modules import layout
-from lightning_modules.layout import (ClusterBound, ClusteringRun, DiffusionClassifier, DiffusionRun, Embeddings, KnnGraph,
-                                      OodAttack, OodProbe, OodRun, Report, Selection, Table)
+from lightning_modules.layout import (ClusterBound, ClusterFigures, ClusteringRun, DiffusionClassifier, DiffusionRun,
+                                      EmbeddingMap, Embeddings, KnnGraph, OodAttack, OodProbe, OodRun, Report, Selection,
+                                      Table)
 from lightning_modules.sweep import (SPACE_SEPARATOR, primary_backbone, space_backbones, clustering_runs, describe_side,
                                      diffusion_backbone, diffusion_runs, job_resources, ood_pairs, ood_probes, ood_runs)
 from lightning_modules.tracking import ROLE_TAG, default_tracking_uri
@@ -64,7 +65,11 @@ def result(record, name=""):
     return results(record.file(name) if name else record.folder)
 
 
-TRACKING = ancient(results(layout.TRACKING_EXPERIMENT))  # ancient: logging to the store must not rerun finished runs
+TRACKING = ancient(results(layout.TRACKING_EXPERIMENT))
+# the stage reports a sweep ends with
+SWEEP_REPORTS = [results(Report().file(f"{name}.html")) for name, wanted in
+                 (("clustering", True), ("ood", bool(OOD_PAIRS)), ("diffusion", bool(DIFFUSION["datasets"])),
+                  ("claims", True)) if wanted]  # ancient: logging to the store must not rerun finished runs
 
 
 def embeddings_dir(wildcards, dataset=None):
@@ -126,10 +131,26 @@ def setting_runs(filename):
     return runs
 
 
+def clustering_settings():
+    """Every dataset x backbone that has clustering runs, in the grid's order."""
+    return list(dict.fromkeys(run.setting for run in clustering_runs(config, BACKBONES)))
+
+
 def selection_files():
     """One label-free selection per dataset x backbone that has clustering runs."""
-    settings = dict.fromkeys(run.setting for run in clustering_runs(config, BACKBONES))
-    return [result(Selection(*setting), "selection.json") for setting in settings]
+    return [result(Selection(*setting), "selection.json") for setting in clustering_settings()]
+
+
+def figure_folders():
+    """The figures of each dataset x backbone's selected clustering run."""
+    return [result(ClusterFigures(*setting)) for setting in clustering_settings()]
+
+
+def map_file(wildcards):
+    """The 2-D map of the wildcards' clustered embeddings ([] without maps)."""
+    if config["maps"]["method"] is None:
+        return []
+    return result(EmbeddingMap(wildcards.dataset, primary_backbone(wildcards.backbone)), f"{clustering_split(wildcards)}.npy")
 
 
 def bound_files():

@@ -20,3 +20,21 @@ rule embed:
         "../../envs/compute.yaml"
     script:
         "../scripts/embed.py"
+
+
+# A 2-D map of one embedding artifact (maps.method), computed once and drawn by the clustering figures.
+rule embedding_map:
+    input:
+        results(Embeddings.pattern("{split}.npy")),
+    output:
+        coordinates=results(EmbeddingMap.pattern("{split}.npy")),
+        rows=results(EmbeddingMap.pattern("{split}.rows.npy")),
+    log:
+        logs("map/{dataset}/{backbone}/{split}.log"),
+    params:
+        settings=canonical(config["maps"]),
+    threads: 1
+    conda:
+        "../../envs/compute.yaml"
+    script:
+        "../scripts/embedding_map.py"

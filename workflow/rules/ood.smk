@@ -91,6 +91,9 @@ rule ood_report:
         logs("reports/ood.log"),
     params:
         results_dir=os.path.abspath(RESULTS),
+        datasets=canonical(DATASETS),  # the failure cases' images
+        pairs=canonical(OOD_PAIRS),
+        eval_split=OOD["eval_split"],
     conda:
         "../../envs/reporting.yaml"
     script:

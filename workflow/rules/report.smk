@@ -21,6 +21,7 @@ rule clustering_report:
         table_path=results(Table.pattern("clustering.parquet")),
         bounds_path=results(Table.pattern("cluster_bounds.parquet")),
         selection_path=results(Table.pattern("selection.parquet")),
+        figure_folders=figure_folders(),
         template=os.path.join(workflow.basedir, "reports", "clustering.ipynb"),
         tracking=TRACKING,  # where the report is logged
     output:

@@ -34,3 +34,22 @@ rule reconcile_tracking:
         "../../envs/compute.yaml"
     script:
         "../scripts/reconcile_tracking.py"
+
+
+# The sweep's end: its MLflow parent run (started by init_tracking) ends now, with the headline numbers as metrics
+# and the reports in its note. Runs again whenever a report or the store changed, so a rerun moves the end.
+rule finish_sweep:
+    input:
+        reports=SWEEP_REPORTS,
+        reconciled=results(layout.TRACKING_RECONCILED),
+        tracking=TRACKING,
+    output:
+        results(layout.TRACKING_SWEEP),
+    log:
+        logs("finish_sweep.log"),
+    params:
+        results_dir=RESULTS,
+    conda:
+        "../../envs/reporting.yaml"
+    script:
+        "../scripts/finish_sweep.py"

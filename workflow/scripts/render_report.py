@@ -11,7 +11,8 @@ from lightning_modules.tracking import tracking_target
 with job_logging(snakemake):
     # the notebook's parameters: every input but the template and the tracking target (as absolute paths), and
     # the rule's params
-    inputs = {name: os.path.abspath(path) for name, path in snakemake.input.items() if name not in ("template", "tracking")}
+    inputs = {name: os.path.abspath(path) if isinstance(path, str) else [os.path.abspath(one) for one in path]
+              for name, path in snakemake.input.items() if name not in ("template", "tracking")}
     render_report(snakemake.input.template, snakemake.output.notebook, snakemake.output.html,
                   parameters={**inputs, **dict(snakemake.params.items())})
     log_report(**tracking_target(snakemake.input.tracking), notebook=snakemake.output.notebook, html=snakemake.output.html)

@@ -1,0 +1,14 @@
+from lightning_modules.job_server import hand_over
+
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+
+from pathlib import Path
+
+from lightning_modules.clustering.figures import draw_selected_figures
+from lightning_modules.jobs import job_logging
+from lightning_modules.tracking import tracking_target
+
+with job_logging(snakemake):
+    draw_selected_figures(snakemake.input.selection, [Path(path).parent for path in snakemake.input.assignments],
+                          snakemake.params.seed, snakemake.input.embeddings, snakemake.output[0], snakemake.params.dataset,
+                          map_path=snakemake.input.map or None, tracking=tracking_target(snakemake.input.tracking))
