@@ -128,6 +128,10 @@ def _page_text(driver) -> str:
     return driver.execute_script("return document.body ? document.body.innerText : ''")
 
 
+# the figures a researcher looks at first (issue 30), by the alt text the report gives them
+LOOK_FIGURES = {"clustering": ("figures/gallery.png", "figures/matrix.png", "figures/map.png")}
+
+
 @pytest.mark.parametrize("name", REPORTS)
 def test_each_report_renders_its_figures_and_no_error(browser, demo, name):
     browser.get((demo / "reports" / f"{name}.html").as_uri())
@@ -137,6 +141,8 @@ def test_each_report_renders_its_figures_and_no_error(browser, demo, name):
     browser.save_screenshot(str(OUTPUT / f"report-{name}.png"))
     assert images, f"{name}.html has no figure"
     assert all(complete and width > 0 for complete, width in images), f"{name}.html: a figure did not render"
+    shown = set(browser.execute_script("return Array.from(document.images).map(image => image.alt)"))
+    assert set(LOOK_FIGURES.get(name, ())) <= shown, f"{name}.html lacks {set(LOOK_FIGURES[name]) - shown}"
     assert browser.title and browser.title != "Notebook"
     text = _page_text(browser)
     assert not ERROR_TEXT.search(text), ERROR_TEXT.search(text).group(0)

@@ -34,7 +34,8 @@ def test_compute_env_holds_every_runtime_requirement_but_the_report_tools():
     compute = {re.split(r"[<>=!~ []", r)[0].lower() for r in yaml.safe_load((REPO / "envs" / "compute.yaml").read_text())
                ["dependencies"][-1]["pip"]}
     reporting_only = {"seaborn", "matplotlib", "papermill", "nbconvert", "nbformat", "ipykernel"}
-    missing = set(pyproject_requirements()) - compute - reporting_only - {"snakemake-executor-plugin-slurm"}
+    missing = set(pyproject_requirements()) - compute - reporting_only - {"snakemake-executor-plugin-slurm",
+                                                                         "snakemake-logger-plugin-rich"}
     assert not missing
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_modules.data.builders import class_index
 from lightning_modules.io import load_npy, nonfinite_rows, read_json, release_rows, save_npy, write_json
 
 
@@ -70,3 +71,16 @@ def read_coarse_labels(embeddings_dir, split: str) -> np.ndarray | None:
 
 def read_meta(embeddings_dir, split: str) -> dict:
     return read_json(artifact_paths(embeddings_dir, split)["meta"])
+
+
+def class_rows(embeddings_dir, split: str, classes: list | None, key: str) -> np.ndarray:
+    """Row indices of the split whose label is one of `classes` (all rows when None)."""
+    _, labels = read_embeddings(embeddings_dir, split)
+    if not classes:
+        return np.arange(len(labels))
+    names = read_meta(embeddings_dir, split)["label_names"]
+    wanted = [class_index(names, name, key) for name in classes]
+    rows = np.flatnonzero(np.isin(labels, wanted))
+    if not len(rows):
+        raise ValueError(f"{key}: no samples of classes {classes} in {embeddings_dir}/{split}.npy")
+    return rows

@@ -81,7 +81,7 @@ def attack_ood_images(
     from lightning_modules.embeddings.artifact import read_embeddings
     from lightning_modules.embeddings.extract import embed_images
     from lightning_modules.io import atomic_path, save_npy, write_json
-    from lightning_modules.ood.run import class_rows
+    from lightning_modules.embeddings.artifact import class_rows
 
     ood_x, _ = read_embeddings(ood_dir, eval_split)
     rows = class_rows(ood_dir, eval_split, ood_classes, "ood.pairs.out.classes")

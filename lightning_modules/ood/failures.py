@@ -22,7 +22,7 @@ def _side_images(results_dir: Path, datasets: dict, side: dict, backbone: str, s
     feature datasets."""
     from lightning_modules.data import dataset_options, load_dataset
     from lightning_modules.layout import Embeddings
-    from lightning_modules.ood.run import class_rows
+    from lightning_modules.embeddings.artifact import class_rows
 
     dataset = datasets[side["dataset"]]
     data = load_dataset(dataset["source"], split, dataset_options(dataset))

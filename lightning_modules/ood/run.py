@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_modules.data.builders import class_index
-from lightning_modules.embeddings.artifact import read_embeddings, read_meta
+from lightning_modules.embeddings.artifact import class_rows, read_embeddings
 from lightning_modules.io import atomic_path, load_npy, read_json, write_json
 from lightning_modules.metrics.ood import OOD_METRICS, bootstrap_intervals, ood_metrics
 from lightning_modules.ood import OOD_SCORERS, build_scorer, scorer_negatives, split_scorer_name
@@ -24,19 +23,6 @@ from lightning_modules.training import CHECKPOINT_DIR
 
 RUN_METRICS = (*OOD_METRICS, *(f"{name}_{end}" for name in OOD_METRICS for end in ("low", "high")),
                "n_fit", "n_id", "n_ood", "seconds")
-
-
-def class_rows(embeddings_dir, split: str, classes: list | None, key: str) -> np.ndarray:
-    """Row indices of the split whose label is one of `classes` (all rows when None)."""
-    _, labels = read_embeddings(embeddings_dir, split)
-    if not classes:
-        return np.arange(len(labels))
-    names = read_meta(embeddings_dir, split)["label_names"]
-    wanted = [class_index(names, name, key) for name in classes]
-    rows = np.flatnonzero(np.isin(labels, wanted))
-    if not len(rows):
-        raise ValueError(f"{key}: no samples of classes {classes} in {embeddings_dir}/{split}.npy")
-    return rows
 
 
 def load_fit_labels(kind: str | None, fit_labels: np.ndarray, n_fit: int, assignments_path) -> np.ndarray | None:
