@@ -151,6 +151,11 @@ def test_probes_and_attacks():
                              "auroc": [0.1, 0.2, 0.15, 0.05, 0.12, 0.3], "auroc_clean": 0.9})
     row = verdict({"ood": pd.concat([table, attacked])}, "C11")
     assert row.effect < 0.5 and row.verdict == "supported"  # at or below chance: the detector is defeated
+    # a second, harmless style changes nothing: the attacker picks the more effective one
+    harmless = attacked.assign(scorer="knn1-adv-smooth-tv", attack_style="smooth-tv", auroc=0.99)
+    both = verdict({"ood": pd.concat([table, attacked.assign(base_scorer="knn1"), harmless.assign(base_scorer="knn1")])},
+                   "C11")
+    assert both.effect == pytest.approx(row.effect) and both.n == 6
 
 
 def test_a_sweep_without_tables_gets_reasons_not_errors():

@@ -338,9 +338,12 @@ def c11_adversarial_images_defeat_the_detector(tables: dict, context: dict) -> d
     attacked = runs[runs.get("attack_style").notna()] if "attack_style" in runs else runs.iloc[:0]
     if attacked.empty:
         raise NotTestable("no adversarial OOD runs (ood.adversarial)")
-    return {"test": "AUROC on the attacked OOD images minus chance (0.5), per attacked scorer x pair x style; a "
-                    "defeated detector is at or below chance", "metric": "auroc above chance",
-            **one_sample(attacked.auroc.to_numpy(), 0.5)}
+    # the attacker picks the style: per attacked scorer x pair x backbone, its most effective style
+    strongest = attacked.groupby(["base_scorer" if "base_scorer" in attacked else "scorer", "ood", "backbone"],
+                                 dropna=False).auroc.min()
+    return {"test": "AUROC on the attacked OOD images minus chance (0.5), per attacked scorer x pair x backbone at its "
+                    "most effective attack style; a defeated detector is at or below chance",
+            "metric": "auroc above chance", **one_sample(strongest.to_numpy(), 0.5)}
 
 
 def c12_sensitivity_picks_the_best_negatives(tables: dict, context: dict) -> dict:
