@@ -56,6 +56,13 @@ def test_heads_beat_kmeans(gain, noise, expected):
     assert (row.low <= row.effect <= row.high) and "settings" in row.test
 
 
+def test_heads_against_kmeans_on_balanced_benchmarks_only():
+    table = clustering_table(lambda d: -0.2 if d == "digits-lt10" else 0.1, 0.01, datasets=("digits", "digits-lt10"))
+    context = {"datasets": {"digits": {}, "digits-lt10": {"imbalanced_of": "digits"}}}
+    row = verdict({"clustering": table}, "C1", context)
+    assert row.verdict == "supported" and row.n == 2 and "left out: digits-lt10" in row.test  # digits at K 10, 20
+
+
 def test_imbalance_needs_the_variant_and_then_compares_the_gaps():
     table = clustering_table(lambda d: 0.1 if d == "digits" else 0.0, 0.01, datasets=("digits", "digits-lt10"))
     assert verdict({"clustering": table}, "C2").verdict == "not testable"

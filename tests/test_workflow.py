@@ -141,7 +141,8 @@ def test_the_sweeps_mlflow_run_spans_the_sweep_and_carries_its_headlines(sweep):
 
 def test_the_selected_run_is_drawn_and_its_figures_are_on_its_mlflow_run(sweep):
     figures = sweep / "results" / "digits" / "pixels" / "figures"
-    assert {p.name for p in figures.iterdir()} == {"gallery.json", "gallery.png", "matrix.png", "map.png"}
+    assert {p.name for p in figures.iterdir() if not p.name.startswith(".")} == {"gallery.json", "gallery.png",
+                                                                                 "matrix.png", "map.png"}
     record = json.loads((figures / "gallery.json").read_text())
     pick = json.loads((sweep / "results" / "digits" / "pixels" / "selection" / "selection.json").read_text())["picks"][0]
     assert record["run"].endswith(f"clusters/{pick['method']}/k{pick['k']}/seed0")
