@@ -38,6 +38,7 @@ checkpoint upper_cluster_bound:
         graph_k=config["knn"]["k"],
         bound=canonical(CLUSTERING["upper_bound"]),
     threads: 1  # one small head: a second thread barely helps it and would idle a core (a GPU job on clusters)
+    priority: LONG_CHAIN_PRIORITY
     resources:
         **job_resources(config, "upper_cluster_bound"),
     conda:

@@ -66,6 +66,9 @@ def result(record, name=""):
 
 
 TRACKING = ancient(results(layout.TRACKING_EXPERIMENT))
+# the upper cluster bound -> diffusion chain is a sweep's longest: started first, its jobs overlap the many short
+# clustering and OOD jobs instead of running after them (the demo's last minute was diffusion alone)
+LONG_CHAIN_PRIORITY = 10
 # the stage reports a sweep ends with
 SWEEP_REPORTS = [results(Report().file(f"{name}.html")) for name, wanted in
                  (("clustering", True), ("ood", bool(OOD_PAIRS)), ("diffusion", bool(DIFFUSION["datasets"])),

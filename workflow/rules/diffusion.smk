@@ -9,6 +9,7 @@ rule diffusion_classifier:
         dataset=lambda wildcards: canonical(DATASETS[wildcards.dataset]),
         params=canonical(DIFFUSION_CLASSIFIER_PARAMS),
     threads: 1
+    priority: LONG_CHAIN_PRIORITY
     conda:
         "../../envs/compute.yaml"
     script:
@@ -47,6 +48,7 @@ rule diffusion:
         gpu=DIFFUSION_GPUS,
         **job_resources(config, "diffusion"),
     threads: 1  # small denoisers: two single-threaded runs beat one using both cores
+    priority: LONG_CHAIN_PRIORITY
     conda:
         "../../envs/compute.yaml"
     script:
