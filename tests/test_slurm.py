@@ -73,10 +73,10 @@ def slurm_sweep(cluster, mlflow_server, tmp_path_factory):
 def test_jobs_went_through_slurm(slurm_sweep):
     log = (slurm_sweep / "snakemake.log").read_text()
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
-    # embed, knn_graph, init_tracking, the TEMI run, the two k-means runs as one allocation (the small-cpu group)
-    # and the label-free selection (it reads every run's assignments and the embeddings: a CPU-node job at
-    # scale); tables and the report run locally
-    assert len(submitted) == 6 and len(set(submitted)) == 6
+    # embed, knn_graph, init_tracking, the TEMI run, the two k-means runs as one allocation (the small-cpu group),
+    # the label-free selection, the 2-D map and the selected run's figures (each reads the embeddings: CPU-node jobs
+    # at scale); tables and the report run locally
+    assert len(submitted) == 8 and len(set(submitted)) == 8
     slurm_logs = {path.stem for path in (slurm_sweep / ".snakemake" / "slurm_logs").rglob("*.log")}
     assert set(submitted) <= slurm_logs
 

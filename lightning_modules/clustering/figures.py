@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 GALLERY_MEMBERS = 8     # images per cluster
 GALLERY_CLUSTERS = 30   # the largest clusters shown when K is larger
 EVALUATION_ONLY = "labels: evaluation only"
-FIGURES = ("gallery.png", "matrix.png", "map.png")  # written by draw_cluster_figures, with gallery.json
+CHUNK_ROWS = 65536      # rows read at a time from the embeddings
 
 
 def confidence(run_dir: str | Path, embeddings: np.ndarray, assignments: np.ndarray) -> tuple[np.ndarray, str]:
@@ -30,12 +30,17 @@ def confidence(run_dir: str | Path, embeddings: np.ndarray, assignments: np.ndar
     if probs_file.exists():
         probs = np.load(probs_file, mmap_mode="r")
         return np.asarray(probs[np.arange(len(assignments)), assignments], dtype=np.float64), "head probability"
-    x = np.asarray(embeddings, dtype=np.float64)
-    k = int(assignments.max()) + 1
-    centroids = np.zeros((k, x.shape[1]))
-    np.add.at(centroids, assignments, x)
+    # in chunks: the embeddings may be a memory map of millions of rows
+    k, chunks = int(assignments.max()) + 1, range(0, len(assignments), CHUNK_ROWS)
+    centroids = np.zeros((k, embeddings.shape[1]))
+    for start in chunks:
+        np.add.at(centroids, assignments[start:start + CHUNK_ROWS],
+                  np.asarray(embeddings[start:start + CHUNK_ROWS], dtype=np.float64))
     centroids /= np.maximum(np.bincount(assignments, minlength=k), 1)[:, None]
-    return -np.linalg.norm(x - centroids[assignments], axis=1), "distance to the centroid"
+    distance = np.concatenate([np.linalg.norm(np.asarray(embeddings[start:start + CHUNK_ROWS], dtype=np.float64)
+                                              - centroids[assignments[start:start + CHUNK_ROWS]], axis=1)
+                               for start in chunks])
+    return -distance, "distance to the centroid"
 
 
 def confident_members(assignments: np.ndarray, score: np.ndarray, per_cluster: int = GALLERY_MEMBERS,

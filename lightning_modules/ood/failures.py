@@ -18,8 +18,8 @@ def failure_rows(id_scores: np.ndarray, ood_scores: np.ndarray, n: int = FAILURE
 
 
 def _side_images(results_dir: Path, datasets: dict, side: dict, backbone: str, split: str):
-    """The images of one side of a pair at `split`, restricted to its classes as the scoring job did; None for
-    feature datasets."""
+    """The images of one side of a pair at `split`, indexed as the scoring job's scores (its classes only; images
+    are read when shown: an image folder stays on disk); None for feature datasets."""
     from lightning_modules.data import dataset_options, load_dataset
     from lightning_modules.layout import Embeddings
     from lightning_modules.embeddings.artifact import class_rows
@@ -30,7 +30,17 @@ def _side_images(results_dir: Path, datasets: dict, side: dict, backbone: str, s
         return None
     rows = class_rows(results_dir / Embeddings(side["dataset"], backbone).folder, split, side.get("classes"),
                       "ood.pairs.out.classes")
-    return [data.images[row] for row in rows]
+    return _Rows(data.images, rows)
+
+
+class _Rows:
+    """`images[rows[i]]` as item i, read on access."""
+
+    def __init__(self, images, rows: np.ndarray):
+        self.images, self.rows = images, rows
+
+    def __getitem__(self, index: int):
+        return self.images[int(self.rows[index])]
 
 
 def _grid(images: list, rows: np.ndarray, scores: np.ndarray, title: str):
