@@ -18,6 +18,7 @@ PARTS = [
     ("embed", [], "embedding extraction throughput: pixels and a random timm ViT"),
     # without --full: its N = 300k scaling point alone took ~15 of the 22 minutes (python -m benchmarks.clustering --full)
     ("clustering", [], "kNN graph and k-means against scikit-learn, scaling with N up to 100k, IVF against exact"),
+    ("knn_graph", [], "the kNN graph of 100k rows by cell_search, faiss IVF, faiss HNSW and pynndescent, with recall"),
     ("ood", [], "knn1 / knn50 OOD scoring throughput on 100k ID embeddings"),
     ("diffusion", [], "EDM denoiser training and sampling images/s, planned cost of the paper config"),
     ("scale", ["--quick"], "every stage out of core on 200k x 384 float16, peak memory per stage"),

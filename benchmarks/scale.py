@@ -61,10 +61,19 @@ def ivf_scan_fraction(n: int) -> tuple[int, int, float]:
     return nlist, nprobe, nprobe / nlist
 
 
+def ivf_fit_flops(n: int, dims: int) -> float:
+    """Training the cells (k-means on TRAIN_POINTS_PER_CELL rows per cell) and assigning every row to one."""
+    from lightning_modules.cell_search import TRAIN_ITERATIONS
+    from lightning_modules.neighbours import TRAIN_POINTS_PER_CELL
+
+    nlist, _, _ = ivf_scan_fraction(n)
+    return 2 * min(n, TRAIN_POINTS_PER_CELL * nlist) * nlist * dims * TRAIN_ITERATIONS + 2 * n * nlist * dims
+
+
 def knn_graph_flops(n: int, dims: int) -> float:
-    """Cell assignment of every row (add + query) plus scanning nprobe / nlist of the rows per query."""
-    nlist, _, fraction = ivf_scan_fraction(n)
-    return 2 * 2 * n * nlist * dims + 2 * n * (fraction * n) * dims
+    """The cells, then every row compared with nprobe / nlist of the rows (cells of equal size)."""
+    _, _, fraction = ivf_scan_fraction(n)
+    return ivf_fit_flops(n, dims) + 2 * n * (fraction * n) * dims
 
 
 def kmeans_flops(n: int, dims: int, k: int) -> float:
@@ -78,14 +87,15 @@ def temi_parameters(dims: int, k: int, heads: int = TEMI_HEADS, hidden: int = 51
 
 def temi_flops(n: int, dims: int, k: int, steps: int) -> float:
     """Per step: student forward + backward on anchors and neighbours (6 P 2B), teacher forward (2 P 2B);
-    then one teacher forward over every row for the assignments."""
+    then the selected head's forward over every row for the assignments."""
     parameters = temi_parameters(dims, k)
-    return 16 * parameters * TEMI_BATCH * steps + 2 * parameters * n
+    return 16 * parameters * TEMI_BATCH * steps + 2 * parameters / TEMI_HEADS * n
 
 
 def ood_knn_flops(n: int, dims: int, queries: int) -> float:
+    """The cells; per query its nprobe nearest cells, then nprobe / nlist of the rows."""
     nlist, _, fraction = ivf_scan_fraction(n)
-    return 2 * n * nlist * dims + 2 * queries * nlist * dims + 2 * queries * fraction * n * dims
+    return ivf_fit_flops(n, dims) + 2 * queries * nlist * dims + 2 * queries * fraction * n * dims
 
 
 def mahalanobis_flops(n: int, dims: int, k: int, queries: int) -> float:
@@ -120,22 +130,25 @@ def query_rows(n: int, count: int) -> np.ndarray:
 
 def stage_knn_graph(x, data: Path) -> dict:
     from lightning_modules.io import save_npy
-    from lightning_modules.neighbours import knn_graph
+    from lightning_modules.neighbours import build_index, graph_of_index
 
-    indices, _ = knn_graph(x, K_GRAPH, index="ivf", use_gpu=False)
+    index = build_index(x, "ivf", use_gpu=False)
+    indices, _ = graph_of_index(index, x, K_GRAPH)
     save_npy(data / f"graph.k{K_GRAPH}.npy", indices)
-    nlist, nprobe, _ = ivf_scan_fraction(len(x))
-    return {"flops": knn_graph_flops(*x.shape), "nlist": nlist, "nprobe": nprobe}
+    return {"flops": index.flops_, "ideal_flops": knn_graph_flops(*x.shape), "nlist": index.nlist,
+            "nprobe": index.nprobe, "phases": index.seconds_}
 
 
 def stage_search(x, data: Path, queries: int) -> dict:
     """Exact against IVF on the same queries: the default nprobe and a sweep around it (recall / speed curve)."""
+    from lightning_modules.io import gather_rows
     from lightning_modules.neighbours import build_index, search
 
     rows = query_rows(len(x), queries)
     exact = build_index(x, "exact", use_gpu=False)
     started = time.perf_counter()
-    _, exact_found = search(exact, x[rows], K_GRAPH)
+    queries = gather_rows(x, rows)
+    _, exact_found = search(exact, queries, K_GRAPH)
     exact_seconds = time.perf_counter() - started
     del exact
     ivf = build_index(x, "ivf", use_gpu=False)
@@ -143,7 +156,7 @@ def stage_search(x, data: Path, queries: int) -> dict:
     for factor in (0.25, 0.5, 1, 2):
         ivf.nprobe = max(1, int(default_nprobe * factor))
         started = time.perf_counter()
-        _, ivf_found = search(ivf, x[rows], K_GRAPH)
+        _, ivf_found = search(ivf, queries, K_GRAPH)
         seconds = time.perf_counter() - started
         recall = float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(exact_found, ivf_found)]) / K_GRAPH)
         record[f"nprobe{ivf.nprobe}"] = {"recall": recall, "speedup": exact_seconds / seconds}
@@ -171,23 +184,25 @@ def stage_temi(x, data: Path, steps: int) -> dict:
     model = TEMIClustering(KMEANS_K, seed=0, epochs=1, batch_size=TEMI_BATCH, lr=1e-4, progress=False,
                            max_steps=steps, n_heads=TEMI_HEADS).fit(x, neighbours=graph)
     return {"flops": temi_flops(*x.shape, KMEANS_K, steps), "steps": steps,
-            "clusters_used": int(len(np.unique(model.labels_)))}
+            "clusters_used": int(len(np.unique(model.labels_))), "phases": model.seconds_}
 
 
 def stage_ood_knn1(x, data: Path) -> dict:
+    from lightning_modules.io import gather_rows
     from lightning_modules.ood.knn import KNNScorer
 
     scorer = KNNScorer(k=1, index="ivf", use_gpu=False).fit(x)
-    scores = scorer.score(x[query_rows(len(x), OOD_QUERIES)])
-    return {"flops": ood_knn_flops(*x.shape, len(scores)), "queries": len(scores)}
+    scores = scorer.score(gather_rows(x, query_rows(len(x), OOD_QUERIES)))
+    return {"flops": scorer.index_.flops_, "ideal_flops": ood_knn_flops(*x.shape, len(scores)),
+            "queries": len(scores), "phases": scorer.index_.seconds_}
 
 
 def stage_cluster_mahalanobis(x, data: Path) -> dict:
-    from lightning_modules.io import load_npy
+    from lightning_modules.io import gather_rows, load_npy
     from lightning_modules.ood.mahalanobis import Mahalanobis
 
     scorer = Mahalanobis().fit(x, load_npy(data / "kmeans_labels.npy"))
-    scores = scorer.score(x[query_rows(len(x), OOD_QUERIES)])
+    scores = scorer.score(gather_rows(x, query_rows(len(x), OOD_QUERIES)))
     return {"flops": mahalanobis_flops(*x.shape, KMEANS_K, len(scores)), "queries": len(scores)}
 
 
@@ -273,7 +288,9 @@ def main() -> None:
         rows += [(f"{name}_seconds", record["seconds"], "wall, fresh process, loading included"),
                  (f"{name}_peak_rss_gib", record["peak_rss_gib"],
                   f"target <= {RSS_TARGET_GIB}" + (" (reference, not a target)" if name == "search" else "")),
-                 (f"{name}_pct_peak", 100 * record["flops"] / seconds / 1e9 / peak, "% of the GEMM peak")]
+                 (f"{name}_pct_peak", 100 * record["flops"] / seconds / 1e9 / peak, "% of the GEMM peak"),
+                 *[(f"{name}_{phase}_seconds", phase_seconds, "of which")
+                   for phase, phase_seconds in record.get("phases", {}).items() if phase_seconds]]
     search = records["search"]
     speedup_applies = n >= SPEEDUP_TARGET_MIN_N
     nlist, nprobe, scanned = ivf_scan_fraction(n)

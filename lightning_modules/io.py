@@ -95,12 +95,10 @@ def release_rows(array: np.ndarray, rows: slice) -> None:
     one chunk of it, not the whole file. A no-op for arrays in memory."""
     import mmap as mmap_module
 
-    base, owner = None, array  # np.asarray(memmap) and slices are plain views: find the mapping below them
-    while owner is not None and base is None:
-        base = owner if isinstance(owner, mmap_module.mmap) else getattr(owner, "_mmap", None)
-        owner = getattr(owner, "base", None)
-    if base is None or not hasattr(base, "madvise") or array.ndim == 0 or not array.flags.c_contiguous:
+    mapping = _mapping(array)
+    if mapping is None or not hasattr(mapping[0], "madvise") or array.ndim == 0 or not array.flags.c_contiguous:
         return
+    base = mapping[0]
     start, stop, _ = rows.indices(len(array))
     if stop <= start:
         return
@@ -111,6 +109,43 @@ def release_rows(array: np.ndarray, rows: slice) -> None:
     aligned_first, aligned_last = -(-first // page) * page, min(last // page * page, len(base))
     if aligned_last > aligned_first:
         base.madvise(mmap_module.MADV_DONTNEED, aligned_first, aligned_last - aligned_first)
+
+
+def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`array[rows]` (a copy) for 1-D integer `rows`; a memory map's rows are read with pread, not through the
+    mapping. A fault in a file mapping maps the whole page-cache folio around the row (up to 2 MiB on this
+    kernel: one gather of 256 random 1 KiB rows mapped 70 MiB, measured), so random gathers through a mapping
+    grow resident memory to the whole file; pread copies only the rows asked for."""
+    mapping = _mapping(array)
+    rows = np.asarray(rows, dtype=np.int64)
+    if mapping is None or not array.flags.c_contiguous or getattr(array, "filename", None) is None:
+        return np.array(array[rows])
+    base, file_start = mapping
+    first_byte = file_start + array.ctypes.data - np.frombuffer(base, dtype=np.uint8).ctypes.data
+    stride = array.strides[0]
+    out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+    target = memoryview(out.reshape(-1).view(np.uint8))
+    if len(rows) and (rows.min() < -len(array) or rows.max() >= len(array)):
+        raise IndexError(f"row index out of range for {len(array)} rows")
+    with open(array.filename, "rb", buffering=0) as handle:
+        descriptor = handle.fileno()
+        for position, row in enumerate(rows % max(1, len(array))):
+            os.preadv(descriptor, [target[position * stride:(position + 1) * stride]], first_byte + int(row) * stride)
+    return out
+
+
+def _mapping(array: np.ndarray):
+    """(the mmap under `array`, the file offset where that mmap starts) or None when `array` is not mapped."""
+    import mmap as mmap_module
+
+    base, owner = None, array  # np.asarray(memmap) and slices are plain views: find the mapping below them
+    while owner is not None and base is None:
+        base = owner if isinstance(owner, mmap_module.mmap) else getattr(owner, "_mmap", None)
+        owner = getattr(owner, "base", None)
+    if base is None:
+        return None
+    offset = getattr(array, "offset", 0)  # np.memmap maps from the allocation boundary below its offset
+    return base, offset - offset % mmap_module.ALLOCATIONGRANULARITY
 
 
 def nonfinite_rows(array: np.ndarray, chunk_rows: int = 65536) -> int:

@@ -7,17 +7,19 @@ visible GPU with float16 storage (each holds 1/n of the rows) instead of being r
 
 Index kinds (`knn.index`):
 - `exact`: IndexFlatIP, brute force, ~2 N² d FLOPs for a whole graph.
-- `ivf`: IndexIVFScalarQuantizer with float16 codes: `nlist` k-means cells trained on a sample, `nprobe` of them
-  visited per query. Defaults from N: nlist = 4 √N (faiss's guideline 4–16 √N), nprobe = nlist / 128 (≥ 8):
-  the scan then reads 1/128 of the rows, at about a fifth of the GEMM efficiency of exact search (scalar-quantised
-  codes are decoded, not multiplied by BLAS), so about 20x faster; nlist / 64 gained nothing in recall on a
-  mixture of 1,000 clusters (`benchmarks.scale` sweeps nprobe). How many cells are enough depends on the data:
+- `ivf`: `nlist` k-means cells trained on a sample, `nprobe` of them visited per query. On the CPU this is
+  `cell_search.CellIndex` (exact products inside the probed cells, blocked into GEMMs: 75-80% of the GEMM peak
+  at 2M rows against faiss's ~20%, benchmarks.scale); on GPUs faiss's IndexIVFScalarQuantizer (float16 codes).
+  Defaults from N: nlist = 4 √N (faiss's guideline 4–16 √N), nprobe = nlist / 128 (≥ 8), so a query compares
+  with 1/128 of the rows; nlist / 64 gained nothing in recall on a mixture of 1,000 clusters (`benchmarks.scale`
+  sweeps nprobe). How many cells are enough depends on the data:
   every IVF graph measures its recall@k against exact search and warns below 0.9."""
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import numpy as np
 
@@ -31,10 +33,23 @@ INDEX_KINDS = ("exact", "ivf")
 TRAIN_POINTS_PER_CELL = 64  # IVF training sample per cell (faiss warns below 39)
 
 
+def float_rows(x: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """A float32 (or `dtype`) copy of `x` (any numeric dtype, memory-mapped or not). torch converts float16 —
+    the artifacts' dtype — about 8x faster than numpy's astype (0.5 against 4 ns per value on these machines)."""
+    import torch  # here, not at the top: the reporting environment imports this module without torch
+
+    x = np.ascontiguousarray(x)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not writable.*")  # a read-only memory map: only read here
+        return torch.from_numpy(x).to(getattr(torch, np.dtype(dtype).name), copy=True).numpy()
+
+
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows scaled to unit length, as float32 (eps inside the division: zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / (np.linalg.norm(x, axis=1, keepdims=True) + eps)
+    import torch
+
+    rows = torch.from_numpy(float_rows(x))
+    return rows.div_(torch.linalg.vector_norm(rows, dim=-1, keepdim=True).add_(eps)).numpy()
 
 
 def normalised_chunks(embeddings: np.ndarray, chunk_rows: int = CHUNK_ROWS):
@@ -73,6 +88,11 @@ def build_index(embeddings: np.ndarray, index: str = "exact", nlist: int | None 
     if index not in INDEX_KINDS:
         raise ValueError(f"knn.index = '{index}'; allowed: {', '.join(INDEX_KINDS)}")
     n, dims = embeddings.shape
+    gpu = _use_gpu(use_gpu)
+    if index == "ivf" and not gpu:
+        from lightning_modules.cell_search import CellIndex
+
+        return CellIndex(*ivf_settings(n, nlist, nprobe), seed=seed).fit(embeddings)
     if index == "exact":
         cpu_index = faiss.IndexFlatIP(dims)
     else:
@@ -84,7 +104,7 @@ def build_index(embeddings: np.ndarray, index: str = "exact", nlist: int | None 
         cpu_index.train(l2_normalise(embeddings[sample]))
         cpu_index.nprobe = nprobe
     searchable = cpu_index
-    if _use_gpu(use_gpu):
+    if gpu:
         options = faiss.GpuMultipleClonerOptions()
         options.shard = True        # rows split over the GPUs, not copied to each
         options.useFloat16 = True   # float16 storage: 13M x 768 fits on four 40 GB cards
@@ -100,6 +120,10 @@ def search(index, embeddings: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS, 
     """(N, k) similarities and indices of the rows of `embeddings` (normalised chunk by chunk) in `index`."""
     from tqdm.auto import tqdm
 
+    from lightning_modules.cell_search import CellIndex
+
+    if isinstance(index, CellIndex):  # it orders the queries by cell itself
+        return index.search(embeddings, k)
     similarities = np.empty((len(embeddings), k), dtype=np.float32)
     indices = np.empty((len(embeddings), k), dtype=np.int64)
     for start, chunk in tqdm(normalised_chunks(embeddings, chunk_rows), desc="search", disable=not progress,
@@ -108,7 +132,7 @@ def search(index, embeddings: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS, 
     return similarities, indices
 
 
-def _without_self(found: np.ndarray, sims: np.ndarray, rows: np.ndarray, k: int):
+def without_self(found: np.ndarray, sims: np.ndarray, rows: np.ndarray, k: int):
     """Drop each query's own row from its k + 1 results (or, if absent, the farthest): (Q, k) each."""
     is_self = found == rows[:, None]
     is_self[~is_self.any(axis=1), -1] = True
@@ -123,19 +147,29 @@ def knn_graph(embeddings: np.ndarray, k: int = 50, query_batch: int = CHUNK_ROWS
     first. A point is never its own neighbour, even when duplicates tie with it (or, with IVF, when the
     search misses it). Queries go by chunks straight into the two outputs: beside the index and the outputs,
     memory holds one chunk's results."""
-    from tqdm.auto import tqdm
-
     n = len(embeddings)
     if not 1 <= k < n:
         raise ValueError(f"knn.k = {k} must be between 1 and the number of samples - 1 ({n - 1})")
-    searchable = build_index(embeddings, index, nlist, nprobe, use_gpu)
-    indices = np.empty((n, k), dtype=np.int32)
-    similarities = np.empty((n, k), dtype=np.float32)
-    for start, chunk in tqdm(normalised_chunks(embeddings, query_batch), desc="kNN graph", disable=not on_terminal(progress),
-                             total=-(-n // query_batch)):
-        sims, found = searchable.search(chunk, k + 1)
-        found, sims = _without_self(found, sims, np.arange(start, start + len(chunk)), k)
-        indices[start:start + len(chunk)], similarities[start:start + len(chunk)] = found, sims
+    return graph_of_index(build_index(embeddings, index, nlist, nprobe, use_gpu), embeddings, k, query_batch, progress)
+
+
+def graph_of_index(searchable, embeddings: np.ndarray, k: int, query_batch: int = CHUNK_ROWS,
+                   progress: bool | None = False) -> tuple[np.ndarray, np.ndarray]:
+    """knn_graph's search, given the index of `embeddings` built by `build_index`."""
+    from tqdm.auto import tqdm
+
+    from lightning_modules.cell_search import CellIndex
+
+    n = len(embeddings)
+    if isinstance(searchable, CellIndex):  # CPU IVF: the rows of each cell are searched together
+        indices, similarities = searchable.graph(k)
+    else:
+        indices, similarities = np.empty((n, k), dtype=np.int32), np.empty((n, k), dtype=np.float32)
+        for start, chunk in tqdm(normalised_chunks(embeddings, query_batch), desc="kNN graph",
+                                 disable=not on_terminal(progress), total=-(-n // query_batch)):
+            sims, found = searchable.search(chunk, k + 1)
+            found, sims = without_self(found, sims, np.arange(start, start + len(chunk)), k)
+            indices[start:start + len(chunk)], similarities[start:start + len(chunk)] = found, sims
     short = np.flatnonzero((indices < 0).any(axis=1))
     if len(short):  # IVF: the probed cells held fewer than k other points; search those rows exactly
         log.info("%d rows found fewer than %d neighbours in their probed cells; searched exactly", len(short), k)

@@ -2,7 +2,8 @@
 self-distillation OOD scorer: one module below both stages, as neighbours.py is for the search itself.
 
 The embeddings stay as given — typically the artifact's memory map, float16 on disk — and every batch is
-gathered from them and converted to float32 on its own, so no stage copies the whole artifact. Batches are
+gathered from them (`io.gather_rows`: read, not mapped, so random batches do not map the whole file) and
+converted to float32 on its own, so no stage copies the whole artifact. Batches are
 gathered with one indexing operation (`__getitems__`) instead of per-sample calls: on small embeddings the
 per-sample Python overhead would dominate a training step."""
 
@@ -12,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+
+from lightning_modules.io import gather_rows
 
 
 def unit_rows(x: np.ndarray, device="cpu") -> torch.Tensor:
@@ -35,7 +38,7 @@ class NeighbourPairs(Dataset):
         return torch.from_numpy(np.asarray(rows, dtype=np.float32))
 
     def rows(self, index: np.ndarray) -> torch.Tensor:
-        return self.as_tensor(self.embeddings[index])
+        return self.as_tensor(gather_rows(self.embeddings, index))
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         index = np.asarray(indices, dtype=np.int64)
@@ -43,7 +46,7 @@ class NeighbourPairs(Dataset):
         if self.neighbours is None:
             return anchors, anchors
         pick = torch.randint(0, self.neighbours.shape[1], (len(index),), generator=self.generator).numpy()
-        return anchors, self.rows(self.neighbours[index, pick])
+        return anchors, self.rows(gather_rows(self.neighbours, index)[np.arange(len(index)), pick])
 
 
 class NeighbourPairsAndNegatives(NeighbourPairs):
@@ -59,7 +62,7 @@ class NeighbourPairsAndNegatives(NeighbourPairs):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         anchors, neighbours = super().__getitems__(indices)
         negative = torch.randint(0, len(self.negatives), (len(indices),), generator=self.generator).numpy()
-        return anchors, neighbours, self.as_tensor(self.negatives[np.sort(negative)])
+        return anchors, neighbours, self.as_tensor(gather_rows(self.negatives, np.sort(negative)))
 
 
 def _as_batch(batch):

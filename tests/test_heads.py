@@ -51,6 +51,34 @@ def test_temi_loss_matches_the_formula_term_by_term(logits):
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9)
 
 
+def test_temi_compiled_loss_and_gradients_equal_the_eager_ones(monkeypatch):
+    """Large CPU runs compile the TEMI step (estimator.COMPILE_MIN_LOSS_ENTRIES); the fit picks that path when
+    the run is large enough and trains and assigns through it, and the compiled loss, network and gradients are
+    the eager ones."""
+    import lightning_modules.clustering.heads.estimator as estimator
+
+    monkeypatch.setattr(estimator, "COMPILE_MIN_LOSS_ENTRIES", 1)
+    compiled, compile_step = [], TEMI.compile_step
+    monkeypatch.setattr(TEMI, "compile_step", lambda self: (compiled.append(True), compile_step(self)))
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32)
+    neighbours = np.stack([np.roll(np.arange(64), shift) for shift in (1, 2, 3)], axis=1)
+    estimator.TEMIClustering(3, epochs=1, batch_size=32, n_heads=2, progress=False).fit(x, neighbours=neighbours)
+    assert compiled == [True]
+
+    module = TEMI(6, 4, n_heads=2)
+    student = torch.randn(2, 2, 8, 4, dtype=torch.float32, requires_grad=True)
+    teacher = torch.randn(2, 2, 8, 4)
+    eager = temi_head_losses(*student, *teacher, module.cluster_prior, 0.6, 0.1)
+    (eager_gradient,) = torch.autograd.grad(eager.sum(), student)
+    module.compile_step()
+    fused = module.losses_function(*student, *teacher, module.cluster_prior, 0.6, 0.1)
+    (fused_gradient,) = torch.autograd.grad(fused.sum(), student)
+    torch.testing.assert_close(fused, eager)
+    torch.testing.assert_close(fused_gradient, eager_gradient)
+    rows = torch.randn(5, 6)
+    torch.testing.assert_close(module.cluster_logits(rows, 1)[0], module.cluster_logits(rows)[1])
+
+
 def test_scan_loss_matches_the_formula_term_by_term(logits):
     logits_x, logits_y = logits[:2]
     got = scan_head_losses(logits_x, logits_y, entropy_weight=5.0)
@@ -106,7 +134,16 @@ def test_batched_heads_equal_separate_heads():
         bottleneck = torch.nn.functional.normalize(first @ network.second_weight[h] + network.second_bias[h], dim=-1)
         direction = network.last_direction[h] / network.last_direction[h].norm(dim=0, keepdim=True)
         torch.testing.assert_close(batched[h], bottleneck @ direction)
+        torch.testing.assert_close(network(x, head=h)[0], batched[h])  # one head alone: the assignment pass
     assert batched.abs().max() <= 1 + 1e-6  # cosine logits
+
+
+def test_dec_logits_of_one_head_are_that_head_of_all():
+    from lightning_modules.clustering.heads.dec import DEC
+
+    module = DEC(6, K, n_heads=3, initial_centroids=np.random.default_rng(0).normal(size=(3, K, 6)))
+    x = torch.randn(B, 6)
+    torch.testing.assert_close(module.cluster_logits(x, 2)[0], module.cluster_logits(x)[2])
 
 
 def test_temi_teacher_follows_the_student_and_prior_stays_a_distribution():
@@ -245,3 +282,12 @@ def test_heads_train_from_a_float16_memory_map_as_from_its_float32_values(tmp_pa
     from_map = TEMIClustering(4, seed=3, **kwargs).fit(mapped, graph)
     in_memory = TEMIClustering(4, seed=3, **kwargs).fit(mapped.astype(np.float32), np.array(graph))
     np.testing.assert_array_equal(from_map.probs_, in_memory.probs_)
+
+
+def test_top_two_is_a_stable_sort_s_first_two_columns_ties_included():
+    from lightning_modules.clustering.heads.estimator import top_two
+
+    probabilities = np.array([[0.2, 0.5, 0.3], [0.4, 0.2, 0.4], [1 / 3, 1 / 3, 1 / 3], [0.1, 0.1, 0.8]])
+    expected = np.argsort(-probabilities, axis=1, kind="stable")[:, :2]
+    np.testing.assert_array_equal(top_two(probabilities), expected)
+    assert top_two(probabilities).dtype == np.int32

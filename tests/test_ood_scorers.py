@@ -261,6 +261,25 @@ def test_plp_probe_learns_the_zero_shot_pseudo_labels_without_the_id_labels(tmp_
     assert scored["fit_labels"] == "plp" and 0 <= scored["auroc"] <= 1
 
 
+def test_zero_shot_pair_reads_the_class_names_of_the_id_split(tmp_path, tiny_clip, monkeypatch):
+    """The zero-shot scorers get the ID split's class names from its meta (a run once failed on that import)."""
+    from lightning_modules.ood.run import score_ood_pair
+    from lightning_modules.ood.zeroshot import class_text_embeddings
+
+    names = ["cat", "dog", "ship"]
+    text, _ = class_text_embeddings(tiny_clip, names, "zeroshot-*")
+    rng = np.random.default_rng(0)
+    x = (text[rng.integers(0, 3, 90)] + rng.normal(0, 0.02, (90, text.shape[1]))).astype(np.float32)
+    _write_split(tmp_path / "in", "train", x, np.zeros(90, dtype=int), names)
+    _write_split(tmp_path / "in", "test", x[:30], np.zeros(30, dtype=int), names)
+    _write_split(tmp_path / "out", "test", rng.normal(size=(30, text.shape[1])).astype(np.float32),
+                 np.zeros(30, dtype=int), ["noise"])
+    monkeypatch.setattr("lightning_modules.backbones.build_from_entry", lambda backbone: (tiny_clip, None))
+    record = score_ood_pair("zeroshot-msp", {}, tmp_path / "in", "train", "test", tmp_path / "out", None,
+                            tmp_path / "run", backbone={"spec": "openclip/ViT-B-32"})
+    assert record["auroc"] > 0.9
+
+
 def test_plp_needs_a_text_tower(tmp_path, gaussians, monkeypatch):
     from lightning_modules.backbones import build_backbone
     from lightning_modules.ood.shared_probe import train_shared_probe

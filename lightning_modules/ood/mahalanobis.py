@@ -13,6 +13,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from lightning_modules.io import release_rows, row_chunks
+from lightning_modules.neighbours import float_rows
 from lightning_modules.ood.base import OODScorer, known_labels
 
 CHUNK_ROWS = 65536
@@ -27,14 +28,15 @@ def class_means_and_pooled_covariance(embeddings: np.ndarray, labels: np.ndarray
         members = class_index[rows]
         one_hot = csr_matrix((np.ones(len(members)), (members, np.arange(len(members)))),
                              shape=(len(classes), len(members)))
-        sums += one_hot @ np.asarray(embeddings[rows], dtype=np.float64)
+        sums += one_hot @ float_rows(embeddings[rows], np.float64)
         release_rows(embeddings, rows)
     means = sums / np.bincount(class_index, minlength=len(classes))[:, None]
     scatter = np.zeros((embeddings.shape[1],) * 2)
     for rows in row_chunks(len(embeddings), CHUNK_ROWS):
-        centred = np.asarray(embeddings[rows], dtype=np.float64) - means[class_index[rows]]
+        centred = float_rows(embeddings[rows], np.float64)
+        centred -= means[class_index[rows]]
         release_rows(embeddings, rows)
-        scatter += centred.T @ centred
+        scatter += centred.T @ centred  # numpy runs a.T @ a as one symmetric rank-k update (syrk): half a GEMM
     return classes, means, scatter / len(embeddings)
 
 
@@ -42,12 +44,22 @@ def _precision(covariance: np.ndarray) -> np.ndarray:
     return np.linalg.pinv(covariance, hermitian=True)
 
 
-def _squared_distances(x: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """(N, D), (C, D) -> (N, C) squared Mahalanobis distances."""
-    x = np.asarray(x, dtype=np.float64)
-    projected_x, projected_means = x @ precision, means @ precision
-    return ((projected_x * x).sum(1)[:, None] - 2 * projected_x @ means.T
-            + (projected_means * means).sum(1)[None, :]).clip(min=0)
+def _squared_distances(x: np.ndarray, means: np.ndarray, precision: np.ndarray,
+                       chunk_rows: int = 8192) -> np.ndarray:
+    """(N, D), (C, D) -> (N, C) squared Mahalanobis distances |x|²_P - 2 x P mu + |mu|²_P, by chunks of rows
+    computed in place in the output (whole-array temporaries of (N, C) float64 cost 4x the time)."""
+    projected_means = means @ precision
+    mean_terms = (projected_means * means).sum(1)
+    distances = np.empty((len(x), len(means)))
+    for rows in row_chunks(len(x), chunk_rows):
+        chunk = float_rows(x[rows], np.float64)
+        projected = chunk @ precision
+        block = np.matmul(projected, means.T, out=distances[rows])
+        block *= -2
+        block += (projected * chunk).sum(1)[:, None]
+        block += mean_terms[None, :]
+        np.clip(block, 0, None, out=block)
+    return distances
 
 
 class Mahalanobis(OODScorer):

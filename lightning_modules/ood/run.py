@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_modules.embeddings.artifact import class_rows, read_embeddings
+from lightning_modules.embeddings.artifact import class_rows, read_embeddings, read_meta
 from lightning_modules.io import atomic_path, load_npy, read_json, write_json
 from lightning_modules.metrics.ood import OOD_METRICS, bootstrap_intervals, ood_metrics
 from lightning_modules.ood import OOD_SCORERS, build_scorer, scorer_negatives, split_scorer_name

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -43,16 +42,19 @@ class MultiHead(nn.Module):
     def last_layer_parameters(self) -> list[nn.Parameter]:
         return [self.last_direction, self.last_gain]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, d) -> (H, B, K) logits."""
-        hidden = F.gelu(self.first(x)).view(len(x), self.n_heads, self.hidden_dim).transpose(0, 1)
-        bottleneck = F.normalize(torch.baddbmm(self.second_bias, hidden, self.second_weight), dim=-1)
-        return torch.bmm(bottleneck, F.normalize(self.last_direction, dim=1)) * self.last_gain
+    def forward(self, x: torch.Tensor, head: int | None = None) -> torch.Tensor:
+        """(B, d) -> (H, B, K) logits; with `head`, (1, B, K) of that head alone (1/H of the work)."""
+        heads = slice(None) if head is None else slice(head, head + 1)
+        first = slice(None) if head is None else slice(head * self.hidden_dim, (head + 1) * self.hidden_dim)
+        hidden = F.gelu(F.linear(x, self.first.weight[first], self.first.bias[first]))
+        hidden = hidden.view(len(x), -1, self.hidden_dim).transpose(0, 1)
+        bottleneck = F.normalize(torch.baddbmm(self.second_bias[heads], hidden, self.second_weight[heads]), dim=-1)
+        return torch.bmm(bottleneck, F.normalize(self.last_direction[heads], dim=1)) * self.last_gain[heads]
 
 
 class ClusteringHead(pl.LightningModule, ABC):
     """Base LightningModule: subclasses define `head_losses(anchors, neighbours) -> (H,)` and
-    `cluster_logits(x) -> (H, B, K)` (probabilities are their softmax).
+    `cluster_logits(x, head=None) -> (H, B, K)` (probabilities are their softmax).
 
     Schedule (DINO's `cosine_scheduler`, as TEMI uses it): linear warm-up from 0 to `lr` over `warmup_epochs`,
     then cosine from `lr` to `min_lr` (None: `min_lr = lr`, i.e. constant, as in TEMI's README run); both are
@@ -73,8 +75,8 @@ class ClusteringHead(pl.LightningModule, ABC):
         """(B, d) anchors and their neighbours -> (H,) per-head losses."""
 
     @abstractmethod
-    def cluster_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, d) -> (H, B, K) logits."""
+    def cluster_logits(self, x: torch.Tensor, head: int | None = None) -> torch.Tensor:
+        """(B, d) -> (H, B, K) logits; with `head`, (1, B, K) of that head only."""
 
     def on_train_epoch_start(self) -> None:
         self.epoch_loss_sum.zero_()
@@ -129,15 +131,18 @@ class ClusteringHead(pl.LightningModule, ABC):
         return {"optimizer": optimizer, "lr_scheduler": warmup_cosine(optimizer, total, warmup, final)}
 
     @torch.no_grad()
-    def head_probabilities(self, embeddings, head: int, batch_size: int = 1024):
+    def head_probabilities(self, embeddings, head: int, batch_size: int = 8192):
         """Yield (B, K) cluster probabilities of one head over the (N, d) array or memory map, in input order,
-        `batch_size` rows at a time: at millions of rows and thousands of clusters nothing holds (N, K)."""
+        `batch_size` rows at a time, computing that head alone: at millions of rows and thousands of clusters
+        nothing holds (N, K), and a memory map's pages are released behind the pass."""
+        from lightning_modules.io import release_rows, row_chunks
+        from lightning_modules.neighbours import float_rows
+
         was_training = self.training
         self.eval()
         with torch.no_grad():
-            for start in range(0, len(embeddings), batch_size):
-                # np.array: a writable float32 copy of this chunk only (the source may be a read-only memory map)
-                rows = torch.as_tensor(np.array(embeddings[start:start + batch_size], dtype=np.float32),
-                                       device=self.device)
-                yield self.cluster_logits(rows)[head].softmax(-1).cpu()
+            for rows in row_chunks(len(embeddings), batch_size):
+                chunk = torch.from_numpy(float_rows(embeddings[rows])).to(self.device)
+                release_rows(embeddings, rows)
+                yield self.cluster_logits(chunk, head)[0].softmax(-1).cpu()
         self.train(was_training)

@@ -44,5 +44,6 @@ class DEC(ClusteringHead):
     def head_losses(self, anchors, neighbours):
         return dec_head_losses(self.cluster_logits(anchors), self.hparams.prior_weight)
 
-    def cluster_logits(self, x):
-        return student_t_logits(x, self.centroids, self.hparams.alpha)
+    def cluster_logits(self, x, head=None):
+        centroids = self.centroids if head is None else self.centroids[head:head + 1]
+        return student_t_logits(x, centroids, self.hparams.alpha)

@@ -74,6 +74,6 @@ class SCAN(ClusteringHead):
         logits_x, logits_y = self.cluster_logits(torch.cat([anchors, neighbours])).chunk(2, dim=1)
         return scan_head_losses(logits_x, logits_y, self.hparams.entropy_weight)
 
-    def cluster_logits(self, x):
+    def cluster_logits(self, x, head=None):
         # cosine logits scaled by 1/temperature: plain cosines in [-1, 1] could never be confident
-        return self.student(x) / self.hparams.temperature
+        return self.student(x, head) / self.hparams.temperature

@@ -39,5 +39,5 @@ class Sinkhorn(ClusteringHead):
         log_p_y = (scores_y / hp.temperature).log_softmax(-1)
         return -((target_y * log_p_x).sum(-1) + (target_x * log_p_y).sum(-1)).mean(-1) / 2
 
-    def cluster_logits(self, x):
-        return self.student(x) / self.hparams.temperature
+    def cluster_logits(self, x, head=None):
+        return self.student(x, head) / self.hparams.temperature
