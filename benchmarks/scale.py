@@ -232,9 +232,12 @@ def in_fresh_process(name: str, data: Path, queries: int, temi_steps: int, reuse
         print(f"  {name}: kept record ({record['seconds']:.1f} s, peak RSS {record['peak_rss_gib']:.2f} GiB)")
         return record
     print(f"  {name}: running in a fresh process ...", flush=True)
-    output = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--stage", name, "--data", str(data),
-                             "--queries", str(queries), "--temi-steps", str(temi_steps)],
-                            check=True, capture_output=True, text=True).stdout
+    child = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--stage", name, "--data", str(data),
+                            "--queries", str(queries), "--temi-steps", str(temi_steps)], capture_output=True, text=True)
+    if child.returncode:
+        raise SystemExit(f"stage {name} failed (exit status {child.returncode}); its last lines:\n"
+                         + "\n".join(child.stderr.splitlines()[-15:]))
+    output = child.stdout
     record = json.loads(next(line for line in output.splitlines() if line.startswith("STAGE "))[6:])
     print(f"  {name}: {record['seconds']:.1f} s, peak RSS {record['peak_rss_gib']:.2f} GiB", flush=True)
     kept.write_text(json.dumps(record, indent=1) + "\n")
