@@ -324,7 +324,8 @@ def main() -> None:
                     continue
                 fraction = record["flops"] / record["seconds"] / 1e9 / peak
                 hours = planned_flops(name, target_n, target_dims, target_k) / (fraction * machine_peak * 1e9) / 3600
-                plan.append((f"{dataset} {name} hours", hours, f"planned, {machine}"))
+                # the machine in the name: one JSON key per (dataset, stage, machine)
+                plan.append((f"{dataset} {name} hours on {machine.split(' (')[0]}", hours, f"planned, {machine}"))
     report("scale-plan", plan)
 
 
