@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from lightning_modules.io import release_rows
+from lightning_modules.io import gather_rows, release_rows
 from lightning_modules.jobs import on_terminal
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ def _use_gpu(use_gpu: bool | str) -> bool:
 
 def build_index(embeddings: np.ndarray, index: str = "exact", nlist: int | None = None, nprobe: int | None = None,
                 use_gpu: bool | str = "auto", seed: int = 0):
-    """A cosine (inner product over unit rows) faiss index holding every row of `embeddings`."""
+    """A cosine (inner product over unit rows) index holding every row of `embeddings`: faiss's, except IVF on the
+    CPU, a `cell_search.CellIndex` (same `search` contract through `search()` below)."""
     import faiss
 
     if index not in INDEX_KINDS:
@@ -101,7 +102,7 @@ def build_index(embeddings: np.ndarray, index: str = "exact", nlist: int | None 
                                                   faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
         sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, TRAIN_POINTS_PER_CELL * nlist),
                                                             replace=False))
-        cpu_index.train(l2_normalise(embeddings[sample]))
+        cpu_index.train(l2_normalise(gather_rows(embeddings, sample)))
         cpu_index.nprobe = nprobe
     searchable = cpu_index
     if gpu:
