@@ -70,7 +70,7 @@ reconcile: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
-# Every benchmark in turn (benchmarks/all.py), each announced with what it measures and timed (~20 min)
+# Every benchmark in turn (benchmarks/all.py), each announced with what it measures and timed (~23 min)
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.all
 
