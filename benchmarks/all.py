@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.all
 
-About 23 minutes on 2 cores (target: under 30; the kNN-graph comparison adds ~2.5 to the 20 measured before). `make bench-scale` runs the 2,000,000-row scale benchmark
-this runs a 200,000-row variant of.
+About 23 minutes on 2 cores (target: under 30; the kNN-graph comparison adds ~2.5 to the 20 measured before).
+`make bench-scale` runs the 2,000,000-row scale benchmark this runs a 200,000-row variant of.
 """
 
 from __future__ import annotations
