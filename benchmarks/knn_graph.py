@@ -35,17 +35,11 @@ def graph_by_cells(x):
 
 
 def graph_by_faiss_ivf(x):
-    import faiss
+    from lightning_modules.neighbours import faiss_ivf, ivf_settings, l2_normalise, without_self
 
-    from lightning_modules.neighbours import TRAIN_POINTS_PER_CELL, ivf_settings, l2_normalise, without_self
-
-    nlist, nprobe = ivf_settings(len(x))
+    index = faiss_ivf(x, *ivf_settings(len(x)))
     unit = l2_normalise(x)
-    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist,
-                                          faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-    index.train(unit[np.random.default_rng(0).choice(len(x), min(len(x), TRAIN_POINTS_PER_CELL * nlist), replace=False)])
     index.add(unit)
-    index.nprobe = nprobe
     similarities, found = index.search(unit, K + 1)
     return without_self(found, similarities, np.arange(len(x)), K)[0]
 

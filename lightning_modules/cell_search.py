@@ -82,12 +82,11 @@ class CellIndex:
     def fit(self, embeddings: np.ndarray) -> "CellIndex":
         import faiss
 
-        from lightning_modules.neighbours import TRAIN_POINTS_PER_CELL, l2_normalise
+        from lightning_modules.neighbours import ivf_training_rows, l2_normalise
 
         started = time.perf_counter()
         n, dims = embeddings.shape
-        sample = np.sort(np.random.default_rng(self.seed).choice(n, size=min(n, TRAIN_POINTS_PER_CELL * self.nlist),
-                                                                 replace=False))
+        sample = ivf_training_rows(n, self.nlist, self.seed)
         kmeans = faiss.Kmeans(dims, self.nlist, niter=self.train_iterations, spherical=True, seed=self.seed)
         kmeans.train(l2_normalise(gather_rows(embeddings, sample)))  # read, not mapped: a sample touches every page
         self.centroids_ = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
@@ -114,12 +113,12 @@ class CellIndex:
         return self
 
     def _assign(self, embeddings: np.ndarray, chunks: list[slice], inverse_norm: np.ndarray) -> None:
-        from lightning_modules.neighbours import float_rows
+        from lightning_modules.neighbours import NORM_EPS, float_rows
 
         for rows in chunks:
             chunk = float_rows(embeddings[rows])
             release_rows(embeddings, rows)
-            inverse_norm[rows] = 1 / (np.linalg.norm(chunk, axis=1) + 1e-12)
+            inverse_norm[rows] = 1 / (np.linalg.norm(chunk, axis=1) + NORM_EPS)
             self.cell_[rows] = (chunk @ self.centroids_.T).argmax(axis=1)  # the norm does not change the argmax
 
     # ----- cells -----

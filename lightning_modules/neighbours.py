@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CHUNK_ROWS = 65536
 INDEX_KINDS = ("exact", "ivf")
 TRAIN_POINTS_PER_CELL = 64  # IVF training sample per cell (faiss warns below 39)
+NORM_EPS = 1e-12  # inside the division by a row's norm: zero rows stay zero
 
 
 def float_rows(x: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -44,7 +45,7 @@ def float_rows(x: np.ndarray, dtype=np.float32) -> np.ndarray:
         return torch.from_numpy(x).to(getattr(torch, np.dtype(dtype).name), copy=True).numpy()
 
 
-def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+def l2_normalise(x: np.ndarray, eps: float = NORM_EPS) -> np.ndarray:
     """Rows scaled to unit length, as float32 (eps inside the division: zero rows stay zero)."""
     import torch
 
@@ -98,12 +99,7 @@ def build_index(embeddings: np.ndarray, index: str = "exact", nlist: int | None 
         cpu_index = faiss.IndexFlatIP(dims)
     else:
         nlist, nprobe = ivf_settings(n, nlist, nprobe)
-        cpu_index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dims), dims, nlist,
-                                                  faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-        sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, TRAIN_POINTS_PER_CELL * nlist),
-                                                            replace=False))
-        cpu_index.train(l2_normalise(gather_rows(embeddings, sample)))
-        cpu_index.nprobe = nprobe
+        cpu_index = faiss_ivf(embeddings, nlist, nprobe, seed)
     searchable = cpu_index
     if gpu:
         options = faiss.GpuMultipleClonerOptions()
@@ -115,6 +111,23 @@ def build_index(embeddings: np.ndarray, index: str = "exact", nlist: int | None 
     for _, chunk in normalised_chunks(embeddings):
         searchable.add(chunk)
     return searchable
+
+
+def ivf_training_rows(n: int, nlist: int, seed: int = 0) -> np.ndarray:
+    """The sorted rows an IVF's cells are trained on: TRAIN_POINTS_PER_CELL per cell (all when fewer)."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(n, TRAIN_POINTS_PER_CELL * nlist), replace=False))
+
+
+def faiss_ivf(embeddings: np.ndarray, nlist: int, nprobe: int, seed: int = 0):
+    """faiss's IVF over cosine with float16 codes, its cells trained on `embeddings`, no rows added yet."""
+    import faiss
+
+    dims = embeddings.shape[1]
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dims), dims, nlist, faiss.ScalarQuantizer.QT_fp16,
+                                          faiss.METRIC_INNER_PRODUCT)
+    index.train(l2_normalise(gather_rows(embeddings, ivf_training_rows(len(embeddings), nlist, seed))))
+    index.nprobe = nprobe
+    return index
 
 
 def search(index, embeddings: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS, progress: bool = False):
