@@ -16,12 +16,13 @@ def step(what: str) -> None:
     print(f"  [{time.perf_counter() - _STARTED:6.0f} s] {what}", flush=True)
 
 
-def gemm_gflops(size: int = 2048, repeats: int = 20) -> float:
-    """Best-of-`repeats` fp32 torch.mm throughput on square matrices: this machine's practical peak (20 tries
-    span ~2 s, so a short stall of the VM does not set the denominator)."""
+def gemm_gflops(size: int = 2048, repeats: int = 20, dtype: str = "float32") -> float:
+    """Best-of-`repeats` torch.mm throughput on square `dtype` matrices (fp32 unless a stage's arithmetic is
+    float64 by design): this machine's practical peak (20 tries span ~2 s, so a short stall of the VM does not
+    set the denominator)."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = (torch.randn(size, size, dtype=getattr(torch, dtype)) for _ in range(2))
     torch.mm(a, b)  # warm-up
     best = float("inf")
     for _ in range(repeats):

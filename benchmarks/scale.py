@@ -201,9 +201,13 @@ def stage_cluster_mahalanobis(x, data: Path) -> dict:
     from lightning_modules.io import gather_rows, load_npy
     from lightning_modules.ood.mahalanobis import Mahalanobis
 
+    started = time.perf_counter()
     scorer = Mahalanobis().fit(x, load_npy(data / "kmeans_labels.npy"))
+    fitted = time.perf_counter()
     scores = scorer.score(gather_rows(x, query_rows(len(x), OOD_QUERIES)))
-    return {"flops": mahalanobis_flops(*x.shape, KMEANS_K, len(scores)), "queries": len(scores)}
+    # float64 by design (the official fit: sklearn's EmpiricalCovariance, np.cov in float64)
+    return {"flops": mahalanobis_flops(*x.shape, KMEANS_K, len(scores)), "queries": len(scores),
+            "arithmetic": "float64", "phases": {"fit": fitted - started, "score": time.perf_counter() - fitted}}
 
 
 STAGES = {"knn-graph": stage_knn_graph, "search": stage_search, "kmeans": stage_kmeans, "temi": stage_temi,
@@ -223,6 +227,8 @@ def run_stage(name: str, data: Path, queries: int, temi_steps: int) -> None:
     record["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     # the denominator of this stage's %, measured right after it: these machines' peak drifts within an hour
     record["gemm_peak_gflops"] = gemm_gflops()
+    if record.get("arithmetic", "float32") != "float32":
+        record[f"gemm_peak_{record['arithmetic']}_gflops"] = gemm_gflops(dtype=record["arithmetic"])
     print("STAGE " + json.dumps(record), flush=True)
 
 
@@ -258,6 +264,24 @@ def planned_flops(stage: str, n: int, dims: int, k: int) -> float:
             "cluster-mahalanobis": lambda: mahalanobis_flops(n, dims, k, OOD_QUERIES)}[stage]()
 
 
+def stage_rows(name: str, record: dict, peak: float) -> list[tuple[str, float, str]]:
+    """One stage's rows of the table: time, peak RSS, % of the GEMM peak (also of the float64 peak for a
+    stage whose arithmetic is float64 by design), the phases."""
+    seconds = record.get("timed_seconds", record["seconds"])
+    rows = [(f"{name}_seconds", record["seconds"], "wall, fresh process, loading included"),
+            (f"{name}_peak_rss_gib", record["peak_rss_gib"],
+             f"target <= {RSS_TARGET_GIB}" + (" (reference, not a target)" if name == "search" else "")),
+            (f"{name}_pct_peak", 100 * record["flops"] / seconds / 1e9 / record.get("gemm_peak_gflops", peak),
+             "% of the GEMM peak measured after the stage (records without one: this run's)")]
+    arithmetic = record.get("arithmetic", "float32")
+    if f"gemm_peak_{arithmetic}_gflops" in record:
+        rows.append((f"{name}_pct_{arithmetic}_peak",
+                     100 * record["flops"] / seconds / 1e9 / record[f"gemm_peak_{arithmetic}_gflops"],
+                     f"% of the {arithmetic} GEMM peak: this stage's arithmetic by design"))
+    return rows + [(f"{name}_{phase}_seconds", phase_seconds, "of which")
+                   for phase, phase_seconds in record.get("phases", {}).items() if phase_seconds]
+
+
 def main() -> None:
     from benchmarks.common import GEMM_NOTE, gemm_gflops, report
 
@@ -290,14 +314,7 @@ def main() -> None:
 
     rows = [("gemm_peak_gflops", peak, GEMM_NOTE), ("n", n, "rows"), ("dims", args.dims, "")]
     for name, record in records.items():
-        seconds = record.get("timed_seconds", record["seconds"])
-        rows += [(f"{name}_seconds", record["seconds"], "wall, fresh process, loading included"),
-                 (f"{name}_peak_rss_gib", record["peak_rss_gib"],
-                  f"target <= {RSS_TARGET_GIB}" + (" (reference, not a target)" if name == "search" else "")),
-                 (f"{name}_pct_peak", 100 * record["flops"] / seconds / 1e9 / record.get("gemm_peak_gflops", peak),
-                  "% of the GEMM peak measured after the stage (records without one: this run's)"),
-                 *[(f"{name}_{phase}_seconds", phase_seconds, "of which")
-                   for phase, phase_seconds in record.get("phases", {}).items() if phase_seconds]]
+        rows += stage_rows(name, record, peak)
     search = records["search"]
     speedup_applies = n >= SPEEDUP_TARGET_MIN_N
     nlist, nprobe, scanned = ivf_scan_fraction(n)

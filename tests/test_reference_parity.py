@@ -301,6 +301,7 @@ def test_mahalanobis_pools_class_centred_samples(uneven_classes, name, monkeypat
     import lightning_modules.ood.mahalanobis as mahalanobis
 
     monkeypatch.setattr(mahalanobis, "CHUNK_ROWS", 7)  # statistics accumulated over many uneven chunks
+    monkeypatch.setattr(mahalanobis, "SCORE_CHUNK_ROWS", 4)  # queries scored by uneven chunks
     train, labels, queries = uneven_classes
     means, covariance = pooled_by_loops(train, labels)
     inverse = np.linalg.inv(covariance)
@@ -310,6 +311,21 @@ def test_mahalanobis_pools_class_centred_samples(uneven_classes, name, monkeypat
     equal_weights = np.mean([np.cov(train[labels == c].T, bias=True) for c in range(3)], axis=0)
     wrong = [-min(squared_distance(q, m, np.linalg.inv(equal_weights)) for m in means.values()) for q in queries]
     assert np.abs(np.array(wrong) - expected).max() > 1e-2 * np.abs(expected).max()
+
+
+def test_pooled_covariance_far_from_the_origin_and_with_a_constant_feature(uneven_classes):
+    """Features offset by 1e8 (|x|² / variance ~ 1e16): sum x x^T - n mu mu^T would keep no digit; the one pass
+    over rows shifted by a class member keeps the covariance to float64 precision, and a constant feature's
+    row and column exactly 0 (the pseudo-inverse's null space)."""
+    from lightning_modules.ood.mahalanobis import class_means_and_pooled_covariance
+
+    train, labels, _ = uneven_classes
+    offset = np.hstack([train.astype(np.float64) + 1e8, np.full((len(train), 1), 3.0)])
+    means, covariance = pooled_by_loops(train, labels)
+    _, got_means, got = class_means_and_pooled_covariance(offset, labels)
+    np.testing.assert_allclose(got[:-1, :-1], covariance, rtol=1e-9, atol=1e-9 * np.abs(covariance).max())
+    np.testing.assert_allclose(got_means[:, :-1] - 1e8, np.stack(list(means.values())), atol=1e-7)
+    assert (got[-1] == 0).all() and (got[:, -1] == 0).all()
 
 
 def test_relative_mahalanobis_on_uneven_classes(uneven_classes):
