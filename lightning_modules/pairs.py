@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules.io import gather_rows
+from lightning_modules.neighbours import float_rows
 
 
 def unit_rows(x: np.ndarray, device="cpu") -> torch.Tensor:
     """float32 L2-normalised rows (cosine geometry, as the kNN views are chosen)."""
-    return F.normalize(torch.as_tensor(np.array(x, dtype=np.float32), device=device), dim=-1)
+    return F.normalize(torch.from_numpy(float_rows(x)).to(device), dim=-1)
 
 
 class NeighbourPairs(Dataset):
@@ -35,7 +36,7 @@ class NeighbourPairs(Dataset):
         return len(self.embeddings)
 
     def as_tensor(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(rows, dtype=np.float32))
+        return torch.from_numpy(float_rows(rows))
 
     def rows(self, index: np.ndarray) -> torch.Tensor:
         return self.as_tensor(gather_rows(self.embeddings, index))

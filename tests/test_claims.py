@@ -30,6 +30,9 @@ def test_one_sample_statistics_and_the_constant_case():
     t = 1.5 / (np.std(values, ddof=1) / 2)  # (mean - threshold) / standard error
     assert result["p_value"] == pytest.approx(2 * stats.t.sf(t, 3))
     assert one_sample([0.2, 0.2, 0.2])["p_value"] == 0.0 and one_sample([0.0, 0.0])["p_value"] == 1.0
+    aurocs = one_sample([0.9, 1.0, 1.0], 0.5, bounds=(0.0, 1.0))  # the t interval passes 1; an AUROC cannot
+    assert aurocs["high"] == 1.0 and aurocs["low"] == pytest.approx(29 / 30 - 4.302652729911275 * np.std(
+        [0.9, 1.0, 1.0], ddof=1) / np.sqrt(3)) and aurocs["p_value"] == one_sample([0.9, 1.0, 1.0], 0.5)["p_value"]
 
 
 def clustering_table(head_gain: float, noise: float, datasets=("digits",), seeds=5, seed=0) -> pd.DataFrame:

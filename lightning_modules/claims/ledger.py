@@ -35,9 +35,10 @@ class NotTestable(Exception):
     """The sweep's tables lack what a finding needs; the message says what."""
 
 
-def one_sample(values, threshold: float = 0.0) -> dict:
+def one_sample(values, threshold: float = 0.0, bounds: tuple[float, float] = (-np.inf, np.inf)) -> dict:
     """Mean of `values` with its Student t interval, and the two-sided one-sample t-test against `threshold`
-    (exactly equal values: p 1 at the threshold, 0 elsewhere, as stats.paired_difference)."""
+    (exactly equal values: p 1 at the threshold, 0 elsewhere, as stats.paired_difference). The interval is
+    clipped to the metric's `bounds` (an AUROC's t interval can pass 1; the test is unchanged)."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     n = len(values)
@@ -51,7 +52,8 @@ def one_sample(values, threshold: float = 0.0) -> dict:
         return {"effect": mean, "low": mean, "high": mean, "n": n, "p_value": p, "threshold": threshold}
     half = stats.t.ppf((1 + LEVEL) / 2, n - 1) * values.std(ddof=1) / np.sqrt(n)
     p = float(stats.ttest_1samp(values, threshold).pvalue)
-    return {"effect": mean, "low": mean - half, "high": mean + half, "n": n, "p_value": p, "threshold": threshold}
+    low, high = np.clip([mean - half, mean + half], *bounds)
+    return {"effect": mean, "low": float(low), "high": float(high), "n": n, "p_value": p, "threshold": threshold}
 
 
 def sign_test(successes: int, n: int) -> dict:
@@ -349,7 +351,7 @@ def c11_adversarial_images_defeat_the_detector(tables: dict, context: dict) -> d
                                  dropna=False).auroc.min()
     return {"test": "AUROC on the attacked OOD images minus chance (0.5), per attacked scorer x pair x backbone at its "
                     "most effective attack style; a defeated detector is at or below chance",
-            "metric": "auroc above chance", **one_sample(strongest.to_numpy(), 0.5)}
+            "metric": "auroc above chance", **one_sample(strongest.to_numpy(), 0.5, bounds=(0.0, 1.0))}
 
 
 def c12_sensitivity_picks_the_best_negatives(tables: dict, context: dict) -> dict:

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from lightning_modules.io import release_rows, row_chunks
+from lightning_modules.neighbours import float_rows
 
 CHUNK_ROWS = 1024  # a chunk's rows and its (rows x K) distances stay in cache from the GEMM to the argmin
 
@@ -92,8 +93,8 @@ def _cluster_sums(labels: np.ndarray, rows: np.ndarray, n_clusters: int) -> np.n
     return one_hot @ rows
 
 
-def _float32_rows(x: np.ndarray, index) -> np.ndarray:
-    rows = np.asarray(x[index], dtype=np.float32)
+def _float_rows(x: np.ndarray, index, dtype=np.float32) -> np.ndarray:
+    rows = float_rows(x[index], dtype)
     if isinstance(index, slice):
         release_rows(x, index)
     return rows
@@ -102,14 +103,14 @@ def _float32_rows(x: np.ndarray, index) -> np.ndarray:
 def _squared_norms(x: np.ndarray) -> np.ndarray:
     """(N,) float64 squared row norms, by chunks."""
     return np.concatenate([np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64)
-                           for chunk in (_float32_rows(x, rows) for rows in row_chunks(len(x), 65536))])
+                           for chunk in (_float_rows(x, rows) for rows in row_chunks(len(x), 65536))])
 
 
 def _mean_variance(x: np.ndarray) -> float:
     """The mean over dimensions of the per-dimension variance (scikit-learn's tol scale), by chunks."""
     total, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
     for rows in row_chunks(len(x), 65536):
-        chunk = _float32_rows(x, rows).astype(np.float64)
+        chunk = _float_rows(x, rows, np.float64)
         total += chunk.sum(0)
         squares += (chunk ** 2).sum(0)
     mean = total / len(x)
@@ -132,7 +133,7 @@ def lloyd(assign: _Assigner, centroids: np.ndarray, max_iter: int, tol: float, s
             _, partial, _ = assign(centroids, distances=True)  # rare: the distances only when a cluster is empty
             distances = partial + _squared_norms(x)
             for empty, farthest in zip(np.flatnonzero(counts == 0), np.argsort(-distances)):
-                row = _float32_rows(x, farthest)
+                row = _float_rows(x, farthest)
                 sums[labels[farthest]] -= row
                 counts[labels[farthest]] -= 1
                 sums[empty], counts[empty] = row, 1
@@ -211,7 +212,7 @@ class LloydKMeans:
         rng = np.random.default_rng(self.seed)
         train = x
         if self.max_points_per_centroid and n > self.n_clusters * self.max_points_per_centroid:
-            train = _float32_rows(x, np.sort(rng.choice(n, self.n_clusters * self.max_points_per_centroid,
+            train = _float_rows(x, np.sort(rng.choice(n, self.n_clusters * self.max_points_per_centroid,
                                                         replace=False)))
         starts = [init_centroids] if init_centroids is not None else self._starts(train, rng)
         workers = max(1, min(_worker_count(), n // CHUNK_ROWS))
@@ -230,7 +231,7 @@ class LloydKMeans:
     def _starts(self, train: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
         """`n_init` initial centroid sets, (K, D) each."""
         if self.init == "random":
-            return [_float32_rows(train, np.sort(rng.choice(len(train), self.n_clusters, replace=False)))
+            return [_float_rows(train, np.sort(rng.choice(len(train), self.n_clusters, replace=False)))
                     for _ in range(self.n_init)]
         from sklearn.cluster import kmeans_plusplus
 
@@ -239,7 +240,7 @@ class LloydKMeans:
             sample = np.arange(len(train))
             if self.init_sample and len(train) > max(self.init_sample, self.n_clusters):
                 sample = np.sort(rng.choice(len(train), max(self.init_sample, self.n_clusters), replace=False))
-            sample = _float32_rows(train, sample)
+            sample = _float_rows(train, sample)
             centres, _ = kmeans_plusplus(sample, self.n_clusters, random_state=int(rng.integers(2**31)))
             starts.append(np.ascontiguousarray(centres, dtype=np.float32))
         return starts
