@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_modules.data.base import show_image
+
 log = logging.getLogger(__name__)
 
 GALLERY_MEMBERS = 8     # images per cluster
@@ -113,11 +115,7 @@ def gallery_figure(images, assignments: np.ndarray, members: dict[int, np.ndarra
         axis_row[0].text(0, 0.5, f"cluster {cluster}: {sizes[cluster]}\n{labels_text}", va="center", fontsize=8)
         for axis, row in zip(axis_row[1:], [*rows, *[None] * columns]):
             if row is not None:
-                image = np.asarray(images[row], dtype=np.float32)
-                if image.shape[0] == 1:
-                    axis.imshow(image[0], cmap="gray_r", vmin=0, vmax=1)
-                else:
-                    axis.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))
+                show_image(axis, images[row])
         for axis in axis_row:
             axis.axis("off")
     figure.suptitle(f"{title}: most confident members per cluster ({EVALUATION_ONLY})", fontsize=9)

@@ -47,3 +47,13 @@ class DatasetSplit:
             digest.update(self.images.fingerprint().encode())
         digest.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
         return digest.hexdigest()
+
+
+def show_image(axis, image) -> None:
+    """Draw one (C, H, W) image of a DatasetSplit on a matplotlib axis: one channel as ink on white (the
+    digits), three as RGB, clipped to [0, 1]."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.shape[0] == 1:
+        axis.imshow(image[0], cmap="gray_r", vmin=0, vmax=1)
+    else:
+        axis.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))

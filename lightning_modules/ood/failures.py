@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lightning_modules.data.base import show_image
+
 FAILURES_SHOWN = 8
 
 
@@ -48,9 +50,7 @@ def _grid(images: list, rows: np.ndarray, scores: np.ndarray, title: str):
 
     figure, axes = plt.subplots(1, len(rows), figsize=(1.1 * len(rows), 1.6), squeeze=False)
     for axis, row in zip(axes[0], rows):
-        image = np.asarray(images[row], dtype=np.float32)
-        axis.imshow(image[0] if image.shape[0] == 1 else np.clip(image.transpose(1, 2, 0), 0, 1),
-                    cmap="gray_r" if image.shape[0] == 1 else None, vmin=0, vmax=1)
+        show_image(axis, images[row])
         axis.set_title(f"{scores[row]:.3g}", fontsize=7)
         axis.axis("off")
     figure.suptitle(title, fontsize=8)
