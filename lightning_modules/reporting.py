@@ -74,66 +74,81 @@ def log_report(tracking_uri: str, experiment: str, notebook: str | Path, html: s
         log_sweep_artifacts(tracking_uri, experiment, [html, *figures], f"reports/{name}")
 
 
-def headlines(results_dir: str | Path) -> list[str]:
-    """One line per stage for the end of `make demo`, read from the tables (whatever stages the sweep ran)."""
+HEADLINE_TABLES = ("selection", "ood", "diffusion", "claims")
+
+
+def headline_tables(results_dir: str | Path) -> dict:
+    """The tables the headlines read, those the sweep wrote, each read once."""
     import pandas as pd
 
     from lightning_modules.layout import Table
 
-    tables, lines = Path(results_dir) / Table().folder, []
-    if (tables / "selection.parquet").exists():
-        pick = pd.read_parquet(tables / "selection.parquet").iloc[0]
+    folder = Path(results_dir) / Table().folder
+    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in HEADLINE_TABLES
+            if (folder / f"{name}.parquet").exists()}
+
+
+def _diffusion_score(runs) -> str:
+    """The FD a diffusion headline reports: the classifier-feature FD where the sweep computed it."""
+    return "fd_classifier" if "fd_classifier" in runs else next(c for c in runs if c.startswith("fd_"))
+
+
+def _verdict_counts(claims) -> dict[str, int]:
+    from lightning_modules.claims.ledger import VERDICTS
+
+    counts = claims.verdict.value_counts()
+    return {verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS}
+
+
+def headlines(tables: dict) -> list[str]:
+    """One line per stage for the end of `make demo`, from `headline_tables` (whatever stages the sweep ran)."""
+    lines = []
+    if "selection" in tables:
+        pick = tables["selection"].iloc[0]
         lines.append(f"clustering: label-free pick ({pick.criterion}) on {pick.dataset}/{pick.backbone}: {pick.method} "
                      f"K = {pick.k}, ACC {pick.acc:.3f} (best run {pick.best_acc:.3f}, {pick.best_acc_run})")
-    if (tables / "ood.parquet").exists():
-        ood = pd.read_parquet(tables / "ood.parquet")
-        clean = ood[ood.attack_style.isna()]
-        for pair, group in clean.groupby("ood"):
+    if "ood" in tables:
+        ood = tables["ood"]
+        for pair, group in ood[ood.attack_style.isna()].groupby("ood"):
             top = group.sort_values("auroc", ascending=False).iloc[0]
             tied = int((group.auroc_high >= top.auroc_low).sum()) - 1
             lines.append(f"OOD {pair}: {top.scorer} AUROC {top.auroc:.3f} [{top.auroc_low:.3f}, {top.auroc_high:.3f}]"
                          + (f"; {tied} other scorers within its interval" if tied else ""))
-    if (tables / "diffusion.parquet").exists():
+    if "diffusion" in tables:
         from lightning_modules.diffusion.summary import summarise, verdict
 
-        runs = pd.read_parquet(tables / "diffusion.parquet")
-        score = "fd_classifier" if "fd_classifier" in runs else next(c for c in runs if c.startswith("fd_"))
+        runs = tables["diffusion"]
+        score = _diffusion_score(runs)
         lines.append(f"diffusion ({score}): {verdict(summarise(runs, score), score)}")
-    if (tables / "claims.parquet").exists():
-        counts = pd.read_parquet(tables / "claims.parquet").verdict.value_counts()
-        lines.append("claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
-                                            ("supported", "contradicted", "inconclusive", "not testable"))
-                     + " (reports/claims.html)")
+    if "claims" in tables:
+        lines.append("claims: " + ", ".join(f"{count} {verdict}" for verdict, count in
+                                            _verdict_counts(tables["claims"]).items()) + " (reports/claims.html)")
     return lines
 
 
-def headline_metrics(results_dir: str | Path) -> dict[str, float]:
+def headline_metrics(tables: dict) -> dict[str, float]:
     """The sweep's headline numbers as metrics of its MLflow parent run: per dataset x backbone the label-free pick's
     ACC and NMI, per OOD pair the best clean AUROC, per diffusion dataset the best FD (mean over seeds), and the
     claims' verdict counts."""
     import pandas as pd
 
-    from lightning_modules.layout import Table
-
-    tables, metrics = Path(results_dir) / Table().folder, {}
-    if (tables / "selection.parquet").exists():
-        selection = pd.read_parquet(tables / "selection.parquet")
-        for (dataset, backbone), group in selection.groupby(["dataset", "backbone"], sort=False):
+    metrics = {}
+    if "selection" in tables:
+        for (dataset, backbone), group in tables["selection"].groupby(["dataset", "backbone"], sort=False):
             pick = group.iloc[0]  # the first criterion's pick (the default)
             metrics.update({f"pick_acc.{dataset}.{backbone}": pick.acc, f"pick_nmi.{dataset}.{backbone}": pick.nmi})
-    if (tables / "ood.parquet").exists():
-        ood = pd.read_parquet(tables / "ood.parquet")
+    if "ood" in tables:
+        ood = tables["ood"]
         for pair, auroc in ood[ood.attack_style.isna()].groupby("ood").auroc.max().items():
             metrics[f"best_auroc.{pair}"] = auroc
-    if (tables / "diffusion.parquet").exists():
-        runs = pd.read_parquet(tables / "diffusion.parquet")
-        score = "fd_classifier" if "fd_classifier" in runs else next(c for c in runs if c.startswith("fd_"))
+    if "diffusion" in tables:
+        runs = tables["diffusion"]
+        score = _diffusion_score(runs)
         for dataset, fd in runs.groupby(["dataset", "cond"])[score].mean().groupby("dataset").min().items():
             metrics[f"best_{score}.{dataset}"] = fd
-    if (tables / "claims.parquet").exists():
-        counts = pd.read_parquet(tables / "claims.parquet").verdict.value_counts()
-        metrics.update({f"claims_{verdict.replace(' ', '_')}": int(counts.get(verdict, 0))
-                        for verdict in ("supported", "contradicted", "inconclusive", "not testable")})
+    if "claims" in tables:
+        metrics.update({f"claims_{verdict.replace(' ', '_')}": count
+                        for verdict, count in _verdict_counts(tables["claims"]).items()})
     # MLflow's metric names allow alphanumerics and _ - . : / and spaces (a multi-space backbone has a +)
     return {re.sub(r"[^\w\-.:/ ]", "_", name): float(value) for name, value in metrics.items() if pd.notna(value)}
 
@@ -143,8 +158,9 @@ def finish_sweep_run(results_dir: str | Path, tracking: dict, reports: list[str]
     headlines and the reports (artifacts of the run under reports/<name>/)."""
     from lightning_modules.tracking import finish_sweep
 
-    metrics = headline_metrics(results_dir)
-    note = "\n".join(["**Headlines**", "", *(f"- {line}" for line in headlines(results_dir)), "",
+    tables = headline_tables(results_dir)
+    metrics = headline_metrics(tables)
+    note = "\n".join(["**Headlines**", "", *(f"- {line}" for line in headlines(tables)), "",
                        "**Reports** (this run's artifacts):", "",
                        *(f"- `reports/{Path(report).stem}/{Path(report).name}`" for report in reports)])
     return {"metrics": metrics, **finish_sweep(**tracking, metrics=metrics, description=note)}
@@ -171,7 +187,7 @@ def end_message(results_dir: str | Path, server: str) -> list[str]:
     reports = sorted(str(path) for path in (results_dir / Report().folder).glob("*.html"))
     tables = sorted(str(path) for path in (results_dir / Table().folder).glob("*.parquet"))
     return ["", f"Reports: {', '.join(reports)}  (notebooks beside them; `make report` for Snakemake's)",
-            f"Tables:  {', '.join(tables)}", *headlines(results_dir),
+            f"Tables:  {', '.join(tables)}", *headlines(headline_tables(results_dir)),
             f"MLflow:  make mlflow-ui, then open {mlflow_runs_address(results_dir, server)}"]
 
 
