@@ -79,6 +79,24 @@ def test_temi_compiled_loss_and_gradients_equal_the_eager_ones(monkeypatch):
     torch.testing.assert_close(module.cluster_logits(rows, 1)[0], module.cluster_logits(rows)[1])
 
 
+def test_a_failed_compilation_falls_back_to_the_eager_step(monkeypatch, caplog):
+    """torch.compile needs a C++ compiler on the CPU; without one the step warns once and runs eager."""
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)  # a cached graph from an earlier run needs no compiler
+    torch._dynamo.reset()
+    module = TEMI(5, 3, n_heads=2)
+    anchors, neighbours = torch.randn(4, 5), torch.randn(4, 5)
+    eager, _ = module.step_losses(anchors, neighbours, module.cluster_prior.clone())
+    module.compile_step()
+    with caplog.at_level("WARNING"):
+        losses = module.head_losses(anchors, neighbours)
+    torch._dynamo.reset()
+    torch.testing.assert_close(losses, eager)
+    assert module.step_function == module.step_losses and "runs eager" in caplog.text
+
+
 def test_scan_loss_matches_the_formula_term_by_term(logits):
     logits_x, logits_y = logits[:2]
     got = scan_head_losses(logits_x, logits_y, entropy_weight=5.0)

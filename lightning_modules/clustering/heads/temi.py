@@ -5,10 +5,13 @@ Follows HHU-MMBS/TEMI-official-BMVC2023 (`losses/multihead_losses.py`, `train_ma
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 
 from lightning_modules.clustering.heads.base import ClusteringHead, MultiHead
+
+log = logging.getLogger(__name__)
 
 
 def temi_head_losses(student_x, student_y, teacher_x, teacher_y, cluster_prior, beta: float, temperature: float):
@@ -72,7 +75,17 @@ class TEMI(ClusteringHead):
         return temi_pair_losses(student, teacher, cluster_prior, hp.prior_momentum, hp.beta, hp.temperature)
 
     def head_losses(self, anchors, neighbours):
-        losses, prior = self.step_function(anchors, neighbours, self.cluster_prior)
+        try:
+            losses, prior = self.step_function(anchors, neighbours, self.cluster_prior)
+        except Exception as error:
+            from torch._dynamo.exc import BackendCompilerFailed
+
+            if self.step_function == self.step_losses or not isinstance(error, BackendCompilerFailed):
+                raise
+            # e.g. a node without a C++ compiler: the eager step computes the same, only slower
+            log.warning("torch.compile failed (%s); TEMI's step runs eager", str(error).strip().splitlines()[0])
+            self.step_function = self.step_losses
+            losses, prior = self.step_function(anchors, neighbours, self.cluster_prior)
         self.cluster_prior.copy_(prior)
         return losses
 
