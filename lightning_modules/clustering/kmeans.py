@@ -213,7 +213,7 @@ class LloydKMeans:
         train = x
         if self.max_points_per_centroid and n > self.n_clusters * self.max_points_per_centroid:
             train = _float_rows(x, np.sort(rng.choice(n, self.n_clusters * self.max_points_per_centroid,
-                                                        replace=False)))
+                                                      replace=False)))
         starts = [init_centroids] if init_centroids is not None else self._starts(train, rng)
         workers = max(1, min(_worker_count(), n // CHUNK_ROWS))
         # the threads split the rows; BLAS must not split them again
