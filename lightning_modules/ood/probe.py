@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_modules.io import row_chunks
+from lightning_modules.neighbours import float_rows
 
 FEATURE_NORMS = ("standardise", "l2", "none")
 CHUNK_ROWS = 65536
@@ -72,9 +73,9 @@ def _feature_statistics(embeddings: np.ndarray, feature_norm: str) -> tuple[np.n
         return None, None
     # two passes over row chunks in float64: a memory-mapped artifact is never copied whole
     n = len(embeddings)
-    mean = sum(np.asarray(embeddings[rows], dtype=np.float64).sum(axis=0) for rows in row_chunks(n, CHUNK_ROWS)) / n
+    mean = sum(float_rows(embeddings[rows], np.float64).sum(axis=0) for rows in row_chunks(n, CHUNK_ROWS)) / n
     # unbiased (n - 1), as torch's std in the official code
-    variance = sum(((np.asarray(embeddings[rows], dtype=np.float64) - mean) ** 2).sum(axis=0)
+    variance = sum(((float_rows(embeddings[rows], np.float64) - mean) ** 2).sum(axis=0)
                    for rows in row_chunks(n, CHUNK_ROWS)) / max(n - 1, 1)
     scale = np.sqrt(variance)
     # a dimension with no spread (a constant pixel) stays unscaled instead of dividing by zero
