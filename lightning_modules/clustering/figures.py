@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_modules.clustering.kmeans import cluster_sums
 from lightning_modules.data.base import show_image
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ def confidence(run_dir: str | Path, embeddings: np.ndarray, assignments: np.ndar
     k, chunks = int(assignments.max()) + 1, range(0, len(assignments), CHUNK_ROWS)
     centroids = np.zeros((k, embeddings.shape[1]))
     for start in chunks:
-        np.add.at(centroids, assignments[start:start + CHUNK_ROWS],
-                  np.asarray(embeddings[start:start + CHUNK_ROWS], dtype=np.float64))
+        centroids += cluster_sums(assignments[start:start + CHUNK_ROWS],
+                                  np.asarray(embeddings[start:start + CHUNK_ROWS], dtype=np.float64), k)
     centroids /= np.maximum(np.bincount(assignments, minlength=k), 1)[:, None]
     distance = np.concatenate([np.linalg.norm(np.asarray(embeddings[start:start + CHUNK_ROWS], dtype=np.float64)
                                               - centroids[assignments[start:start + CHUNK_ROWS]], axis=1)

@@ -75,16 +75,16 @@ class _Assigner:
                 if rank < count - 1:
                     np.put_along_axis(chunk, nearest[out, rank:rank + 1], np.inf, axis=1)
             if sums and not in_place:
-                totals += _cluster_sums(nearest[out, 0], rows, len(centroid_norms))
+                totals += cluster_sums(nearest[out, 0], rows, len(centroid_norms))
         if sums and in_place:
-            totals += _cluster_sums(nearest[:, 0], self.x[lo:hi], len(centroid_norms))
+            totals += cluster_sums(nearest[:, 0], self.x[lo:hi], len(centroid_norms))
             release_rows(self.x, slice(lo, hi))
         elif in_place:
             release_rows(self.x, slice(lo, hi))
         return nearest, partial, totals
 
 
-def _cluster_sums(labels: np.ndarray, rows: np.ndarray, n_clusters: int) -> np.ndarray:
+def cluster_sums(labels: np.ndarray, rows: np.ndarray, n_clusters: int) -> np.ndarray:
     """(K, D) per-cluster sums of `rows`: a (K x rows) one-hot matrix, built directly in CSC form, times the rows."""
     from scipy.sparse import csc_matrix
 
