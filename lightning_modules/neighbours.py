@@ -8,7 +8,7 @@ visible GPU with float16 storage (each holds 1/n of the rows) instead of being r
 Index kinds (`knn.index`):
 - `exact`: IndexFlatIP, brute force, ~2 N² d FLOPs for a whole graph.
 - `ivf`: `nlist` k-means cells trained on a sample, `nprobe` of them visited per query. On the CPU this is
-  `cell_search.CellIndex` (exact products inside the probed cells, blocked into GEMMs: 75-80% of the GEMM peak
+  `cell_search.CellIndex` (exact products inside the probed cells, blocked into GEMMs: 67-69% of the GEMM peak
   at 2M rows against faiss's ~20%, benchmarks.scale); on GPUs faiss's IndexIVFScalarQuantizer (float16 codes).
   Defaults from N: nlist = 4 √N (faiss's guideline 4–16 √N), nprobe = nlist / 128 (≥ 8), so a query compares
   with 1/128 of the rows; nlist / 64 gained nothing in recall on a mixture of 1,000 clusters (`benchmarks.scale`

@@ -34,7 +34,8 @@ class HeadClustering:
 
     After `fit`: labels_ (N,) int32, top2_ (N, 2) the two most probable clusters, probs_ (N, K) of the
     selected head (None when N x K > PROBS_MAX_ENTRIES), selected_head_, seconds_ (training, assignment),
-    head_losses_ (H,) the losses it was chosen by (the last epoch's mean training loss; SCAN: the last clustering epoch's, before self-labelling).
+    head_losses_ (H,) the losses it was chosen by (the last epoch's mean training loss; SCAN: the last
+    clustering epoch's, before self-labelling).
     max_steps: stop after this many optimiser steps even mid-epoch (None: train every epoch; a budget for runs
     and benchmarks at millions of rows).
     """
@@ -96,7 +97,8 @@ class HeadClustering:
         progress_bar = on_terminal(self.progress)
         total_steps = min(self.max_steps or math.inf, self.total_epochs() * steps_per_epoch)
         loss_entries = total_steps * module.hparams.n_heads * datamodule.batch_size * self.n_clusters
-        if hasattr(module, "compile_step") and loss_entries >= COMPILE_MIN_LOSS_ENTRIES and not torch.cuda.is_available():
+        compile_worth_it = loss_entries >= COMPILE_MIN_LOSS_ENTRIES and not torch.cuda.is_available()
+        if compile_worth_it and hasattr(module, "compile_step"):
             module.compile_step()
         callbacks = ([TQDMProgressBar(refresh_rate=max(1, steps_per_epoch))] if progress_bar
                      else [step_log(total_steps, metric="train/loss_mean_over_heads")])
