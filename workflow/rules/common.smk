@@ -69,6 +69,9 @@ TRACKING = ancient(results(layout.TRACKING_EXPERIMENT))
 # the upper cluster bound -> diffusion chain is a sweep's longest: started first, its jobs overlap the many short
 # clustering and OOD jobs instead of running after them (the demo's last minute was diffusion alone)
 LONG_CHAIN_PRIORITY = 10
+# the store's first job runs before any other: the sweep's parent run starts with it (its duration is the sweep's),
+# and without a priority Snakemake's scheduler, which favours jobs with large inputs, would start it last
+FIRST_JOB_PRIORITY = 100
 # the stage reports a sweep ends with
 SWEEP_REPORTS = [results(Report().file(f"{name}.html")) for name, wanted in
                  (("clustering", True), ("ood", bool(OOD_PAIRS)), ("diffusion", bool(DIFFUSION["datasets"])),

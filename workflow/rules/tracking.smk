@@ -10,6 +10,7 @@ rule init_tracking:
         experiment=SWEEP,
         artifact_root=results(layout.ARTIFACT_STORE),
         sweep=canonical(config),  # on the sweep's parent run
+    priority: FIRST_JOB_PRIORITY
     conda:
         "../../envs/compute.yaml"
     script:
