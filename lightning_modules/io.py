@@ -3,9 +3,11 @@ never leaves a file that looks complete."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +33,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)  # the bytes reach the disk before the name does
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno == errno.ENOSPC and error.filename in (None, str(tmp)):  # a plain write names no file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -59,8 +65,28 @@ def arrays_fingerprint(*arrays, rows: int = 64) -> str:
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    array = np.ascontiguousarray(array)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+        try:
+            np.save(handle, array, allow_pickle=False)
+        except OSError as error:
+            # numpy reports a short write as "N requested and M written", without an errno: name a full disk as such
+            if error.errno is None and shutil.disk_usage(tmp.parent).free < array.nbytes:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from error
+            raise
+
+
+def save_torch(path: str | os.PathLike, obj) -> None:
+    """`torch.save`, atomically. Serialised in memory first (as Lightning's own `_atomic_save`): a full disk then
+    fails in a plain write, as OSError ENOSPC, not inside torch's zip writer as an opaque RuntimeError."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(buffer.getbuffer())
 
 
 def load_npy(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:

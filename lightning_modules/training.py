@@ -46,22 +46,14 @@ def checkpoint_mismatch(path: Path, identity: dict) -> str | None:
 
 def _atomic_checkpoint_io():
     """Lightning's TorchCheckpointIO, writing through a temporary file that is fsynced, then renamed: a kill or a
-    full disk never leaves a `last.ckpt` that looks complete (`io.atomic_path`)."""
-    import io
-
-    import torch
+    full disk never leaves a `last.ckpt` that looks complete (`io.save_torch`)."""
     from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-    from lightning_modules.io import atomic_path
+    from lightning_modules.io import save_torch
 
     class AtomicCheckpointIO(TorchCheckpointIO):
         def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-            # serialised in memory first (as Lightning's own _atomic_save): a full disk then fails in a plain
-            # write, as OSError ENOSPC, not inside torch's zip writer as an opaque RuntimeError
-            buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
-            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-                handle.write(buffer.getbuffer())
+            save_torch(path, checkpoint)
 
     return AtomicCheckpointIO()
 

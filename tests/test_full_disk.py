@@ -2,14 +2,19 @@
 and says the disk is full; once space is freed the same command finishes with exactly the tables of an
 undisturbed run (nothing half-written is taken for done: checkpoints, artifacts, tables)."""
 
+import errno
 import os
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import SMALL_HEAD, finished_sweep, run_workflow
+from lightning_modules.io import save_npy, save_torch
+from lightning_modules.jobs import error_line
 
 CONFIG = {
     "sweep": "full-disk",
@@ -57,3 +62,22 @@ def test_a_full_disk_is_one_line_and_the_rerun_finishes_as_an_undisturbed_run(tm
                                           expected.drop(columns=TIMES, errors="ignore"))
     finally:
         subprocess.run(["umount", "-l", str(results)], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
+@pytest.mark.parametrize("name, save", [("rows.npy", save_npy), ("model.pt", save_torch)])
+def test_an_artifact_that_does_not_fit_is_a_full_disk_naming_its_path(tmp_path, name, save):
+    # numpy's own error for the short write carries no errno ("N requested and M written"), torch's zip writer
+    # raises a RuntimeError ("unexpected pos")
+    folder = tmp_path / "small"
+    mount_tmpfs(folder, "64k")
+    try:
+        with pytest.raises(OSError) as raised:
+            save(folder / name, np.zeros((1000, 64), dtype=np.float32) if name.endswith(".npy")
+                 else torch.zeros(1000, 64))
+        assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(folder / name)
+        assert error_line(raised.value) == (f"the disk is full writing {folder / name} (no space left on "
+                                            "device): free space, then run the same command again")
+        assert list(folder.iterdir()) == []  # the partial temporary file is gone
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

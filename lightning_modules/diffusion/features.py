@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_modules.io import read_json, write_json
+from lightning_modules.io import read_json, save_torch, write_json
 
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
@@ -87,8 +87,6 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, out_dir: str | os.P
                      held_out: float = 0.2, seed: int = 0) -> dict:
     """Train the feature classifier on `images` (N, C, H, W) in [0, 1] with a seeded held-out fraction for its
     accuracy; writes `model.pt` and `metrics.json`. Labels are needed (−1 rows are dropped)."""
-    from lightning_modules.io import atomic_path
-
     known = labels >= 0
     images, labels = np.asarray(images[known], np.float32), np.asarray(labels[known], np.int64)
     n_classes = int(labels.max()) + 1 if len(labels) else 0
@@ -115,8 +113,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, out_dir: str | os.P
         accuracy = float((model(x[test]).argmax(1) == y[test]).float().mean()) if len(test) else float("nan")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_torch(out_dir / "model.pt", model.state_dict())
     record = {"channels": images.shape[1], "n_classes": n_classes, "held_out_accuracy": accuracy,
               "train_images": len(train), "held_out_images": len(test), "epochs": epochs, "seed": seed}
     write_json(out_dir / "metrics.json", record)
