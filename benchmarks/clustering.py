@@ -86,11 +86,10 @@ def kmeans_defaults(x, k=100, seed=0):
     return ours_s, ours.inertia_, theirs_s, theirs.inertia_
 
 
-# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork + exec, so a child would report the
-# parent's peak (this benchmark's own arrays).
 PEAK_RSS_JOB = """
-import re, sys
+import sys
 import numpy as np
+from benchmarks.common import peak_rss_mib
 n, what = int(sys.argv[1]), sys.argv[2]
 x = np.random.default_rng(0).standard_normal((n, 384), dtype=np.float32)
 if what == "knn":
@@ -99,7 +98,7 @@ if what == "knn":
 else:
     from lightning_modules.clustering.kmeans import LloydKMeans
     LloydKMeans(100, n_init=1, max_iter=20, tol=0).fit(x)
-print(int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) / 1024)
+print(peak_rss_mib())
 """
 
 

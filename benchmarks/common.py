@@ -16,6 +16,14 @@ def step(what: str) -> None:
     print(f"  [{time.perf_counter() - _STARTED:6.0f} s] {what}", flush=True)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (MiB): /proc's VmHWM, not getrusage's ru_maxrss — Linux carries
+    ru_maxrss across fork + exec, so a fresh child would report its parent's peak (a benchmark's own arrays)."""
+    import re
+
+    return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
 def gemm_gflops(size: int = 2048, repeats: int = 20, dtype: str = "float32") -> float:
     """Best-of-`repeats` torch.mm throughput on square `dtype` matrices (fp32 unless a stage's arithmetic is
     float64 by design): this machine's practical peak (20 tries span ~2 s, so a short stall of the VM does not

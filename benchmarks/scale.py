@@ -4,7 +4,7 @@
 
 Data: a mixture of 1,000 Gaussian components on the unit sphere, N x D float16 written by chunks to
 `{data}/embeddings.npy` (N = 2,000,000 x 384 = 1.5 GB by default; --quick: 200,000), kept between runs.
-Stages, in this order (each one a new Python process, measured by its own getrusage peak):
+Stages, in this order (each one a new Python process, measured by its own peak RSS, /proc's VmHWM):
 
 - `knn-graph`: the IVF kNN graph, k = 50, default nlist / nprobe from N (what `knn.index: ivf` builds).
 - `search`: the same Q queries (10,000; --quick 2,000) against the exact index and the IVF index:
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import time
@@ -224,7 +223,7 @@ STAGES = {"knn-graph": stage_knn_graph, "search": stage_search, "kmeans": stage_
 
 def run_stage(name: str, data: Path, queries: int, temi_steps: int) -> None:
     """In the child: run one stage on the memory map, print its record as one JSON line."""
-    from benchmarks.common import gemm_gflops
+    from benchmarks.common import gemm_gflops, peak_rss_mib
     from lightning_modules.io import load_npy
 
     x = load_npy(data / "embeddings.npy")  # memory-mapped float16
@@ -232,7 +231,7 @@ def run_stage(name: str, data: Path, queries: int, temi_steps: int) -> None:
     started = time.perf_counter()
     record = STAGES[name](x, data, *extra)
     record["seconds"] = time.perf_counter() - started
-    record["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    record["peak_rss_gib"] = peak_rss_mib() / 1024
     # the denominator of this stage's %, measured right after it: these machines' peak drifts within an hour
     record["gemm_peak_gflops"] = gemm_gflops()
     if record.get("arithmetic", "float32") != "float32":
