@@ -75,7 +75,8 @@ bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.all
 
 # Every clustering and OOD stage on 2,000,000 x 384 float16 embeddings, out of core, with its peak memory and
-# the planned times at ImageNet-1K / -21K (~35 min on 2 cores; `make bench` runs its 200k smoke variant)
+# the planned times at ImageNet-1K / -21K (~21 min on 2 cores, 22 on a fresh clone; `make bench` runs its 200k
+# smoke variant)
 bench-scale: $(INSTALLED)
 	$(BIN)/python -m benchmarks.scale
 
