@@ -273,26 +273,24 @@ def planned_flops(stage: str, n: int, dims: int, k: int) -> float:
             "cluster-mahalanobis": lambda: mahalanobis_flops(n, dims, k, OOD_QUERIES)}[stage]()
 
 
-def pct_of_own_peak(record: dict, peak: float) -> float:
-    """The stage's % of the GEMM peak of its arithmetic (float32 unless the record names another), measured after
-    it (records without one: this run's)."""
-    arithmetic = record.get("arithmetic", "float32")
-    own_peak = record.get(f"gemm_peak_{arithmetic}_gflops" if arithmetic != "float32" else "gemm_peak_gflops", peak)
+def pct_of_peak(record: dict, peak: float, arithmetic: str = "float32") -> float:
+    """The stage's % of the `arithmetic` GEMM peak measured after it (records without an fp32 one: this run's)."""
+    own_peak = record.get("gemm_peak_gflops", peak) if arithmetic == "float32" else \
+        record[f"gemm_peak_{arithmetic}_gflops"]
     return 100 * record["flops"] / record.get("timed_seconds", record["seconds"]) / 1e9 / own_peak
 
 
 def stage_rows(name: str, record: dict, peak: float) -> list[tuple[str, float, str]]:
     """One stage's rows of the table: time, peak RSS, % of the GEMM peak (also of the float64 peak for a
     stage whose arithmetic is float64 by design), the phases."""
-    seconds = record.get("timed_seconds", record["seconds"])
     rows = [(f"{name}_seconds", record["seconds"], "wall, fresh process, loading included"),
             (f"{name}_peak_rss_gib", record["peak_rss_gib"],
              f"target <= {RSS_TARGET_GIB}" + (" (reference, not a target)" if name == "search" else "")),
-            (f"{name}_pct_peak", 100 * record["flops"] / seconds / 1e9 / record.get("gemm_peak_gflops", peak),
+            (f"{name}_pct_peak", pct_of_peak(record, peak),
              "% of the GEMM peak measured after the stage (records without one: this run's)")]
     arithmetic = record.get("arithmetic", "float32")
-    if f"gemm_peak_{arithmetic}_gflops" in record:
-        rows.append((f"{name}_pct_{arithmetic}_peak", pct_of_own_peak(record, peak),
+    if arithmetic != "float32":
+        rows.append((f"{name}_pct_{arithmetic}_peak", pct_of_peak(record, peak, arithmetic),
                      f"% of the {arithmetic} GEMM peak: this stage's arithmetic by design"))
     return rows + [(f"{name}_{phase}_seconds", phase_seconds, "of which")
                    for phase, phase_seconds in record.get("phases", {}).items() if phase_seconds]
@@ -334,10 +332,10 @@ def main() -> None:
     for name, record in records.items():
         rows += stage_rows(name, record, peak)
     search = records["search"]
-    speedup_applies = n >= SPEEDUP_TARGET_MIN_N
+    at_scale = n >= SPEEDUP_TARGET_MIN_N  # the speed-up and % of peak targets apply
     nlist, nprobe, scanned = ivf_scan_fraction(n)
     rows += [("ivf_recall_at_50", search["recall"], f"target >= {RECALL_TARGET}, {search['queries']} queries"),
-             ("ivf_speedup_vs_exact", search["speedup"], f"target >= {SPEEDUP_TARGET}" if speedup_applies else
+             ("ivf_speedup_vs_exact", search["speedup"], f"target >= {SPEEDUP_TARGET}" if at_scale else
               f"no target below N = {SPEEDUP_TARGET_MIN_N:,} (scale.py SPEEDUP_TARGET_MIN_N)"),
              ("ivf_ideal_speedup", 1 / (scanned + nlist / n), "rows / (rows scanned + centroids), per query"),
              ("exact_queries_per_s", search["exact_qps"], ""), ("ivf_queries_per_s", search["ivf_qps"], ""),
@@ -346,16 +344,16 @@ def main() -> None:
              ("knn_graph_nlist", records["knn-graph"]["nlist"], ""),
              ("knn_graph_nprobe", records["knn-graph"]["nprobe"], "")]
     over = [name for name, r in records.items() if name != "search" and r["peak_rss_gib"] > RSS_TARGET_GIB]
-    slow = [name for name, r in records.items() if name != "search" and speedup_applies
-            and pct_of_own_peak(r, peak) < PEAK_PCT_TARGET]
+    slow = [name for name, r in records.items() if name != "search" and at_scale
+            and pct_of_peak(r, peak, r.get("arithmetic", "float32")) < PEAK_PCT_TARGET]
     wall = time.perf_counter() - started
     wall_applies = n >= DEFAULT_N and not args.reuse
     rows.append(("wall_seconds", wall, (f"target <= {WALL_TARGET_SECONDS:.0f}" if wall_applies else "no target")
                  + (", stages kept from earlier runs not in it" if args.reuse else "")))
     rows.append(("targets_met", float(not over and not slow and search["recall"] >= RECALL_TARGET
-                                      and (search["speedup"] >= SPEEDUP_TARGET or not speedup_applies)
+                                      and (search["speedup"] >= SPEEDUP_TARGET or not at_scale)
                                       and (wall <= WALL_TARGET_SECONDS or not wall_applies)),
-                 "1 = all targets of this size met" + ("" if speedup_applies else " (RSS and recall)")))
+                 "1 = all targets of this size met" + ("" if at_scale else " (RSS and recall)")))
     report(table, rows)
     for what, names in (("over the RSS target", over),
                         (f"below {PEAK_PCT_TARGET:.0f}% of their arithmetic's peak", slow)):
@@ -370,7 +368,7 @@ def main() -> None:
             for name, record in records.items():
                 if name == "search":
                     continue
-                fraction = record["flops"] / record["seconds"] / 1e9 / record.get("gemm_peak_gflops", peak)
+                fraction = pct_of_peak(record, peak) / 100  # the target machines' peaks are fp32
                 hours = planned_flops(name, target_n, target_dims, target_k) / (fraction * machine_peak * 1e9) / 3600
                 # the machine in the name: one JSON key per (dataset, stage, machine)
                 plan.append((f"{dataset} {name} hours on {machine.split(' (')[0]}", hours, f"planned, {machine}"))
