@@ -23,6 +23,7 @@ PARTS = [
     ("diffusion", [], "EDM denoiser training and sampling images/s, planned cost of the paper config"),
     ("scale", ["--quick"], "every stage out of core on 200k x 384 float16, peak memory per stage"),
     ("workflow", [], "`make demo` from nothing, then the no-op rerun"),
+    ("ledger_calibration", [], "the claims ledger's false-verdict rates and power on 1,000 simulated claims sweeps"),
     ("summary", [], "merging results/bench/*.json into summary.md"),
 ]
 TARGET_SECONDS = 30 * 60

@@ -33,6 +33,9 @@ INTEGER_FIELDS = ("k", "seed")
 TRACKING_EXPERIMENT = "tracking/experiment.json"  # written once before any job logs: the tracking target
 TRACKING_RECONCILED = "tracking/reconciled.json"
 TRACKING_SWEEP = "tracking/sweep.json"  # the sweep's end: its headline metrics, as logged on its MLflow parent run
+# the claims' analysis as registered by the sweep's first job, before any result (written once; never a rule output,
+# which Snakemake would delete before rerunning the job)
+CLAIMS_REGISTRATION = "tracking/claims-registration.json"
 ARTIFACT_STORE = "mlartifacts"
 TRACKING_DATABASE = "mlflow.db"
 LOGS = "logs"

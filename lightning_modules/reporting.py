@@ -115,11 +115,11 @@ def headlines(tables: dict) -> list[str]:
             lines.append(f"OOD {pair}: {top.scorer} AUROC {top.auroc:.3f} [{top.auroc_low:.3f}, {top.auroc_high:.3f}]"
                          + (f"; {tied} other scorers within its interval" if tied else ""))
     if "diffusion" in tables:
-        from lightning_modules.diffusion.summary import summarise, verdict
+        from lightning_modules.diffusion.summary import verdict
 
         runs = tables["diffusion"]
         score = _diffusion_score(runs)
-        lines.append(f"diffusion ({score}): {verdict(summarise(runs, score), score)}")
+        lines.append(f"diffusion ({score}): {verdict(runs, score)}")
     if "claims" in tables:
         lines.append("claims: " + ", ".join(f"{count} {verdict}" for verdict, count in
                                             _verdict_counts(tables["claims"]).items()) + " (reports/claims.html)")

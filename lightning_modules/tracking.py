@@ -7,6 +7,7 @@ process-global "active run" state is involved.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -116,10 +117,11 @@ def display_name(run_path: str | Path) -> str:
 
 
 def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None,
-                  sweep: dict | None = None) -> dict:
+                  sweep: dict | None = None, registration: dict | None = None) -> dict:
     """Create the store, the sweep's experiment and its parent run once, before parallel jobs touch them:
     concurrent first use of a fresh SQLite store crashes in its schema migrations. `sweep` (the config) goes
-    on the parent run: its grid as params, the whole of it as `config.yaml`."""
+    on the parent run: its grid as params, the whole of it as `config.yaml`; `registration` (the claims' analysis,
+    lightning_modules.claims.register_analysis) as `claims-registration.json` and its code hash as a param."""
     if artifact_root is not None and not tracking_uri.startswith(("http://", "https://")):
         artifact_root = Path(artifact_root).resolve().as_uri()
     else:
@@ -136,7 +138,7 @@ def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path 
             parent = _with_retries(lambda: client.create_run(experiment_id, run_name=f"sweep {experiment}",
                                                              tags={ROLE_TAG: "sweep"}), "create the sweep run").info.run_id
             if sweep is not None:
-                _log_sweep(client, parent, sweep)  # left running: finish_sweep ends it when the sweep ends
+                _log_sweep(client, parent, sweep, registration)  # left running: finish_sweep ends it at the end
         return {"tracking_uri": tracking_uri, "experiment": experiment, "experiment_id": experiment_id,
                 "sweep_run_id": parent}
     except Exception as error:  # noqa: BLE001 - see module docstring
@@ -144,7 +146,7 @@ def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path 
         return {"tracking_uri": tracking_uri, "experiment": experiment, "error": str(error)}
 
 
-def _log_sweep(client, run_id: str, sweep: dict) -> None:
+def _log_sweep(client, run_id: str, sweep: dict, registration: dict | None = None) -> None:
     import tempfile
 
     import yaml
@@ -155,12 +157,18 @@ def _log_sweep(client, run_id: str, sweep: dict) -> None:
             "clustering.methods": sorted(clustering.get("methods", {})), "clustering.k": clustering.get("k"),
             "clustering.seeds": clustering.get("seeds"), "ood.scorers": (sweep.get("ood") or {}).get("scorers"),
             "diffusion.conditions": (sweep.get("diffusion") or {}).get("conditions")}
+    if registration:
+        grid["claims.code_sha256"] = registration["code_sha256"]
     params = [Param(name, str(value)[:6000]) for name, value in grid.items() if value is not None]
     _with_retries(lambda: client.log_batch(run_id, params=params), "log the sweep's grid")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "config.yaml"
         path.write_text(yaml.safe_dump(sweep, sort_keys=False))
         _with_retries(lambda: client.log_artifact(run_id, str(path)), "log the sweep's config")
+        if registration:
+            path = Path(folder) / "claims-registration.json"
+            path.write_text(json.dumps(registration, indent=1, sort_keys=True))
+            _with_retries(lambda: client.log_artifact(run_id, str(path)), "log the claims' registration")
 
 
 def log_sweep_artifacts(tracking_uri: str, experiment: str, paths: Iterable[str | Path], artifact_dir: str) -> None:

@@ -267,12 +267,12 @@ def test_report_summary_intervals_and_verdict():
 
     runs = pd.DataFrame({
         "dataset": ["d"] * 9, "cond": ["none"] * 3 + ["class"] * 3 + ["clusters-kmeans-k5"] * 3,
-        "method": [None] * 6 + ["kmeans"] * 3, "k": [np.nan] * 6 + [5] * 3,
-        "fd_classifier": [10, 11, 12, 5, 5.5, 6, 9, 11, 13], "fd_floor_classifier": [1.0] * 9})
+        "method": [None] * 6 + ["kmeans"] * 3, "k": [np.nan] * 6 + [5] * 3, "seed": [0, 1, 2] * 3,
+        "fd_classifier": [10, 11, 12, 5, 5.5, 6.2, 9, 11, 13], "fd_floor_classifier": [1.0] * 9})
     summary = summarise(runs, "fd_classifier")
     assert summary.seeds.tolist() == [3, 3, 3] and summary.floor.tolist() == [1.0] * 3
-    sentence = verdict(summary, "fd_classifier")
-    assert "beaten beyond the 95% intervals by class" in sentence
-    assert "within the intervals: clusters-kmeans-k5" in sentence
-    assert "one seed" in verdict(summarise(runs[runs.fd_classifier != 11], "fd_classifier").assign(
-        low=np.nan, high=np.nan), "fd_classifier")
+    # class − none per seed: −5, −5.5, −5.8 (Holm over 2 tests); clusters: −1, 0, +1
+    sentence = verdict(runs, "fd_classifier")
+    assert "beats unconditional fd_classifier: class" in sentence
+    assert "within noise: clusters-kmeans-k5" in sentence and "Holm over 2 tests" in sentence
+    assert "no unconditional runs" in verdict(runs[runs.seed == 0], "fd_classifier")

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lightning_modules.metrics.stats import (mean_interval, paired_difference, paired_method_comparisons,
-                                             summarise_seeds, verdict_word)
+from lightning_modules.metrics.stats import (adjust_family, holm, mean_interval, paired_difference,
+                                             paired_method_comparisons, summarise_seeds, verdict_word)
 
 
 def test_mean_interval_is_the_t_interval_with_ddof_1():
@@ -29,10 +29,15 @@ def test_paired_difference_against_scipy_and_by_hand():
 
 
 def test_paired_difference_degenerate_cases():
-    same = paired_difference([0.5, 0.6], [0.5, 0.6])  # identical: no spread
-    assert same["difference"] == 0 and same["p_value"] == 1.0 and verdict_word(same) == "within noise"
-    shifted = paired_difference([0.6, 0.7], [0.5, 0.6])  # a constant gap: the interval is that gap
-    assert shifted["low"] == shifted["high"] == pytest.approx(0.1) and verdict_word(shifted) == "better"
+    same = paired_difference([0.5, 0.6], [0.5, 0.6])  # identical: no spread, nothing to test at n = 2
+    assert same["difference"] == 0 and np.isnan(same["p_value"]) and verdict_word(same) == "no variance"
+    shifted = paired_difference([0.6, 0.7], [0.5, 0.6])  # a constant gap at n = 2: never p = 0
+    assert np.isnan(shifted["low"]) and np.isnan(shifted["p_value"]) and verdict_word(shifted) == "no variance"
+    # six equal gaps: the exact sign test (2 x 0.5^6 = 0.031), its interval the one value
+    six = paired_difference(np.full(6, 0.7), np.full(6, 0.6))
+    assert six["p_value"] == pytest.approx(2 * 0.5 ** 6) and verdict_word(six) == "better"
+    assert six["low"] == six["high"] == pytest.approx(0.1)
+    assert paired_difference(np.full(6, 0.7), np.full(6, 0.7))["p_value"] == 1.0
     one = paired_difference([0.6, np.nan], [0.5, 0.4])  # one usable pair
     assert one["n"] == 1 and verdict_word(one) == "one seed"
     noisy = paired_difference([0.9, 0.1, 0.5], [0.1, 0.9, 0.5])
@@ -62,3 +67,27 @@ def test_comparison_lines_say_within_noise_and_one_seed():
     [line] = describe_comparisons(paired_method_comparisons(runs, "acc", "kmeans"))
     assert line.startswith("d / b / k=5 (acc, vs kmeans): temi +0.050")
     assert "within noise" in line and "dec -0.100 (one seed: no interval)" in line
+
+
+def test_holm_by_hand_and_against_statsmodels_conventions():
+    # sorted: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, raised to the running maximum 0.06
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, np.nan]), [0.03, 0.06, 0.06, np.nan])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])  # 0.5 x 2 capped at 1; 0.9 raised to it (monotone)
+    assert np.isnan(holm([np.nan])).all()
+
+
+def test_a_reports_family_is_adjusted_and_its_verdicts_read_the_adjusted_p():
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in (5, 10, 20):
+        for seed in range(3):
+            base = 0.7 + rng.normal(0, 0.01)
+            rows += [{"dataset": "d", "backbone": "b", "k": k, "seed": seed, "method": "kmeans", "acc": base},
+                     {"dataset": "d", "backbone": "b", "k": k, "seed": seed, "method": "temi",
+                      "acc": base + (0.1 if k == 10 else 0.02) + rng.normal(0, 0.01)}]
+    raw = paired_method_comparisons(pd.DataFrame(rows), "acc", "kmeans")
+    family = adjust_family(raw, "clustering report: every method against k-means")
+    np.testing.assert_allclose(family.p_holm, holm(raw.p_value))
+    for row in family.itertuples():
+        assert (row.verdict in ("better", "worse")) == (row.p_holm < 0.05)
+    assert (family.p_holm >= family.p_value).all() and family.family.iloc[0].startswith("clustering report")

@@ -176,8 +176,17 @@ def test_the_claims_ledger_gives_every_finding_a_verdict(sweep):
     ledger = pd.read_parquet(sweep / "results" / "tables" / "claims.parquet")
     assert list(ledger.claim) == list(CLAIMS) and set(ledger.verdict) <= set(VERDICTS)
     row = ledger.set_index("claim").loc["C1"]  # TEMI and DEC against k-means at K = 10, paired on seed
-    assert row.verdict != "not testable" and row.n >= 2
+    assert row.verdict != "not testable" and row.n >= 2 and row.unit.startswith("seed")
     assert ledger.set_index("claim").loc["C9", "reason"] == "no ood table"  # this sweep has no OOD stage
+    # registered by the sweep's first job, before any result, and unchanged since
+    assert set(ledger.analysis_state) == {"pre-registered"}
+    registration = json.loads((sweep / "results" / "tracking" / "claims-registration.json").read_text())
+    assert registration["after_results"] is False and ledger.analysis_registered_at.iloc[0] == registration[
+        "registered_at"]
+    client = MlflowClient(f"sqlite:///{sweep}/results/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    (parent,) = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get(ROLE_TAG) == "sweep"]
+    assert parent.data.params["claims.code_sha256"] == registration["code_sha256"]
     html = (sweep / "results" / "reports" / "claims.html").read_text()
     assert "findings" in html and html.count("data:image/png;base64") >= 1
     assert any(line.startswith("claims: ") for line in end_message(sweep / "results", "http://127.0.0.1:5000"))

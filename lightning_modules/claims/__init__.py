@@ -1,7 +1,19 @@
 """The claims stage: the papers' findings tested over a sweep's tables (ledger.py: the tests, the verdicts,
-`tables/claims.parquet`). This module is what the Snakefile and the config check read: it imports nothing heavy."""
+`tables/claims.parquet`). This module is what the Snakefile and the config check read: it imports nothing heavy.
+
+Pre-registration: the sweep's first job (init_tracking) registers the analysis — the claims settings and the hash
+of the code that tests them — before any result exists, once per results folder; the claims job compares the
+analysis it runs with the registered one, and its report opens with a banner when they differ."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+# the code whose change changes a verdict: the findings and the statistics they use
+ANALYSIS_CODE = (Path(__file__).with_name("ledger.py"), Path(__file__).parents[1] / "metrics" / "stats.py")
 
 
 def _images(dataset: dict) -> dict:
@@ -31,12 +43,47 @@ def dataset_roles(config: dict) -> dict:
 
 
 def claims_context(config: dict) -> dict:
-    """The context the findings read, from a validated config: the datasets' roles and the backbone whose
-    clusters condition the diffusion runs (C8 matches its clustering runs)."""
+    """The context the findings read, from a validated config: the datasets' roles, the backbone whose clusters
+    condition the diffusion runs (C8 matches its clustering runs) and the declared margins."""
     from lightning_modules.naming import backbone_slug
     from lightning_modules.sweep import diffusion_backbone
 
-    return {**dataset_roles(config), "diffusion_backbone": backbone_slug(diffusion_backbone(config)["spec"])}
+    return {**dataset_roles(config), "diffusion_backbone": backbone_slug(diffusion_backbone(config)["spec"]),
+            "margins": dict((config.get("claims") or {}).get("margins") or {})}
+
+
+def analysis(config: dict) -> dict:
+    """What decides the verdicts besides the results: the claims settings and the SHA-256 of the ledger's code."""
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in ANALYSIS_CODE)).hexdigest()
+    return {"claims": config.get("claims") or {}, "code_sha256": digest}
+
+
+def register_analysis(path: str | Path, config: dict, results_exist: bool) -> dict:
+    """Write the analysis with the time to `path` unless a registration is there already (the first one stands);
+    `results_exist` records that results were written before it. Returns the registration in force."""
+    path = Path(path)
+    if path.exists():
+        return json.loads(path.read_text())
+    registration = {**analysis(config), "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "after_results": bool(results_exist)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(registration, indent=1, sort_keys=True))
+    return registration
+
+
+def registration_state(path: str | Path, config: dict) -> dict:
+    """{registered_at, state}: 'pre-registered' (the analysis now is the one registered before any result),
+    'changed after results', 'registered after results' or 'not registered'."""
+    path = Path(path)
+    if not path.exists():
+        return {"registered_at": "", "state": "not registered"}
+    registered = json.loads(path.read_text())
+    now = json.loads(json.dumps(analysis(config)))  # as it reads back from JSON
+    if {key: registered.get(key) for key in now} != now:
+        state = "changed after results"
+    else:
+        state = "registered after results" if registered.get("after_results") else "pre-registered"
+    return {"registered_at": registered.get("registered_at", ""), "state": state}
 
 
 def check_claims(config: dict) -> None:

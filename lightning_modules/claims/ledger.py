@@ -1,81 +1,122 @@
-"""The papers' findings as tests over a sweep's tables: each finding is a small function that returns the test it
-ran, the effect with its 95% interval, its p-value and, where the tables cannot test it, why. `ledger` runs them
-all and gives each one verdict after Holm's adjustment across the findings it could test:
+"""The papers' findings as tests over a sweep's tables. Each finding is a small function that reduces the tables to
+values at its *unit of replication* (what is independent: a seed, an OOD set, a cluster condition — named in the
+`unit` column, and `n` counts units) and returns the test it ran; `ledger` runs them all and decides every verdict
+by one rule:
 
-- supported: the adjusted p is below ALPHA and the effect lies on the finding's side;
-- contradicted: the adjusted p is below ALPHA and the effect lies on the other side;
-- inconclusive: the adjusted p is not below ALPHA (the interval covers the finding's threshold, or too few values);
-- not testable: the sweep lacks what the finding needs (the reason says what).
+    The deciding interval is the finding's interval at level 1 − ALPHA × p / p_Holm, Holm's adjustment taken over
+    every finding tested (at that level it excludes the threshold exactly when p_Holm < ALPHA). The finding is
+    supported when the deciding interval lies wholly on the finding's side of its threshold (inside its margins, for
+    a finding of no effect), contradicted when it lies wholly on the other side, and inconclusive otherwise.
 
-Findings are numbered as in issue 29 (C1 ... C12); their statements are ours, from TEMI (BMVC 2023), "scaling
-deep clustering" (ImageNet-21K), C-EDM, the CLIP-OOD paper (TMLR) and SSLSDN. `context` carries what the tables
-do not: each dataset's role in the sweep (`datasets`: name -> {imbalanced_of, easy, largest, coarse_chance}), read
-from the config by `lightning_modules.claims.dataset_roles`.
+`low` / `high` are the raw 95% interval, `low_decides` / `high_decides` the deciding one. A finding is not testable
+only for the reasons `NotTestable` names (a missing table, variant or column); a finding whose code raises anything
+else fails the ledger, naming the finding. Values without spread are tested as `metrics.stats.MeanTest` says (no
+variance below MIN_N_WITHOUT_SPREAD: inconclusive, never p = 0).
+
+Findings are numbered as in issue 29 (C1 ... C12); their statements are ours, from TEMI (BMVC 2023), "scaling deep
+clustering" (ImageNet-21K), C-EDM, the CLIP-OOD paper (TMLR) and SSLSDN. `context` carries what the tables do not:
+each dataset's role in the sweep (`datasets`: name -> {imbalanced_of, easy, largest, coarse_chance}) and the
+declared margins (`margins`), read from the config by `lightning_modules.claims.claims_context`.
+
+Clustering and diffusion findings replicate over seeds: a seed's runs (every head against the k-means run they
+share, every representation of the same images) are averaged into one value, so the verdict is about the sweep's own
+settings (fixed effects); `benchmarks/ledger_calibration.py` measures the error rates of every finding.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-log = logging.getLogger(__name__)
+from lightning_modules.metrics.stats import ALPHA, LEVEL, MIN_N_WITHOUT_SPREAD, MeanTest, holm, mean_test
 
-ALPHA = 0.05
-LEVEL = 0.95
 VERDICTS = ("supported", "contradicted", "inconclusive", "not testable")
-COLUMNS = ["claim", "statement", "verdict", "test", "metric", "effect", "low", "high", "threshold", "n", "p_value",
-           "p_holm", "reason"]
+COLUMNS = ["claim", "statement", "verdict", "unit", "n", "test", "metric", "effect", "low", "high", "threshold",
+           "margin", "level_decides", "low_decides", "high_decides", "p_value", "p_holm", "reason"]
+RULE = ("supported / contradicted when the deciding interval (level 1 − α·p/p_Holm, Holm over the findings tested, "
+        f"α = {ALPHA}) lies wholly on the finding's side of its threshold / wholly on the other side (for a finding of "
+        "no effect: inside / outside its declared margins); inconclusive otherwise")
+# the declared margins of the findings that test "matches" or "defeated" (config claims.margins overrides them)
+DEFAULT_MARGINS = {"fd_ratio": 0.1, "rank_correlation": 0.5, "auroc_above_chance": 0.05}
+SEED_UNIT = "seed (a seed's runs averaged: the verdict is about the sweep's settings)"
 
 
 class NotTestable(Exception):
     """The sweep's tables lack what a finding needs; the message says what."""
 
 
-def one_sample(values, threshold: float = 0.0, bounds: tuple[float, float] = (-np.inf, np.inf)) -> dict:
-    """Mean of `values` with its Student t interval, and the two-sided one-sample t-test against `threshold`
-    (exactly equal values: p 1 at the threshold, 0 elsewhere, as stats.paired_difference). The interval is
-    clipped to the metric's `bounds` (an AUROC's t interval can pass 1; the test is unchanged)."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    n = len(values)
-    if n == 0:
-        raise NotTestable("no values to test")
-    mean = float(values.mean())
-    if n < 2:
-        return {"effect": mean, "low": np.nan, "high": np.nan, "n": n, "p_value": np.nan, "threshold": threshold}
-    if (values == values[0]).all():
-        p = 1.0 if values[0] == threshold else 0.0
-        return {"effect": mean, "low": mean, "high": mean, "n": n, "p_value": p, "threshold": threshold}
-    half = stats.t.ppf((1 + LEVEL) / 2, n - 1) * values.std(ddof=1) / np.sqrt(n)
-    p = float(stats.ttest_1samp(values, threshold).pvalue)
-    low, high = np.clip([mean - half, mean + half], *bounds)
-    return {"effect": mean, "low": float(low), "high": float(high), "n": n, "p_value": p, "threshold": threshold}
+class FindingError(RuntimeError):
+    """A finding's code raised: the claims job fails with the finding's name, never a designed-looking verdict."""
 
 
-def sign_test(successes: int, n: int) -> dict:
-    """The share of successes with its Clopper-Pearson interval and the two-sided binomial test against 1/2."""
-    if n == 0:
-        raise NotTestable("no values to test")
-    interval = stats.binomtest(successes, n, 0.5).proportion_ci(LEVEL)
-    return {"effect": successes / n, "low": interval.low, "high": interval.high, "n": n, "threshold": 0.5,
-            "p_value": float(stats.binomtest(successes, n, 0.5).pvalue)}
+@dataclass
+class Evidence:
+    """What a finding hands the ledger: its test over values at its unit. `estimate` gives the effect, n, the
+    two-sided p against the threshold and intervals at any level; `corrected` multiplies that p where the finding
+    picked one of several candidates (Bonferroni); `side` is +1 when the finding claims the effect lies above the
+    threshold, -1 below, 0 for a finding of no effect (inside ±margin)."""
+
+    test: str
+    metric: str
+    unit: str
+    estimate: MeanTest | Correlation
+    side: int = 1
+    corrected: int = 1
+    margin: float = np.nan
+
+    @property
+    def p_value(self) -> float:
+        p = self.estimate.p_value
+        return min(1.0, p * self.corrected) if np.isfinite(p) else np.nan
 
 
-def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjustment (NaN stays NaN and does not count as a test)."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full_like(p, np.nan)
-    tested = np.flatnonzero(np.isfinite(p))
-    order = tested[np.argsort(p[tested], kind="stable")]
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * p[index]))
-        adjusted[index] = running
-    return adjusted
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman's rho over n units, tested for equivalence to zero within ±margin (two one-sided tests) and against
+    the margin (a strong correlation): Fisher's z with Fieller, Hartley and Pearson's variance 1.06 / (n − 3) for a
+    rank correlation. p is the smaller of the two; intervals are dual to both (scipy has no interval for Spearman)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    margin: float
+    threshold: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.x)
+
+    @property
+    def effect(self) -> float:
+        return float(stats.spearmanr(self.x, self.y).statistic)
+
+    @property
+    def no_variance(self) -> bool:
+        return len(np.unique(self.x)) < 2 or len(np.unique(self.y)) < 2
+
+    @property
+    def _z(self) -> tuple[float, float]:
+        return float(np.arctanh(np.clip(self.effect, -0.999999, 0.999999))), float(np.sqrt(1.06 / (self.n - 3)))
+
+    @property
+    def p_value(self) -> float:
+        if self.no_variance:
+            return np.nan
+        z, se = self._z
+        bound = np.arctanh(self.margin)
+        equivalent = 2 * max(stats.norm.sf((z + bound) / se), stats.norm.sf((bound - z) / se))
+        strong = 2 * min(stats.norm.sf((z - bound) / se), stats.norm.sf((-bound - z) / se))
+        return float(min(1.0, equivalent, strong))
+
+    def interval(self, level: float = LEVEL) -> tuple[float, float]:
+        if self.no_variance:
+            return np.nan, np.nan
+        z, se = self._z
+        half = stats.norm.ppf((1 + level) / 2) * se
+        return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
 def _table(tables: dict, name: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -88,123 +129,151 @@ def _table(tables: dict, name: str, columns: tuple[str, ...] = ()) -> pd.DataFra
     return frame
 
 
+def _margin(context: dict, name: str) -> float:
+    return float((context.get("margins") or {}).get(name, DEFAULT_MARGINS[name]))
+
+
 HEADS = ("temi", "scan", "sinkhorn", "dec")  # the clustering heads the findings compare with k-means
+CLUSTERING_COLUMNS = ("dataset", "backbone", "method", "k", "seed", "acc")
 
 
 def _head_gaps(runs: pd.DataFrame) -> pd.DataFrame:
     """head ACC − k-means ACC for every head run with a k-means run of the same dataset, backbone, K and seed."""
-    kmeans = runs[runs.method == "kmeans"].set_index(["dataset", "backbone", "k", "seed"]).acc
-    heads = runs[runs.method.isin(HEADS)]
-    keys = list(zip(heads.dataset, heads.backbone, heads.k, heads.seed))
-    matched = np.array([key in kmeans.index for key in keys], dtype=bool)
-    gaps = heads[matched].copy()
-    gaps["gap"] = gaps.acc.to_numpy() - kmeans.loc[[key for key, ok in zip(keys, matched) if ok]].to_numpy()
+    keys = ["dataset", "backbone", "k", "seed"]
+    kmeans = runs[runs.method == "kmeans"][keys + ["acc"]].drop_duplicates(keys)
+    gaps = runs[runs.method.isin(HEADS)].merge(kmeans, on=keys, suffixes=("", "_kmeans"))
+    gaps["gap"] = gaps.acc - gaps.acc_kmeans
+    gaps = gaps[np.isfinite(gaps.gap)]  # ACC is undefined where K exceeds the classes' labels
     if gaps.empty:
         raise NotTestable("no clustering head shares a dataset, backbone, K and seed with a k-means run")
     return gaps
 
 
-def _settings_or_seeds(gaps: pd.DataFrame, by: list[str], value: str = "gap") -> tuple[np.ndarray, str]:
-    """One value per setting (the mean over its seeds) when there are several settings, else one per seed."""
-    gaps = gaps[np.isfinite(gaps[value])]
-    per_setting = gaps.groupby(by)[value].mean()
-    if len(per_setting) >= 2:
-        return per_setting.to_numpy(), f"{len(per_setting)} settings ({' x '.join(by)}), each its mean over seeds"
-    return gaps[value].to_numpy(), f"one setting, {len(gaps)} seeds"
+def _per_seed(frame: pd.DataFrame, value: str) -> tuple[np.ndarray, int]:
+    """One value per seed (the mean of that seed's settings), and the number of settings averaged."""
+    frame = frame[np.isfinite(frame[value])]
+    settings = frame.groupby(["dataset", "backbone", "k", "method"]).ngroups
+    return frame.groupby("seed")[value].mean().to_numpy(), settings
 
 
-def c1_heads_beat_kmeans(tables: dict, context: dict) -> dict:
-    gaps = _head_gaps(_table(tables, "clustering", ("method", "acc", "seed")))
-    # the papers' benchmarks are balanced; how imbalance changes the gap is C2's question, not this one's
+def _balanced(gaps: pd.DataFrame, context: dict) -> tuple[pd.DataFrame, list[str]]:
     imbalanced = [name for name, role in context.get("datasets", {}).items() if role.get("imbalanced_of")]
-    gaps = gaps[~gaps.dataset.isin(imbalanced)]
+    return gaps[~gaps.dataset.isin(imbalanced)], imbalanced
+
+
+def c1_heads_beat_kmeans(tables: dict, context: dict) -> Evidence:
+    gaps = _head_gaps(_table(tables, "clustering", CLUSTERING_COLUMNS))
+    # the papers' benchmarks are balanced; how imbalance changes the gap is C2's question, not this one's
+    gaps, imbalanced = _balanced(gaps, context)
     if gaps.empty:
         raise NotTestable("no head with k-means runs on a balanced dataset")
-    values, unit = _settings_or_seeds(gaps, ["dataset", "backbone", "k", "method"])
+    values, settings = _per_seed(gaps, "gap")
     left_out = f" (imbalanced variants left out: {', '.join(imbalanced)})" if imbalanced else ""
-    return {"test": f"head ACC − k-means ACC, paired on seed; one-sample t-test over {unit}{left_out}",
-            "metric": "acc difference", **one_sample(values)}
+    return Evidence(f"head ACC − k-means ACC (same dataset, backbone, K, seed), averaged over {settings} settings per "
+                    f"seed; one-sample t-test over seeds{left_out}", "acc difference", SEED_UNIT, mean_test(values))
 
 
-def c2_imbalance_shrinks_the_gap(tables: dict, context: dict) -> dict:
-    gaps = _head_gaps(_table(tables, "clustering", ("method", "acc", "seed")))
+def c2_imbalance_shrinks_the_gap(tables: dict, context: dict) -> Evidence:
+    gaps = _head_gaps(_table(tables, "clustering", CLUSTERING_COLUMNS))
     pairs = {name: role["imbalanced_of"] for name, role in context.get("datasets", {}).items()
              if role.get("imbalanced_of")}
     if not pairs:
         raise NotTestable("no imbalanced variant of a dataset in the sweep")
-    by = ["backbone", "k", "method"]
-    rows = []
+    by = ["backbone", "k", "method", "seed"]
+    shrinkage = []
     for imbalanced, balanced in pairs.items():
-        a = gaps[gaps.dataset == balanced].groupby(by).gap.mean()
-        b = gaps[gaps.dataset == imbalanced].groupby(by).gap.mean()
+        a = gaps[gaps.dataset == balanced].set_index(by).gap
+        b = gaps[gaps.dataset == imbalanced].set_index(by).gap
         both = a.index.intersection(b.index)
-        rows += list(a.loc[both].to_numpy() - b.loc[both].to_numpy())
-    if not rows:
-        raise NotTestable("no head runs at the same backbone and K on a dataset and its imbalanced variant")
-    return {"test": "(head − k-means ACC) on the balanced dataset minus on its imbalanced variant, per backbone x K x "
-                    "head (mean over seeds); one-sample t-test", "metric": "gap shrinkage (acc)", **one_sample(rows)}
+        shrinkage.append((a.loc[both] - b.loc[both]).rename("shrinkage"))
+    shrinkage = pd.concat(shrinkage).reset_index()
+    if shrinkage.empty:
+        raise NotTestable("no head runs at the same backbone, K and seed on a dataset and its imbalanced variant")
+    per_seed = shrinkage.groupby("seed").shrinkage.mean().to_numpy()
+    return Evidence("(head − k-means ACC) on the balanced dataset minus on its imbalanced variant, averaged over "
+                    "backbone x K x head per seed; one-sample t-test over seeds", "gap shrinkage (acc)", SEED_UNIT,
+                    mean_test(per_seed))
 
 
-def _flagged_gap(tables: dict, context: dict, flag: str, what: str) -> dict:
-    names = [name for name, role in context.get("datasets", {}).items() if role.get(flag)]
+def c3_kmeans_lags_on_easy_benchmarks(tables: dict, context: dict) -> Evidence:
+    names = [name for name, role in context.get("datasets", {}).items() if role.get("easy")]
     if not names:
-        raise NotTestable(f"no {what} benchmark in the sweep (claims.{flag}_datasets)")
-    gaps = _head_gaps(_table(tables, "clustering", ("method", "acc", "seed")))
+        raise NotTestable("no easy benchmark in the sweep (claims.easy_datasets)")
+    gaps = _head_gaps(_table(tables, "clustering", CLUSTERING_COLUMNS))
     gaps = gaps[gaps.dataset.isin(names)]
     if gaps.empty:
-        raise NotTestable(f"no head with k-means runs on the {what} benchmarks {', '.join(names)}")
-    values, unit = _settings_or_seeds(gaps, ["dataset", "backbone", "k", "method"])
-    return {"test": f"head ACC − k-means ACC on {what} benchmarks ({', '.join(names)}); t-test over {unit}",
-            "metric": "acc difference", **one_sample(values)}
+        raise NotTestable(f"no head with k-means runs on the easy benchmarks {', '.join(names)}")
+    values, settings = _per_seed(gaps, "gap")
+    return Evidence(f"head ACC − k-means ACC on easy benchmarks ({', '.join(names)}), averaged over {settings} "
+                    "settings per seed; one-sample t-test over seeds", "acc difference", SEED_UNIT, mean_test(values))
 
 
-def c3_kmeans_lags_on_easy_benchmarks(tables: dict, context: dict) -> dict:
-    return _flagged_gap(tables, context, "easy", "easy")
+@dataclass(frozen=True)
+class WelchTest:
+    """mean(a) − mean(b) with Welch's test and interval (scipy's ttest_ind and its confidence_interval)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    threshold: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.a) + len(self.b)
+
+    @property
+    def effect(self) -> float:
+        return float(self.a.mean() - self.b.mean())
+
+    @property
+    def no_variance(self) -> bool:
+        return len(self.a) >= 2 and len(self.b) >= 2 and self.a.var() + self.b.var() == 0
+
+    def _result(self):
+        if len(self.a) < 2 or len(self.b) < 2 or self.no_variance:
+            return None
+        return stats.ttest_ind(self.a, self.b, equal_var=False)
+
+    @property
+    def p_value(self) -> float:
+        result = self._result()
+        return np.nan if result is None else float(result.pvalue)
+
+    def interval(self, level: float = LEVEL) -> tuple[float, float]:
+        result = self._result()
+        return (np.nan, np.nan) if result is None else tuple(map(float, result.confidence_interval(level)))
 
 
-def c4_gap_shrinks_at_the_largest_scale(tables: dict, context: dict) -> dict:
+def c4_gap_shrinks_at_the_largest_scale(tables: dict, context: dict) -> Evidence:
     largest = [name for name, role in context.get("datasets", {}).items() if role.get("largest")]
     if not largest:
         raise NotTestable("no largest-scale benchmark in the sweep (claims.largest_datasets; ImageNet-21K in the paper)")
-    gaps = _head_gaps(_table(tables, "clustering", ("method", "acc", "seed")))
-    per_setting = gaps.groupby(["dataset", "backbone", "k", "method"]).gap.mean().reset_index()
-    at_scale = per_setting[per_setting.dataset.isin(largest)].gap
-    smaller = per_setting[~per_setting.dataset.isin(largest)].gap
-    if at_scale.empty or smaller.empty:
+    gaps = _head_gaps(_table(tables, "clustering", CLUSTERING_COLUMNS))
+    # one value per dataset x backbone x K (heads sharing a k-means baseline and seeds averaged together)
+    per_setting = gaps.groupby(["dataset", "backbone", "k"]).gap.mean().reset_index()
+    at_scale = per_setting[per_setting.dataset.isin(largest)].gap.to_numpy()
+    smaller = per_setting[~per_setting.dataset.isin(largest)].gap.to_numpy()
+    if not len(at_scale) or not len(smaller):
         raise NotTestable("head and k-means runs are needed both at the largest scale and on a smaller benchmark")
-    return {"test": "mean (head − k-means ACC) on smaller benchmarks minus at the largest scale, per setting (mean "
-                    "over seeds); Welch's t-test", "metric": "gap shrinkage (acc)", **two_sample(smaller, at_scale)}
+    return Evidence("mean (head − k-means ACC) on smaller benchmarks minus at the largest scale, one value per "
+                    "dataset x backbone x K (heads and seeds averaged); Welch's t-test", "gap shrinkage (acc)",
+                    "setting (dataset x backbone x K)", WelchTest(smaller, at_scale))
 
 
-def two_sample(a, b) -> dict:
-    """mean(a) − mean(b) with Welch's interval and two-sided test (NaN when either side has fewer than 2)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    effect = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return {"effect": effect, "low": np.nan, "high": np.nan, "n": len(a) + len(b), "p_value": np.nan,
-                "threshold": 0.0}
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return {"effect": effect, "low": effect, "high": effect, "n": len(a) + len(b),
-                "p_value": 1.0 if effect == 0 else 0.0, "threshold": 0.0}
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = stats.t.ppf((1 + LEVEL) / 2, dof) * se
-    return {"effect": effect, "low": effect - half, "high": effect + half, "n": len(a) + len(b), "threshold": 0.0,
-            "p_value": float(stats.ttest_ind(a, b, equal_var=False).pvalue)}
-
-
-def c5_second_clusters_capture_coarse_classes(tables: dict, context: dict) -> dict:
-    runs = _table(tables, "clustering", ("coarse_acc_2nd",))
+def c5_second_clusters_capture_coarse_classes(tables: dict, context: dict) -> Evidence:
+    runs = _table(tables, "clustering", ("dataset", "backbone", "method", "k", "seed", "coarse_acc_2nd"))
     chance = {name: role["coarse_chance"] for name, role in context.get("datasets", {}).items()
               if role.get("coarse_chance") is not None}
     runs = runs[runs.dataset.isin(chance) & runs.coarse_acc_2nd.notna()]
     if runs.empty:
         raise NotTestable("no run with coarse labels (a dataset's coarse_groups) and a second cluster prediction")
-    above = runs.coarse_acc_2nd.to_numpy() - runs.dataset.map(chance).to_numpy()
-    values, unit = _settings_or_seeds(runs.assign(above=above), ["dataset", "backbone", "k", "method"], "above")
-    return {"test": "coarse accuracy of the second most likely cluster minus its chance level (sum of squared coarse "
-                    f"group shares); t-test over {unit}", "metric": "coarse acc above chance", **one_sample(values)}
+    runs = runs.assign(above=runs.coarse_acc_2nd.to_numpy() - runs.dataset.map(chance).to_numpy())
+    values, settings = _per_seed(runs, "above")
+    return Evidence("coarse accuracy of the second most likely cluster minus its chance level (sum of squared coarse "
+                    f"group shares), averaged over {settings} settings per seed; one-sample t-test over seeds",
+                    "coarse acc above chance", SEED_UNIT, mean_test(values))
+
+
+DIFFUSION_UNIT = "diffusion model (dataset x seed)"
 
 
 def _fd_column(runs: pd.DataFrame) -> str:
@@ -214,70 +283,70 @@ def _fd_column(runs: pd.DataFrame) -> str:
     raise NotTestable("the diffusion table has no Fréchet distance")
 
 
-def _by_seed(runs: pd.DataFrame, cond: str, score: str) -> pd.Series:
-    return runs[runs.cond == cond].set_index(["dataset", "seed"])[score]
-
-
-def _best_clusters_against(tables: dict, reference: str, margin: bool = False) -> tuple[str, str, int, dict]:
-    """FD(reference) − FD(the cluster condition of the lowest mean FD), paired on dataset and seed; its p is
-    Bonferroni-corrected over the cluster conditions the best was chosen from. With `margin`, the threshold is
-    minus the real-vs-real floor (the FD of two real sets): a difference above it is within noise of the reference."""
-    runs = _table(tables, "diffusion", ("cond", "seed"))
+def _best_clusters_against(tables: dict, reference: str, transform=lambda fd: fd, threshold: float = 0.0):
+    """transform(FD(reference)) − transform(FD(the cluster condition of the lowest mean FD)), paired on dataset and
+    seed, against `threshold`; its p is Bonferroni-corrected over the cluster conditions the best was picked from."""
+    runs = _table(tables, "diffusion", ("dataset", "cond", "seed"))
     score = _fd_column(runs)
-    clusters = sorted(c for c in runs.cond.unique() if c.startswith("clusters-"))
-    if reference not in set(runs.cond) or not clusters:
+    by_seed = runs.dropna(subset=[score]).pivot_table(index=["dataset", "seed"], columns="cond", values=score,
+                                                       aggfunc="first")
+    clusters = sorted(c for c in by_seed.columns if c.startswith("clusters-"))
+    if reference not in by_seed or not clusters:
         raise NotTestable(f"needs '{reference}' runs and cluster-conditioned runs")
-    means = {cond: _by_seed(runs, cond, score).mean() for cond in clusters}
-    cond = min(means, key=means.get)
-    baseline, conditioned = _by_seed(runs, reference, score), _by_seed(runs, cond, score)
-    both = baseline.index.intersection(conditioned.index)
-    if len(both) < 1:
+    cond = by_seed[clusters].mean().idxmin()
+    both = by_seed[[reference, cond]].dropna()
+    if both.empty:
         raise NotTestable(f"no cluster-conditioned run shares a dataset and seed with a '{reference}' run")
-    floor_column = score.replace("fd_", "fd_floor_")
-    threshold = -float(runs[floor_column].mean()) if margin and floor_column in runs else 0.0
-    result = one_sample(baseline.loc[both].to_numpy() - conditioned.loc[both].to_numpy(), threshold=threshold)
-    result["p_value"] = min(1.0, result["p_value"] * len(clusters)) if np.isfinite(result["p_value"]) else np.nan
-    return score, cond, len(clusters), result
+    values = transform(both[reference].to_numpy()) - transform(both[cond].to_numpy())
+    return score, cond, len(clusters), mean_test(values, threshold)
 
 
-def c6_clusters_beat_unconditional(tables: dict, context: dict) -> dict:
-    score, cond, tried, result = _best_clusters_against(tables, "none")
-    return {"test": f"{score}(none) − {score}({cond}), paired on seed, at the best of {tried} cluster conditions (p "
-                    f"Bonferroni x {tried})", "metric": f"{score} improvement", **result}
+def c6_clusters_beat_unconditional(tables: dict, context: dict) -> Evidence:
+    score, cond, tried, estimate = _best_clusters_against(tables, "none")
+    return Evidence(f"{score}(none) − {score}({cond}), paired on dataset and seed, at the best of {tried} cluster "
+                    f"conditions (p Bonferroni x {tried}); one-sample t-test", f"{score} improvement", DIFFUSION_UNIT,
+                    estimate, corrected=tried)
 
 
-def c6b_clusters_match_classes(tables: dict, context: dict) -> dict:
-    score, cond, tried, result = _best_clusters_against(tables, "class", margin=True)
-    return {"test": f"{score}(class) − {score}({cond}), paired on seed, at the best of {tried} cluster conditions (p "
-                    f"Bonferroni x {tried}), against minus the real-vs-real floor ({result['threshold']:.3g}): clusters "
-                    "match or beat the classes when the difference lies above it", "metric": f"{score} difference",
-            **result}
+def c6b_clusters_match_classes(tables: dict, context: dict) -> Evidence:
+    margin = _margin(context, "fd_ratio")
+    score, cond, tried, estimate = _best_clusters_against(tables, "class", np.log, -np.log1p(margin))
+    return Evidence(f"log {score}(class) − log {score}({cond}), paired on dataset and seed, at the best of {tried} "
+                    f"cluster conditions (p Bonferroni x {tried}); non-inferiority against the declared margin: "
+                    f"clusters' FD at most {margin:.0%} above the classes' (threshold −log(1 + {margin:g}))",
+                    f"log {score} ratio (class / clusters)", DIFFUSION_UNIT, estimate, corrected=tried, margin=margin)
 
 
-def c7_fd_optimal_k_within_the_bound(tables: dict, context: dict) -> dict:
-    runs = _table(tables, "diffusion", ("cond", "seed", "k"))
+def c7_fd_optimal_k_within_the_bound(tables: dict, context: dict) -> Evidence:
+    runs = _table(tables, "diffusion", ("dataset", "cond", "seed", "k"))
     bounds = _table(tables, "cluster_bounds", ("dataset", "bound"))
     score = _fd_column(runs)
     bound = bounds.groupby("dataset").bound.max()
     clustered = runs[runs.cond.str.startswith("clusters-") & runs.k.notna() & runs.dataset.isin(bound.index)]
     clustered = clustered.assign(within=clustered.k <= clustered.dataset.map(bound))
-    sides = clustered.groupby(["dataset", "within"]).k.nunique().unstack(fill_value=0)
-    if clustered.empty or not ((sides.get(True, 0) > 0) & (sides.get(False, 0) > 0)).any():
+    margins = []
+    for dataset, group in clustered.groupby("dataset"):
+        within = sorted(group[group.within].k.unique(), reverse=True)  # nearest the bound first
+        above = sorted(group[~group.within].k.unique())
+        pairs = min(len(within), len(above))
+        if pairs == 0:
+            continue
+        # like with like: the same number of K on each side, the nearest to the bound (a minimum over three K
+        # against one would be biased low)
+        fd = group[group.k.isin(within[:pairs] + above[:pairs])].groupby(["seed", "within"])[score].min().unstack()
+        margins.append((fd[False] - fd[True]).dropna())
+    if not margins:
         raise NotTestable("needs cluster-conditioned runs at K both at or below and above a dataset's upper cluster "
                           "bound (with K on one side only, the FD-optimal K is there by construction)")
-    # the margin by which the best K above the bound loses to the best K at or below it, paired on dataset and
-    # seed: positive when the FD-optimal K lies within the bound (a sign test of which side wins would use only
-    # the sign and needs 6+ seeds for any verdict)
-    best = clustered.groupby(["dataset", "seed", "within"])[score].min().unstack()
-    margins = (best[False] - best[True]).dropna()
-    return {"test": f"per dataset and seed, lowest {score} among cluster conditions with K above the upper cluster "
-                    f"bound minus the lowest at or below it; one-sample t-test over {len(margins)} dataset x seed",
-            "metric": f"{score} margin of the bound", **one_sample(margins.to_numpy())}
+    margins = pd.concat(margins)
+    return Evidence(f"per dataset and seed, lowest {score} over the j K nearest above the upper cluster bound minus "
+                    "the lowest over the j nearest at or below it (j: the fewer side's count); one-sample t-test",
+                    f"{score} margin of the bound", DIFFUSION_UNIT, mean_test(margins.to_numpy()))
 
 
-def c8_no_link_between_clustering_and_generation(tables: dict, context: dict) -> dict:
-    runs = _table(tables, "diffusion", ("cond", "method", "k"))
-    clustering = _table(tables, "clustering", ("method", "k", "nmi"))
+def c8_no_link_between_clustering_and_generation(tables: dict, context: dict) -> Evidence:
+    runs = _table(tables, "diffusion", ("dataset", "cond", "method", "k"))
+    clustering = _table(tables, "clustering", ("dataset", "backbone", "method", "k", "nmi"))
     score = _fd_column(runs)
     clustered = runs[runs.cond.str.startswith("clusters-")].groupby(["dataset", "method", "k"])[score].mean()
     backbone = context.get("diffusion_backbone")
@@ -285,97 +354,104 @@ def c8_no_link_between_clustering_and_generation(tables: dict, context: dict) ->
     nmi = quality.groupby(["dataset", "method", "k"]).nmi.mean()
     both = clustered.index.intersection(nmi.index)
     if len(both) < 4:
-        raise NotTestable(f"{len(both)} cluster conditions with a clustering run; a correlation needs 4 or more")
-    rho, p = stats.spearmanr(nmi.loc[both], clustered.loc[both])
-    z, se = np.arctanh(np.clip(rho, -0.999999, 0.999999)), 1 / np.sqrt(max(len(both) - 3, 1))
-    low, high = np.tanh(z - 1.96 * se), np.tanh(z + 1.96 * se)
-    # a finding of no connection: contradicted by a significant correlation, supported when the interval excludes
-    # any strong one (|rho| >= 0.5), inconclusive otherwise; its p is that of the equivalence (both one-sided tests)
-    equivalence = max(stats.norm.sf((z - np.arctanh(-0.5)) / se), stats.norm.sf((np.arctanh(0.5) - z) / se))
-    significant = p < ALPHA
-    return {"test": f"Spearman correlation of NMI and {score} over {len(both)} cluster conditions (Fisher interval); "
-                    "supported when it excludes |rho| >= 0.5 (two one-sided tests), contradicted when significant",
-            "metric": "spearman rho", "effect": float(rho), "low": float(low), "high": float(high), "n": len(both),
-            "threshold": 0.0, "p_value": float(p if significant else equivalence), "null_finding": bool(not significant)}
+        raise NotTestable(f"{len(both)} cluster conditions with a clustering run; a rank correlation's interval "
+                          "needs 4 or more")
+    margin = _margin(context, "rank_correlation")
+    estimate = Correlation(nmi.loc[both].to_numpy(), clustered.loc[both].to_numpy(), margin)
+    return Evidence(f"Spearman correlation of NMI and {score} over {len(both)} cluster conditions (Fisher z, variance "
+                    f"1.06 / (n − 3)); equivalence within the declared ±{margin:g} (two one-sided tests)",
+                    "spearman rho", "cluster condition (dataset x method x K)", estimate, side=0, margin=margin)
 
 
-def _clean_ood(tables: dict) -> pd.DataFrame:
-    runs = _table(tables, "ood", ("scorer", "auroc", "fit_labels"))
-    return runs[runs.attack_style.isna()] if "attack_style" in runs else runs
-
-
+OOD_UNIT = "OOD set (pair: its backbones averaged)"
 UNSUPERVISED = ("none", "clusters")  # fit labels of the scores that use no ID labels
 
 
-def _best_margin(runs: pd.DataFrame, chosen: Callable[[pd.DataFrame], pd.Series],
-                 others: Callable[[pd.DataFrame], pd.Series]) -> np.ndarray:
-    margins = []
-    for _, group in runs.groupby(["ood", "backbone"]):
-        mine, theirs = group[chosen(group)], group[others(group)]
-        if len(mine) and len(theirs):
-            margins.append(mine.auroc.max() - theirs.auroc.max())
-    return np.asarray(margins)
+def _clean_ood(tables: dict) -> pd.DataFrame:
+    runs = _table(tables, "ood", ("ood", "backbone", "scorer", "auroc", "fit_labels"))
+    return runs[runs.attack_style.isna()] if "attack_style" in runs else runs
 
 
-def c9_knn_is_the_best_unsupervised_score(tables: dict, context: dict) -> dict:
+def _family_margin(runs: pd.DataFrame, mine: pd.Series, theirs: pd.Series) -> tuple[np.ndarray, str]:
+    """Per OOD set, the mean over backbones of AUROC(my family's best) − AUROC(their family's best), each family's
+    best chosen once per backbone by its mean AUROC over the sets (not per set: a maximum per set would favour the
+    larger family by its noise)."""
+    margins, chosen = [], set()
+    for _, group in runs.groupby("backbone"):
+        a, b = group[mine.loc[group.index]], group[theirs.loc[group.index]]
+        if a.empty or b.empty:
+            continue
+        best_a, best_b = a.groupby("scorer").auroc.mean().idxmax(), b.groupby("scorer").auroc.mean().idxmax()
+        chosen |= {best_a, best_b}
+        margin = (a[a.scorer == best_a].set_index("ood").auroc - b[b.scorer == best_b].set_index("ood").auroc)
+        margins.append(margin.dropna())
+    if not margins:
+        return np.array([]), ""
+    return pd.concat(margins).groupby(level=0).mean().to_numpy(), ", ".join(sorted(chosen))
+
+
+def c9_knn_is_the_best_unsupervised_score(tables: dict, context: dict) -> Evidence:
     runs = _clean_ood(tables)
+    runs = runs[runs.fit_labels.fillna("none").isin(UNSUPERVISED)]
     knn = runs.scorer.str.startswith("knn")
-    unsupervised = runs.fit_labels.fillna("none").isin(UNSUPERVISED)
-    margins = _best_margin(runs[unsupervised], lambda g: g.scorer.str.startswith("knn"),
-                           lambda g: ~g.scorer.str.startswith("knn"))
-    if not knn.any() or not len(margins):
+    margins, chosen = _family_margin(runs, knn, ~knn)
+    if not len(margins):
         raise NotTestable("needs a kNN score and another unsupervised score on the same pair and backbone")
-    return {"test": "best kNN AUROC − best other unsupervised AUROC per pair x backbone; t-test over them",
-            "metric": "auroc difference", **one_sample(margins)}
+    return Evidence(f"AUROC of the best kNN score − the best other unsupervised score (per backbone, by mean AUROC: "
+                    f"{chosen}), averaged over backbones per OOD set; one-sample t-test over sets",
+                    "auroc difference", OOD_UNIT, mean_test(margins))
 
 
-def c10_probes_beat_unsupervised_scores(tables: dict, context: dict) -> dict:
+def c10_probes_beat_unsupervised_scores(tables: dict, context: dict) -> Evidence:
     runs = _clean_ood(tables)
     labels = runs.fit_labels.fillna("none")
     probe = runs.scorer.str.contains("probe|plp", regex=True) & labels.isin(("classes", "plp"))
-    margins = _best_margin(runs.assign(probe=probe, unsupervised=labels.isin(UNSUPERVISED)),
-                           lambda g: g.probe, lambda g: g.unsupervised)
+    margins, chosen = _family_margin(runs, probe, labels.isin(UNSUPERVISED))
     if not len(margins):
         raise NotTestable("needs a linear-probe score (ID labels or PLP) and an unsupervised score on the same pair")
-    return {"test": "best probe AUROC (ID labels or PLP pseudo-labels) − best unsupervised AUROC per pair x backbone; "
-                    "t-test over them", "metric": "auroc difference", **one_sample(margins)}
+    return Evidence("AUROC of the best probe score (ID labels or PLP pseudo-labels) − the best unsupervised score "
+                    f"(per backbone, by mean AUROC: {chosen}), averaged over backbones per OOD set; one-sample t-test "
+                    "over sets", "auroc difference", OOD_UNIT, mean_test(margins))
 
 
-def c11_adversarial_images_defeat_the_detector(tables: dict, context: dict) -> dict:
-    runs = _table(tables, "ood", ("auroc", "auroc_clean"))
-    attacked = runs[runs.get("attack_style").notna()] if "attack_style" in runs else runs.iloc[:0]
+def c11_adversarial_images_defeat_the_detector(tables: dict, context: dict) -> Evidence:
+    runs = _table(tables, "ood", ("ood", "backbone", "scorer", "auroc"))
+    attacked = runs[runs.attack_style.notna()] if "attack_style" in runs else runs.iloc[:0]
     if attacked.empty:
         raise NotTestable("no adversarial OOD runs (ood.adversarial)")
-    # the attacker picks the style: per attacked scorer x pair x backbone, its most effective style
-    strongest = attacked.groupby(["base_scorer" if "base_scorer" in attacked else "scorer", "ood", "backbone"],
-                                 dropna=False).auroc.min()
-    return {"test": "AUROC on the attacked OOD images minus chance (0.5), per attacked scorer x pair x backbone at its "
-                    "most effective attack style; a defeated detector is at or below chance",
-            "metric": "auroc above chance", **one_sample(strongest.to_numpy(), 0.5, bounds=(0.0, 1.0))}
+    margin = _margin(context, "auroc_above_chance")
+    scorer = attacked.base_scorer.fillna(attacked.scorer) if "base_scorer" in attacked else attacked.scorer
+    # the attacker picks the style: per attacked scorer x pair x backbone, its most effective one
+    strongest = attacked.assign(attacked_scorer=scorer).groupby(["attacked_scorer", "ood", "backbone"]).auroc.min()
+    per_set = strongest.groupby(level="ood").mean().to_numpy()
+    return Evidence(f"AUROC on the attacked OOD images at the most effective attack style, averaged over attacked "
+                    f"scorers and backbones per OOD set, against chance + the declared margin ({0.5 + margin:g}); "
+                    "defeated when it lies below", "attacked auroc", OOD_UNIT,
+                    mean_test(per_set, 0.5 + margin, bounds=(0.0, 1.0)), side=-1, margin=margin)
 
 
-def c12_sensitivity_picks_the_best_negatives(tables: dict, context: dict) -> dict:
+def c12_sensitivity_picks_the_best_negatives(tables: dict, context: dict) -> Evidence:
     runs = _clean_ood(tables)
     if "sensitivity" not in runs:
         raise NotTestable("no self-distillation runs with shifted negatives")
     shifted = runs[runs.sensitivity.notna()]
-    hits, total = 0, 0
-    for _, group in shifted.groupby(["ood", "backbone"]):
-        # a tie (every set at the same AUROC, as against far OOD at 1.0) says nothing about which set is best:
-        # dropped, as a sign test drops zero differences
-        if len(group) >= 2 and group.auroc.nunique() > 1 and group.sensitivity.nunique() > 1:
-            total += 1
-            hits += int(group.sensitivity.idxmax() == group.auroc.idxmax())
-    if total == 0:
-        raise NotTestable("needs two or more negative sets scored on the same pair and backbone, with different "
-                          "AUROCs and sensitivities")
-    return {"test": "per pair x backbone, whether the negative set of the highest sensitivity gives the highest AUROC "
-                    "(ties dropped); two-sided sign test against 1/2 (at two sets, chance is 1/2)",
-            "metric": "share picked right",
-            **sign_test(hits, total)}
+    hits = []
+    for (pair, _), group in shifted.groupby(["ood", "backbone"]):
+        # a tie at the top (of AUROC, as against far OOD at 1.0, or of sensitivity) says nothing about which set
+        # is best: dropped, as a sign test drops zero differences
+        top_auroc, top_sensitivity = group.auroc == group.auroc.max(), group.sensitivity == group.sensitivity.max()
+        if len(group) >= 2 and top_auroc.sum() == 1 and top_sensitivity.sum() == 1:
+            hits.append({"ood": pair, "above_chance": float((top_auroc & top_sensitivity).any()) - 1 / len(group)})
+    if not hits:
+        raise NotTestable("needs two or more negative sets scored on the same pair and backbone, with a single best "
+                          "AUROC and a single highest sensitivity")
+    per_set = pd.DataFrame(hits).groupby("ood").above_chance.mean().to_numpy()
+    return Evidence("per pair x backbone, whether the negative set of the highest sensitivity gives the highest AUROC "
+                    "(ties dropped) minus chance (1 / the number of sets), averaged over backbones per OOD set; "
+                    "one-sample t-test over sets", "share picked right above chance", OOD_UNIT, mean_test(per_set))
 
 
-CLAIMS: dict[str, tuple[str, Callable[[dict, dict], dict]]] = {
+CLAIMS: dict[str, tuple[str, Callable[[dict, dict], Evidence]]] = {
     "C1": ("Clustering heads on frozen features beat k-means on the same features", c1_heads_beat_kmeans),
     "C2": ("k-means' gap to the heads shrinks (or reverses) under class imbalance", c2_imbalance_shrinks_the_gap),
     "C3": ("k-means underperforms on easy-to-classify benchmarks by large margins", c3_kmeans_lags_on_easy_benchmarks),
@@ -395,75 +471,125 @@ CLAIMS: dict[str, tuple[str, Callable[[dict, dict], dict]]] = {
     "C11": ("Adversarially manipulated OOD images defeat the detector", c11_adversarial_images_defeat_the_detector),
     "C12": ("The score's sensitivity identifies the best shifted negatives", c12_sensitivity_picks_the_best_negatives),
 }
-# which side of the threshold a finding claims (+1: above; C11: the attacked AUROC at or below chance)
-SIDE = {"C11": -1}
 
 
-def _verdict(result: dict, side: int) -> str:
-    if not np.isfinite(result["p_holm"]) or result["p_holm"] >= ALPHA:
+def decide(low: float, high: float, threshold: float, side: int, margin: float = np.nan) -> str:
+    """RULE: where the deciding interval [low, high] lies against the finding's threshold (or ±margin, side 0)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
         return "inconclusive"
-    null_finding = result.get("null_finding")
-    if isinstance(null_finding, (bool, np.bool_)):  # a finding of no effect (C8): which of its two tests decided
-        return "supported" if null_finding else "contradicted"
-    above = result["effect"] > result["threshold"]
-    return "supported" if above == (side > 0) else "contradicted"
+    if side == 0:
+        if -margin < low and high < margin:
+            return "supported"
+        return "contradicted" if low > margin or high < -margin else "inconclusive"
+    if low > threshold or high < threshold:
+        return "supported" if (low > threshold) == (side > 0) else "contradicted"
+    return "inconclusive"
+
+
+def _row(claim: str, statement: str, evidence: Evidence) -> dict:
+    estimate = evidence.estimate
+    low, high = estimate.interval(LEVEL) if estimate.n >= 2 else (np.nan, np.nan)
+    reason = ""
+    if estimate.n < 2:
+        reason = "one value: no interval (more seeds or settings decide)"
+    elif estimate.no_variance:
+        reason = (f"no variance: {estimate.n} equal values (a test without spread needs {MIN_N_WITHOUT_SPREAD} or "
+                  "more)")
+    return {"claim": claim, "statement": statement, "unit": evidence.unit, "n": estimate.n, "test": evidence.test,
+            "metric": evidence.metric, "effect": estimate.effect, "low": low, "high": high,
+            "threshold": estimate.threshold, "margin": evidence.margin, "p_value": evidence.p_value,
+            "reason": reason, "evidence": evidence}
 
 
 def ledger(tables: dict, context: dict | None = None) -> pd.DataFrame:
-    """One row per finding: its test, effect and interval, raw and Holm-adjusted p, and verdict."""
+    """One row per finding: its unit and n, test, effect with its raw and deciding intervals, raw and Holm-adjusted
+    p, and the verdict by RULE. Raises FindingError when a finding's code fails."""
     context = context or {}
     rows = []
     for claim, (statement, test) in CLAIMS.items():
         try:
-            result = {"reason": "", **test(tables, context)}
+            rows.append(_row(claim, statement, test(tables, context)))
         except NotTestable as missing:
-            result = {"reason": str(missing), "p_value": np.nan}
-        except Exception as error:  # noqa: BLE001 - a table this finding did not foresee: said, never raised
-            log.warning("%s could not be tested: %s: %s", claim, type(error).__name__, error)
-            result = {"reason": f"could not be tested on these tables ({type(error).__name__}: {error})",
-                      "p_value": np.nan}
-        rows.append({"claim": claim, "statement": statement, **result})
-    frame = pd.DataFrame(rows)
-    for column in ("test", "metric", "effect", "low", "high", "threshold", "n"):  # when nothing was testable
-        if column not in frame:
-            frame[column] = np.nan
+            rows.append({"claim": claim, "statement": statement, "reason": str(missing), "p_value": np.nan,
+                         "evidence": None})
+        except Exception as error:
+            raise FindingError(f"claims finding {claim} failed: {type(error).__name__}: {error}") from error
+    frame = pd.DataFrame(rows).reindex(columns=COLUMNS + ["evidence"])
     frame["p_holm"] = holm(frame.p_value)
-    undecidable = (frame.reason == "") & frame.p_value.isna()
-    frame.loc[undecidable, "reason"] = "one value: no interval (more seeds or settings decide)"
-    testable = frame.test.notna()
-    frame["verdict"] = [
-        _verdict(row._asdict(), SIDE.get(row.claim, 1)) if ok else "not testable"
-        for row, ok in zip(frame.itertuples(index=False), testable)]
-    return frame.reindex(columns=COLUMNS)
+    verdicts, levels, lows, highs = [], [], [], []
+    for row in frame.itertuples(index=False):
+        evidence = row.evidence
+        level, low, high = np.nan, np.nan, np.nan
+        if evidence is None:
+            verdicts.append("not testable")
+        elif not np.isfinite(row.p_holm):
+            verdicts.append("inconclusive")
+        else:
+            # dual to Holm: the interval excludes the threshold exactly when p_Holm < ALPHA (an underflowed p of 0:
+            # Bonferroni's level over the findings tested, which excludes it too)
+            p_test = evidence.estimate.p_value
+            level = 1 - (ALPHA * p_test / row.p_holm if row.p_holm > 0 else ALPHA / frame.p_value.notna().sum())
+            low, high = evidence.estimate.interval(level)
+            verdicts.append(decide(low, high, evidence.estimate.threshold, evidence.side, evidence.margin))
+        levels.append(level)
+        lows.append(low)
+        highs.append(high)
+    frame["verdict"], frame["level_decides"], frame["low_decides"], frame["high_decides"] = verdicts, levels, lows, highs
+    return frame[COLUMNS].astype({"n": "Int64"})
 
 
 TABLES = ("clustering", "cluster_bounds", "ood", "diffusion")  # the stage tables the findings read
 
 
-def build_claims_table(table_files: dict, out_path, context: dict) -> pd.DataFrame:
+def build_claims_table(table_files: dict, out_path, context: dict, registration: dict | None = None) -> pd.DataFrame:
     """The ledger of the stage tables in `table_files` (name -> parquet; absent stages are left out) as
-    `tables/claims.parquet`."""
+    `tables/claims.parquet`, with the pre-registration's state (`lightning_modules.claims.registration_state`) in
+    its `analysis_*` columns."""
     from lightning_modules.tables import write_table
 
     tables = {name: pd.read_parquet(path) for name, path in table_files.items() if name in TABLES and path}
     frame = ledger(tables, context)
+    registration = registration or {}
+    frame["analysis_registered_at"] = registration.get("registered_at", "")
+    frame["analysis_state"] = registration.get("state", "not registered")
     write_table(frame, out_path)
     return frame
 
 
+def _interval_text(low: float, high: float) -> str:
+    return "" if not np.isfinite(low) else f" [{low:.3g}, {high:.3g}]"
+
+
 def summary_lines(frame: pd.DataFrame) -> list[str]:
-    """One line per finding: `C1 supported: <statement> (effect [low, high], Holm p)` or its reason."""
+    """One line per finding: `C1 supported: <statement> (effect [95%] decided by [level], n units, Holm p)` or its
+    reason."""
     lines = []
     for row in frame.itertuples(index=False):
         if row.verdict == "not testable":
             lines.append(f"{row.claim} not testable: {row.statement} ({row.reason})")
             continue
-        interval = "" if not np.isfinite(row.low) else f" [{row.low:.3g}, {row.high:.3g}]"
+        decides = (f", deciding{_interval_text(row.low_decides, row.high_decides)} at {row.level_decides:.4g}"
+                   if np.isfinite(row.level_decides) else "")
         p = "" if not np.isfinite(row.p_holm) else f", Holm p {row.p_holm:.2g}"
-        lines.append(f"{row.claim} {row.verdict}: {row.statement} ({row.metric} {row.effect:.3g}{interval}{p}"
+        lines.append(f"{row.claim} {row.verdict}: {row.statement} ({row.metric} {row.effect:.3g}"
+                     f"{_interval_text(row.low, row.high)}{decides}; n {row.n} {row.unit.split(' (')[0]}s{p}"
                      + (f"; {row.reason}" if row.reason else "") + ")")
     return lines
 
+
+def registration_banner(frame: pd.DataFrame) -> str:
+    """The claims report's opening banner when the analysis was not fixed before the results ('' when it was)."""
+    state = frame.analysis_state.iloc[0] if "analysis_state" in frame and len(frame) else "not registered"
+    if state == "pre-registered":
+        return ""
+    return {"changed after results": "**The analysis changed after the first result was written**: the claims "
+                                     "settings or the ledger's code differ from those registered when the sweep "
+                                     f"started ({frame.analysis_registered_at.iloc[0]}). These verdicts are not "
+                                     "pre-registered.",
+            "registered after results": "**The analysis was registered after results existed** "
+                                        f"({frame.analysis_registered_at.iloc[0]}): these verdicts are not "
+                                        "pre-registered."}.get(state, "**No registration of the analysis was found**: "
+                                                                      "these verdicts are not pre-registered.")
 
 
 if __name__ == "__main__":  # the end of `make claims`: the ledger of a results folder, one line per finding

@@ -1,12 +1,13 @@
 """What the diffusion report says: FD per condition as mean and 95% t interval over seeds (ddof = 1), and
-one sentence per data set on whether class and cluster conditioning beat unconditional beyond the intervals."""
+one sentence per data set on which conditions beat unconditional: paired on seed, Holm over the report's family
+(every condition against unconditional on every data set)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from lightning_modules.metrics.stats import mean_interval
+from lightning_modules.metrics.stats import adjust_family, mean_interval, paired_method_comparisons
 
 
 def summarise(runs: pd.DataFrame, score: str, level: float = 0.95) -> pd.DataFrame:
@@ -25,25 +26,29 @@ def summarise(runs: pd.DataFrame, score: str, level: float = 0.95) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def verdict(summary: pd.DataFrame, score: str) -> str:
-    """One sentence per data set: which conditions have an interval wholly below unconditional's."""
+FAMILY = "every condition against unconditional on every data set of this report"
+
+
+def verdict(runs: pd.DataFrame, score: str) -> str:
+    """One sentence per data set: the conditions whose FD is below (above) unconditional's, paired on seed, by
+    Holm's p over FAMILY; the rest are within noise."""
+    gains = runs.assign(method=runs.cond, gain=-runs[score])[["dataset", "seed", "method", "gain"]]
+    comparisons = paired_method_comparisons(gains, "gain", "none", setting=("dataset",))
+    comparisons = adjust_family(comparisons, FAMILY)
     sentences = []
-    for dataset, group in summary.groupby("dataset", sort=False):
-        none = group[group.cond == "none"]
-        if none.empty or not np.isfinite(none.high.iloc[0]):
-            sentences.append(f"{dataset}: no unconditional run with an interval (one seed?) to compare against.")
+    for dataset in runs.dataset.unique():
+        group = comparisons[comparisons.dataset == dataset] if len(comparisons) else comparisons
+        if group.empty or not (runs[(runs.dataset == dataset) & (runs.cond == "none")][score].notna().sum() >= 2):
+            sentences.append(f"{dataset}: no unconditional runs over two or more seeds to compare against.")
             continue
-        baseline = none.iloc[0]
-        others = group[group.cond != "none"]
-        better = others[others.high < baseline.low]
-        worse = others[others.low > baseline.high]
-        text = f"{dataset}: unconditional {score} {baseline['mean']:.3g} [{baseline.low:.3g}, {baseline.high:.3g}]; "
-        text += (f"beaten beyond the 95% intervals by {', '.join(better.cond)}" if len(better)
-                 else "no condition beats it beyond the 95% intervals")
-        if len(worse):
-            text += f"; worse beyond them: {', '.join(worse.cond)}"
-        overlapping = others[~others.cond.isin(set(better.cond) | set(worse.cond))]
-        if len(overlapping):
-            text += f"; within the intervals: {', '.join(overlapping.cond)}"
+        named = {word: ", ".join(group[group.verdict == word].method) for word in ("better", "worse")}
+        text = f"{dataset}: " + (f"beats unconditional {score}: {named['better']}" if named["better"]
+                                 else f"no condition beats unconditional {score}")
+        if named["worse"]:
+            text += f"; worse than it: {named['worse']}"
+        rest = group[~group.verdict.isin(("better", "worse"))]
+        if len(rest):
+            text += f"; within noise: {', '.join(rest.method)}"
         sentences.append(text + ".")
-    return " ".join(sentences)
+    tests = int(comparisons.p_value.notna().sum()) if len(comparisons) else 0
+    return " ".join(sentences) + (f" (Paired on seed; Holm over {tests} tests: {FAMILY}.)" if tests else "")

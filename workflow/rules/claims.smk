@@ -1,5 +1,6 @@
 rule claims:
-    # The papers' findings as tests over the sweep's tables: a verdict per finding, Holm across the ledger.
+    # The papers' findings as tests over the sweep's tables: a verdict per finding, Holm across the ledger, and
+    # whether the analysis is still the one registered before the first result.
     input:
         clustering=results(Table.pattern("clustering.parquet")),
         cluster_bounds=results(Table.pattern("cluster_bounds.parquet")),
@@ -12,6 +13,8 @@ rule claims:
         logs("tables/claims.log"),
     params:
         context=canonical(claims_context(config)),
+        registration=results(layout.CLAIMS_REGISTRATION),  # what init_tracking registered before any result
+        analysis=canonical({"claims": config.get("claims") or {}}),  # the claims settings it compares
     conda:
         "../../envs/reporting.yaml"
     script:
@@ -28,6 +31,9 @@ rule claims_report:
         html=report(results(Report.pattern("claims.html")), caption="../report/claims.rst", category="Reports"),
     log:
         logs("reports/claims.log"),
+    params:
+        # the ledger's measured error rates (benchmarks/ledger_calibration.py), shown at the report's end
+        calibration_path=os.path.join(workflow.basedir, "benchmarks", "ledger_calibration.json"),
     conda:
         "../../envs/reporting.yaml"
     script:

@@ -10,6 +10,8 @@ rule init_tracking:
         experiment=SWEEP,
         artifact_root=results(layout.ARTIFACT_STORE),
         sweep=canonical(config),  # on the sweep's parent run
+        registration=results(layout.CLAIMS_REGISTRATION),  # the claims' analysis, before any result
+        tables=results(Table().folder),  # results already there when it registers
     priority: FIRST_JOB_PRIORITY
     conda:
         "../../envs/compute.yaml"
