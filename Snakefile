@@ -1,4 +1,4 @@
-# clusterlab: embeddings are the unit of work (see ../shared/DESIGN.md and README.md).
+# clusterlab: embeddings are the unit of work (see docs/architecture.md and README.md).
 # Rules are thin: each calls a function in lightning_modules. Nothing heavy is imported here, so a dry
 # run or a no-op rerun stays fast.
 from snakemake.utils import min_version

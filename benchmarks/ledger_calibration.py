@@ -34,13 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lightning_modules.claims.ledger import CLAIMS, DEFAULT_MARGINS, ledger
+from lightning_modules.claims.ledger import CLAIMS, ledger
 from lightning_modules.metrics.stats import ALPHA
 
 CALIBRATION_FILE = Path(__file__).with_name("ledger_calibration.json")
 CLAIMS_CONFIG = Path(__file__).parents[1] / "config" / "claims.yaml"
 SIZES = (5, 10, 20)  # seeds (clustering, diffusion) and OOD sets tried for 80% power
-MARGINS = DEFAULT_MARGINS  # the claims sweep declares none of its own
 
 
 def _context(config: dict) -> dict:
@@ -73,13 +72,11 @@ def estimate(results: Path, context: dict) -> dict:
         setting + ["method"]).ngroups
     kmeans_means = kmeans.groupby(setting).acc.mean()
     kmeans_sd = (kmeans.acc - kmeans.groupby(setting).acc.transform("mean")).std(ddof=1)
-    gaps = joined.groupby(setting + ["method"]).gap.mean().dropna()
+    gaps = joined.groupby(setting + ["method"]).gap.agg(["mean", "std"]).dropna()
     chance = {name: role["coarse_chance"] for name, role in context["datasets"].items() if role.get("coarse_chance")}
-    coarse = heads[heads.dataset.isin(chance) & heads.coarse_acc_2nd.notna()]
-    coarse_above = coarse.coarse_acc_2nd - coarse.dataset.map(chance)
-    coarse_mean = coarse_above.groupby([coarse.dataset, coarse.backbone, coarse.k, coarse.method]).mean()
-    coarse_sd = (coarse_above - coarse_above.groupby([coarse.dataset, coarse.backbone, coarse.k,
-                                                      coarse.method]).transform("mean")).std(ddof=1)
+    coarse = runs[runs.dataset.isin(chance) & runs.coarse_acc_2nd.notna()]  # every method with a second cluster
+    coarse_above = (coarse.coarse_acc_2nd - coarse.dataset.map(chance)).groupby(
+        [coarse.dataset, coarse.backbone, coarse.k, coarse.method]).agg(["mean", "std"])
 
     diffusion = tables["diffusion"]
     score = "fd_classifier"
@@ -105,15 +102,16 @@ def estimate(results: Path, context: dict) -> dict:
         if len(group) >= 2 and top_auroc.sum() == 1 and top_sensitivity.sum() == 1:
             hits.append(float((top_auroc & top_sensitivity).any()))
     return {
+        "directions": measured_directions(tables, context),
         "clustering": {
             "seeds": int(runs.seed.nunique()),
             "kmeans_settings": [[d, b, int(k), float(m)] for (d, b, k), m in kmeans_means.items()],
             "kmeans_seed_sd": float(kmeans_sd),
-            "gaps": [[d, b, int(k), method, float(g)] for (d, b, k, method), g in gaps.items()],
-            "gap_seed_sd": float(residual.std(ddof=1)),
+            "gaps": [[d, b, int(k), method, float(row["mean"]), float(row["std"])] for (d, b, k, method), row in
+                     gaps.iterrows()],
             "gap_shared_seed_sd": float(np.sqrt(max(seed_shared, 0.0))),
-            "coarse": [[d, b, int(k), method, float(c)] for (d, b, k, method), c in coarse_mean.items()],
-            "coarse_seed_sd": float(coarse_sd),
+            "coarse": [[d, b, int(k), method, float(row["mean"]), float(row["std"])] for (d, b, k, method), row in
+                       coarse_above.iterrows()],
         },
         "diffusion": {
             "seeds": int(diffusion.seed.nunique()), "score": score, "log_fd_seed_sd": float(fd_sd),
@@ -140,9 +138,9 @@ def _null_parameters(params: dict) -> dict:
     params = json.loads(json.dumps(params))
     clustering = params["clustering"]
     for key in ("gaps", "coarse"):
-        frame = pd.DataFrame(clustering[key], columns=["dataset", "backbone", "k", "method", "value"])
+        frame = pd.DataFrame(clustering[key], columns=["dataset", "backbone", "k", "method", "value", "sd"])
         centred = frame.value - (frame.groupby("dataset").value.transform("mean") if key == "gaps" else frame.value.mean())
-        clustering[key] = [[*row[:4], float(value)] for row, value in zip(clustering[key], centred)]
+        clustering[key] = [[*row[:4], float(value), row[5]] for row, value in zip(clustering[key], centred)]
     diffusion = params["diffusion"]
     conditions = {row[0]: row for row in diffusion["conditions"]}
     clusters = {cond: row for cond, row in conditions.items() if cond.startswith("clusters-")}
@@ -153,7 +151,8 @@ def _null_parameters(params: dict) -> dict:
         near_above[3] = near_within[3]
     best = min(row[3] for row in clusters.values())
     conditions["none"][3] = best
-    conditions["class"][3] = best - np.log1p(MARGINS["fd_ratio"])
+    margins = params["context"]["margins"]  # the claims sweep's declared margins
+    conditions["class"][3] = best - np.log1p(margins["fd_ratio"])
     ood = params["ood"]
     frame = pd.DataFrame(ood["scorers"], columns=["scorer", "backbone", "auroc", "fit_labels"])
     unsupervised = frame.fit_labels.isin(("none", "clusters"))
@@ -168,7 +167,7 @@ def _null_parameters(params: dict) -> dict:
     # E[min of two styles] = mean − sd / sqrt(pi) for two independent normal draws: the strongest style at the margin
     styles = len({row[1] for row in ood["attacked"]})
     lift = ood["attacked_sd"] / np.sqrt(np.pi) if styles == 2 else 0.0
-    ood["attacked"] = [[s, style, b, 0.5 + MARGINS["auroc_above_chance"] + lift] for s, style, b, _ in ood["attacked"]]
+    ood["attacked"] = [[s, style, b, 0.5 + margins["auroc_above_chance"] + lift] for s, style, b, _ in ood["attacked"]]
     ood["hit_rate"] = 1 / ood["negative_sets"]
     return params
 
@@ -180,24 +179,28 @@ def simulate(params: dict, rng: np.random.Generator, seeds: int | None = None, p
     diffusion_seeds = seeds or diffusion["seeds"]
     seeds = seeds or clustering["seeds"]
     kmeans = {(d, b, k): m for d, b, k, m in clustering["kmeans_settings"]}
-    gaps = pd.DataFrame(clustering["gaps"], columns=["dataset", "backbone", "k", "method", "gap"])
+    gaps = pd.DataFrame(clustering["gaps"], columns=["dataset", "backbone", "k", "method", "gap", "sd"])
     if random_settings:  # every setting's gap drawn afresh around its dataset's mean
         spread = (gaps.gap - gaps.groupby("dataset").gap.transform("mean")).std(ddof=1)
         gaps["gap"] = gaps.groupby("dataset").gap.transform("mean") + rng.normal(0, spread, len(gaps))
-    coarse = {(d, b, k, m): c for d, b, k, m, c in clustering["coarse"]}
+    coarse = {(d, b, k, m): (c, sd) for d, b, k, m, c, sd in clustering["coarse"]}
+
+    def capture(setting: tuple) -> np.ndarray:
+        above, sd = coarse.get(setting, (np.nan, 0.0))
+        return above + rng.normal(0, sd, seeds)
+
     rows = []
     shared = rng.normal(0, clustering["gap_shared_seed_sd"], seeds)
     for (d, b, k), mean in kmeans.items():
         base = mean + rng.normal(0, clustering["kmeans_seed_sd"], seeds)
+        second = capture((d, b, k, "kmeans"))
         rows += [{"dataset": d, "backbone": b, "method": "kmeans", "k": k, "seed": s, "acc": base[s], "nmi": base[s],
-                  "coarse_acc_2nd": np.nan} for s in range(seeds)]
+                  "coarse_acc_2nd": second[s]} for s in range(seeds)]
         for row in gaps[(gaps.dataset == d) & (gaps.backbone == b) & (gaps.k == k)].itertuples():
-            head = base + row.gap + shared + rng.normal(0, clustering["gap_seed_sd"], seeds)
-            above = coarse.get((d, b, k, row.method))
-            capture = (np.full(seeds, np.nan) if above is None
-                       else above + rng.normal(0, clustering["coarse_seed_sd"], seeds))
+            head = base + row.gap + shared + rng.normal(0, row.sd, seeds)
+            second = capture((d, b, k, row.method))
             rows += [{"dataset": d, "backbone": b, "method": row.method, "k": k, "seed": s, "acc": head[s],
-                      "nmi": head[s], "coarse_acc_2nd": capture[s]} for s in range(seeds)]
+                      "nmi": head[s], "coarse_acc_2nd": second[s]} for s in range(seeds)]
     chance = params["coarse_chance"]
     table = pd.DataFrame(rows)
     table["coarse_acc_2nd"] += table.dataset.map(chance).fillna(0.0)
@@ -257,10 +260,13 @@ def _rate(verdicts: pd.Series, word: str) -> tuple[float, float]:
     return rate, float(np.sqrt(max(rate * (1 - rate), 1e-12) / len(verdicts)))
 
 
-def expected_verdicts(params: dict, context: dict) -> dict:
-    """The verdict each measured effect points to: its side of the threshold in the claims sweep's own ledger."""
-    frame = ledger(simulate(params, np.random.default_rng(0), seeds=200, pairs=200), context)
-    return {row.claim: row.verdict for row in frame.itertuples() if row.verdict in ("supported", "contradicted")}
+def measured_directions(tables: dict, context: dict) -> dict:
+    """The verdict each effect the claims sweep measured points to: the side of the threshold its estimate lies on."""
+    from lightning_modules.claims.ledger import decide
+
+    frame = ledger(tables, context)
+    return {row.claim: decide(row.effect, row.effect, row.threshold, row.side, row.margin)
+            for row in frame.itertuples() if row.verdict != "not testable"}
 
 
 def calibrate(params: dict, sims: int, quick: bool = False) -> dict:
@@ -283,7 +289,7 @@ def _calibrate(params: dict, null: dict, sims: int, quick: bool, context: dict, 
     if not quick:
         random_settings = verdict_counts(null, max(sims // 4, 50), 2, context, random_settings=True)
         under_effect = verdict_counts(params, max(sims // 2, 50), 3, context)
-        expected = expected_verdicts(params, context)
+        expected = {claim: word for claim, word in params["directions"].items() if word != "inconclusive"}
         for n in SIZES:
             powers[n] = verdict_counts(params, max(sims // 7, 50), 10 + n, context, seeds=n, pairs=n)
     tested = [claim for claim in CLAIMS if (under_null[claim] != "not testable").any()]
@@ -299,7 +305,7 @@ def _calibrate(params: dict, null: dict, sims: int, quick: bool, context: dict, 
         if not quick:
             row["random_settings_false"] = float(random_settings[claim].isin(("supported", "contradicted")).mean())
             direction = expected.get(claim)
-            row["effect_direction"] = direction or "none measured"
+            row["effect_direction"] = direction or "none (at its threshold)"
             if direction:
                 row["power"] = float((under_effect[claim] == direction).mean())
                 for n, verdicts in powers.items():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lightning_modules.claims import analysis, dataset_roles, register_analysis, registration_state
+from lightning_modules.claims import analysis, dataset_roles, default_margins, register_analysis, registration_state
 from lightning_modules.claims.ledger import CLAIMS, FindingError, decide, ledger, registration_banner
 from lightning_modules.metrics.stats import ALPHA, holm
 
@@ -190,7 +190,7 @@ def test_cluster_conditioning_against_unconditional(none_fd, noise, expected):
 def test_cluster_conditioning_matches_the_classes_within_a_declared_margin(class_fd, noise, expected):
     row = verdict({"diffusion": diffusion_table(CLUSTERS, class_fd=class_fd, noise=noise)}, "C6b")
     assert row.verdict == expected, row.to_dict()
-    assert row.margin == 0.1 and row.threshold == pytest.approx(-np.log(1.1))
+    assert row.margin == default_margins()["fd_ratio"] == 0.1 and row.threshold == pytest.approx(-np.log(1.1))
     stricter = verdict({"diffusion": diffusion_table(CLUSTERS, class_fd=class_fd, noise=noise)}, "C6b",
                        {"margins": {"fd_ratio": 0.01}})
     assert stricter.threshold == pytest.approx(-np.log(1.01))

@@ -71,7 +71,7 @@ def test_report_is_executed_with_plots_embedded(sweep):
     notebook = nbformat.read(sweep / "results" / "reports" / "clustering.ipynb", as_version=4)
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    assert "vs kmeans" in html and "(p " in html  # the paired summary opens the report
+    assert "vs kmeans" in html and "(Holm p " in html  # the paired summary opens the report, adjusted over its family
     assert "came closest, picking" in html  # the label-free choice and its regret
 
 
@@ -350,7 +350,7 @@ def test_diffusion_runs_per_condition_with_table_and_report(ood_sweep):
     assert not (run / ".checkpoints").exists()
     html = (ood_sweep / "results" / "reports" / "diffusion.html").read_text()
     assert html.count("data:image/png;base64") >= 4  # the FD curve and a sample grid per condition
-    assert "beyond the 95% intervals" in html  # the report's first sentence
+    assert "beats unconditional" in html and "Holm over" in html  # the first sentence: paired tests, one family
     # every diffusion run's scores reach the tracking store (the Lightning logger's params used to clash)
     client = MlflowClient(f"sqlite:///{ood_sweep}/results/mlflow.db")
     runs = [r for r in client.search_runs([client.get_experiment_by_name("ood-tiny").experiment_id])

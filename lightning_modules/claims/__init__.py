@@ -7,6 +7,7 @@ analysis it runs with the registered one, and its report opens with a banner whe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from datetime import datetime, timezone
@@ -50,6 +51,17 @@ def claims_context(config: dict) -> dict:
 
     return {**dataset_roles(config), "diffusion_backbone": backbone_slug(diffusion_backbone(config)["spec"]),
             "margins": dict((config.get("claims") or {}).get("margins") or {})}
+
+
+@functools.cache
+def default_margins() -> dict:
+    """The findings' margins as the schema declares them (config/schema.yaml, claims.margins): a ledger run without
+    a config's context reads these."""
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "schema.yaml").read_text())
+    margins = schema["properties"]["claims"]["properties"]["margins"]["properties"]
+    return {name: entry["default"] for name, entry in margins.items()}
 
 
 def analysis(config: dict) -> dict:

@@ -36,12 +36,10 @@ from lightning_modules.metrics.stats import ALPHA, LEVEL, MIN_N_WITHOUT_SPREAD, 
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not testable")
 COLUMNS = ["claim", "statement", "verdict", "unit", "n", "test", "metric", "effect", "low", "high", "threshold",
-           "margin", "level_decides", "low_decides", "high_decides", "p_value", "p_holm", "reason"]
+           "side", "margin", "level_decides", "low_decides", "high_decides", "p_value", "p_holm", "reason"]
 RULE = ("supported / contradicted when the deciding interval (level 1 − α·p/p_Holm, Holm over the findings tested, "
         f"α = {ALPHA}) lies wholly on the finding's side of its threshold / wholly on the other side (for a finding of "
         "no effect: inside / outside its declared margins); inconclusive otherwise")
-# the declared margins of the findings that test "matches" or "defeated" (config claims.margins overrides them)
-DEFAULT_MARGINS = {"fd_ratio": 0.1, "rank_correlation": 0.5, "auroc_above_chance": 0.05}
 SEED_UNIT = "seed (a seed's runs averaged: the verdict is about the sweep's settings)"
 
 
@@ -130,7 +128,10 @@ def _table(tables: dict, name: str, columns: tuple[str, ...] = ()) -> pd.DataFra
 
 
 def _margin(context: dict, name: str) -> float:
-    return float((context.get("margins") or {}).get(name, DEFAULT_MARGINS[name]))
+    """A declared margin: the config's (claims.margins, in the context), else the schema's default."""
+    from lightning_modules.claims import default_margins
+
+    return float({**default_margins(), **(context.get("margins") or {})}[name])
 
 
 HEADS = ("temi", "scan", "sinkhorn", "dec")  # the clustering heads the findings compare with k-means
@@ -497,7 +498,8 @@ def _row(claim: str, statement: str, evidence: Evidence) -> dict:
                   "more)")
     return {"claim": claim, "statement": statement, "unit": evidence.unit, "n": estimate.n, "test": evidence.test,
             "metric": evidence.metric, "effect": estimate.effect, "low": low, "high": high,
-            "threshold": estimate.threshold, "margin": evidence.margin, "p_value": evidence.p_value,
+            "threshold": estimate.threshold, "side": evidence.side, "margin": evidence.margin,
+            "p_value": evidence.p_value,
             "reason": reason, "evidence": evidence}
 
 
