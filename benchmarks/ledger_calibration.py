@@ -6,7 +6,8 @@ own tables.
 
     .venv/bin/python -m benchmarks.ledger_calibration [--sims 1000] [--results results-claims] [--quick]
 
-Scenarios (each `--sims` simulated sweeps):
+Scenarios (`--sims` simulated sweeps under the null; a quarter as many with random settings, half under the effect,
+a seventh at each larger size):
 - **null**: every finding at the boundary of its null at once — the heads' gap centred within each dataset (C1,
   C2, C3), second clusters at chance (C5), the best cluster condition as good as unconditional (C6) and exactly
   the declared margin worse than the classes (C6b), the nearest K above the bound as good as the nearest below
@@ -88,7 +89,8 @@ def estimate(results: Path, context: dict) -> dict:
     ood = tables["ood"]
     clean = ood[ood.attack_style.isna()]
     means = clean.groupby(["scorer", "backbone"]).auroc.mean()
-    cell = clean.groupby(["ood", "backbone"]).auroc.transform("mean") - clean.groupby("backbone").auroc.transform("mean")
+    by_backbone = clean.groupby("backbone").auroc.transform("mean")
+    cell = clean.groupby(["ood", "backbone"]).auroc.transform("mean") - by_backbone
     pair_sd = cell.groupby([clean.ood, clean.backbone]).first().std(ddof=1)
     residual_ood = clean.auroc - clean.groupby(["scorer", "backbone"]).auroc.transform("mean") - cell
     attacked = ood[ood.attack_style.notna()]
@@ -139,7 +141,9 @@ def _null_parameters(params: dict) -> dict:
     clustering = params["clustering"]
     for key in ("gaps", "coarse"):
         frame = pd.DataFrame(clustering[key], columns=["dataset", "backbone", "k", "method", "value", "sd"])
-        centred = frame.value - (frame.groupby("dataset").value.transform("mean") if key == "gaps" else frame.value.mean())
+        # the gaps centred within each dataset (C1, C2, C3 at once), second clusters over all settings (C5)
+        centre = frame.groupby("dataset").value.transform("mean") if key == "gaps" else frame.value.mean()
+        centred = frame.value - centre
         clustering[key] = [[*row[:4], float(value), row[5]] for row, value in zip(clustering[key], centred)]
     diffusion = params["diffusion"]
     conditions = {row[0]: row for row in diffusion["conditions"]}
@@ -325,11 +329,12 @@ def _calibrate(params: dict, null: dict, sims: int, quick: bool, context: dict, 
 def summary_text(result: dict, params: dict) -> str:
     findings = [row for row in result["findings"] if row.get("testable")]
     failing = [row["claim"] for row in findings if not row["holds"]]
-    return (f"{result['sims']} simulated claims sweeps per scenario ({params['clustering']['seeds']} seeds, "
+    per_finding = (f"within {ALPHA} for every finding" if not failing else f"above {ALPHA} for {', '.join(failing)}")
+    return (f"{result['sims']} simulated claims sweeps under the null ({params['clustering']['seeds']} seeds, "
             f"{params['ood']['pairs']} OOD sets): family-wise false-verdict rate **{result['family_wise']:.3f}** "
             f"(± {result['family_wise_se']:.3f} Monte Carlo s.e.; target ≤ {ALPHA}: "
             f"{'holds' if result['family_holds'] else 'fails'}); per finding, false supported / contradicted "
-            f"{'within ' + str(ALPHA) + ' for every finding' if not failing else 'above ' + str(ALPHA) + ' for ' + ', '.join(failing)} "
+            f"{per_finding} "
             "(within 2 Monte Carlo s.e.). Not testable in this structure: "
             + ", ".join(row["claim"] for row in result["findings"] if not row.get("testable")) + ".")
 
@@ -339,7 +344,7 @@ def main() -> None:
     parser.add_argument("--sims", type=int, default=1000)
     parser.add_argument("--results", default="results-claims", help="a claims sweep's results folder")
     parser.add_argument("--quick", action="store_true", help="200 sweeps under the null only (the test's version)")
-    parser.add_argument("--out", default=str(CALIBRATION_FILE))
+    parser.add_argument("--out", help=f"default: {CALIBRATION_FILE.name} beside this file (--quick: results/bench/)")
     arguments = parser.parse_args()
     config = _sweep_config()
     context = _context(config)
@@ -354,14 +359,16 @@ def main() -> None:
     params["coarse_chance"] = {name: role["coarse_chance"] for name, role in context["datasets"].items()
                                if role.get("coarse_chance")}
     sims = 200 if arguments.quick else arguments.sims
-    print(f"ledger calibration: parameters {source}; {sims} simulated sweeps per scenario", flush=True)
+    print(f"ledger calibration: parameters {source}; {sims} simulated sweeps under the null", flush=True)
     result = calibrate(params, sims, quick=arguments.quick)
     result["summary"] = summary_text(result, params)
     result["parameters"] = {key: value for key, value in params.items() if key not in ("context", "coarse_chance")}
     result["parameters_source"] = source
     print(result["summary"])
     print(pd.DataFrame(result["findings"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    Path(arguments.out).write_text(json.dumps(result, indent=1) + "\n")
+    out = arguments.out or ("results/bench/ledger_calibration-quick.json" if arguments.quick else CALIBRATION_FILE)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
     from benchmarks.common import report
 
     report("ledger_calibration", [("family_wise_false_rate", result["family_wise"], f"target <= {ALPHA}"),

@@ -300,9 +300,10 @@ def test_probes_inconclusive_and_untestable():
 
 
 def attacked(aurocs, styles=("smooth",)) -> pd.DataFrame:
-    return pd.concat([pd.DataFrame({"dataset": "d", "backbone": "pixels", "ood": [f"pair{i}" for i in range(len(aurocs))],
-                                    "scorer": f"knn1-adv-{style}", "base_scorer": "knn1", "fit_labels": "none",
-                                    "attack_style": style, "auroc": aurocs, "auroc_clean": 0.9}) for style in styles])
+    pairs = [f"pair{i}" for i in range(len(aurocs))]
+    return pd.concat([pd.DataFrame({"dataset": "d", "backbone": "pixels", "ood": pairs, "scorer": f"knn1-adv-{style}",
+                                    "base_scorer": "knn1", "fit_labels": "none", "attack_style": style,
+                                    "auroc": aurocs, "auroc_clean": 0.9}) for style in styles])
 
 
 @pytest.mark.parametrize("aurocs, expected", [

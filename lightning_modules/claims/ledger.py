@@ -38,8 +38,8 @@ VERDICTS = ("supported", "contradicted", "inconclusive", "not testable")
 COLUMNS = ["claim", "statement", "verdict", "unit", "n", "test", "metric", "effect", "low", "high", "threshold",
            "side", "margin", "level_decides", "low_decides", "high_decides", "p_value", "p_holm", "reason"]
 RULE = ("supported / contradicted when the deciding interval (level 1 − α·p/p_Holm, Holm over the findings tested, "
-        f"α = {ALPHA}) lies wholly on the finding's side of its threshold / wholly on the other side (for a finding of "
-        "no effect: inside / outside its declared margins); inconclusive otherwise")
+        f"α = {ALPHA}) lies wholly on the finding's side of its threshold / wholly on the other side (for a finding "
+        "of no effect: inside / outside its declared margins); inconclusive otherwise")
 SEED_UNIT = "seed (a seed's runs averaged: the verdict is about the sweep's settings)"
 
 
@@ -170,8 +170,8 @@ def c1_heads_beat_kmeans(tables: dict, context: dict) -> Evidence:
         raise NotTestable("no head with k-means runs on a balanced dataset")
     values, settings = _per_seed(gaps, "gap")
     left_out = f" (imbalanced variants left out: {', '.join(imbalanced)})" if imbalanced else ""
-    return Evidence(f"head ACC − k-means ACC (same dataset, backbone, K, seed), averaged over {settings} settings per "
-                    f"seed; one-sample t-test over seeds{left_out}", "acc difference", SEED_UNIT, mean_test(values))
+    return Evidence(f"head ACC − k-means ACC (same dataset, backbone, K, seed), averaged over {settings} settings "
+                    f"per seed; one-sample t-test over seeds{left_out}", "acc difference", SEED_UNIT, mean_test(values))
 
 
 def c2_imbalance_shrinks_the_gap(tables: dict, context: dict) -> Evidence:
@@ -499,8 +499,7 @@ def _row(claim: str, statement: str, evidence: Evidence) -> dict:
     return {"claim": claim, "statement": statement, "unit": evidence.unit, "n": estimate.n, "test": evidence.test,
             "metric": evidence.metric, "effect": estimate.effect, "low": low, "high": high,
             "threshold": estimate.threshold, "side": evidence.side, "margin": evidence.margin,
-            "p_value": evidence.p_value,
-            "reason": reason, "evidence": evidence}
+            "p_value": evidence.p_value, "reason": reason, "evidence": evidence}
 
 
 def ledger(tables: dict, context: dict | None = None) -> pd.DataFrame:
@@ -536,7 +535,8 @@ def ledger(tables: dict, context: dict | None = None) -> pd.DataFrame:
         levels.append(level)
         lows.append(low)
         highs.append(high)
-    frame["verdict"], frame["level_decides"], frame["low_decides"], frame["high_decides"] = verdicts, levels, lows, highs
+    frame["verdict"], frame["level_decides"] = verdicts, levels
+    frame["low_decides"], frame["high_decides"] = lows, highs
     return frame[COLUMNS].astype({"n": "Int64"})
 
 
