@@ -31,9 +31,11 @@ def gaussians():
 def test_registered_names_and_adversarial_names():
     assert {"knn1", "knn50", "knn50-mean", "mahalanobis", "relative-mahalanobis", "cluster-mahalanobis",
             "probe-msp", "probe-energy", "probe-maxlogit", "probe-gen", "probe-vim", "plp-msp", "plp-vim",
-            "cluster-probe-energy", "zeroshot-msp"} <= set(OOD_SCORERS.names())
+            "cluster-probe-energy", "zeroshot-msp", "mahalanobis-pp",
+            "relative-mahalanobis-pp"} <= set(OOD_SCORERS.names())
     assert split_scorer_name("knn1-adv-smooth") == ("knn1", "smooth")
     assert split_scorer_name("relative-mahalanobis") == ("relative-mahalanobis", None)
+    assert split_scorer_name("mahalanobis-pp-adv-smooth") == ("mahalanobis-pp", "smooth")
 
 
 @pytest.mark.parametrize("name,k,reduce", [("knn1", 1, "kth"), ("knn50", 50, "kth"), ("knn50-mean", 50, "mean")])

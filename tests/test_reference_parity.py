@@ -339,6 +339,44 @@ def test_relative_mahalanobis_on_uneven_classes(uneven_classes):
     np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-9)
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_mahalanobis_pp_is_the_score_on_unit_rows(uneven_classes, relative, monkeypatch):
+    """Mahalanobis++ (mueller-mp/maha-norm mdsn / rmdsn postprocessors): training rows divided by their norm
+    before the class means and the pooled covariance, queries divided by theirs before scoring — worked here
+    with loops over the normalised rows."""
+    import lightning_modules.ood.mahalanobis as mahalanobis
+
+    monkeypatch.setattr(mahalanobis, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(mahalanobis, "SCORE_CHUNK_ROWS", 4)
+    train, labels, queries = uneven_classes
+    unit = train.astype(np.float64) / np.linalg.norm(train.astype(np.float64), axis=1, keepdims=True)
+    unit_queries = queries.astype(np.float64) / np.linalg.norm(queries.astype(np.float64), axis=1, keepdims=True)
+    means, covariance = pooled_by_loops(unit, labels)
+    inverse = np.linalg.pinv(covariance, hermitian=True)  # unit rows: the covariance is near singular
+    distances = [[squared_distance(q, m, inverse) for m in means.values()] for q in unit_queries]
+    if relative:
+        background_mean, background = pooled_by_loops(unit, np.zeros(len(unit), dtype=int))
+        background_inverse = np.linalg.pinv(background, hermitian=True)
+        distances = [[d - squared_distance(q, background_mean[0], background_inverse) for d in row]
+                     for q, row in zip(unit_queries, distances)]
+    expected = [-min(row) for row in distances]
+    name = "relative-mahalanobis-pp" if relative else "mahalanobis-pp"
+    got = build_scorer(name).fit(train, labels).score(queries)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    # scaling any row leaves it unchanged; the plain score on the raw rows differs
+    scaled = build_scorer(name).fit(train * np.linspace(0.5, 4, len(train))[:, None].astype(np.float32), labels)
+    np.testing.assert_allclose(scaled.score(queries * 3), got, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    plain = build_scorer(name.removesuffix("-pp")).fit(train, labels).score(queries)
+    assert np.abs(plain - got).max() > 1e-2 * np.abs(got).max()
+
+
+def test_mahalanobis_pp_keeps_a_zero_row_finite():
+    """The official code divides by the norm alone (a zero row is NaN); NORM_EPS keeps it at the origin."""
+    train = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
+    scores = build_scorer("mahalanobis-pp").fit(train, np.array([0, 0, 1, 1])).score(np.zeros((1, 2), np.float32))
+    assert np.isfinite(scores).all()
+
+
 def test_mahalanobis_with_a_one_sample_class():
     """A class of one sample adds its mean and nothing to the pooled scatter."""
     train = np.array([[0, 0], [2, 0], [0, 2], [2, 2], [10, 10]], dtype=np.float32)

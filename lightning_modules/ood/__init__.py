@@ -22,6 +22,11 @@ OOD_SCORERS.register("mahalanobis", "lightning_modules.ood.mahalanobis:Mahalanob
 OOD_SCORERS.register("relative-mahalanobis", "lightning_modules.ood.mahalanobis:RelativeMahalanobis",
                      labels="classes")
 OOD_SCORERS.register("cluster-mahalanobis", "lightning_modules.ood.mahalanobis:Mahalanobis", labels="clusters")
+# Mahalanobis++: the two scores on L2-normalised features (lightning_modules/ood/mahalanobis.py says whose code)
+OOD_SCORERS.register("mahalanobis-pp", "lightning_modules.ood.mahalanobis:Mahalanobis", params={"normalise": True},
+                     labels="classes")
+OOD_SCORERS.register("relative-mahalanobis-pp", "lightning_modules.ood.mahalanobis:RelativeMahalanobis",
+                     params={"normalise": True}, labels="classes")
 OOD_SCORERS.register("zeroshot-msp", "lightning_modules.ood.zeroshot:ZeroShotMSP", config="zeroshot", text=True)
 OOD_SCORERS.register("selfdistill", "lightning_modules.ood.self_distillation:SelfDistillation",
                      config="self_distillation", negatives=True)
