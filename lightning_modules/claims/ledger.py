@@ -25,7 +25,7 @@ settings (fixed effects); `benchmarks/ledger_calibration.py` measures the error 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np

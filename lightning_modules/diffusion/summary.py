@@ -4,7 +4,6 @@ one sentence per data set on which conditions beat unconditional: paired on seed
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from lightning_modules.metrics.stats import adjust_family, mean_interval, paired_method_comparisons
