@@ -98,13 +98,13 @@ def estimate(results: Path, context: dict) -> dict:
     attacked_means = attacked.groupby(attacked_key).auroc.mean()
     attacked_sd = (attacked.auroc - attacked.groupby(attacked_key).auroc.transform("mean")).std(ddof=1)
     shifted = ood[ood.sensitivity.notna()]
-    hits = []
-    for _, group in shifted.groupby(["ood", "backbone"]):
-        top_auroc, top_sensitivity = group.auroc == group.auroc.max(), group.sensitivity == group.sensitivity.max()
-        if len(group) >= 2 and top_auroc.sum() == 1 and top_sensitivity.sum() == 1:
-            hits.append(float((top_auroc & top_sensitivity).any()))
+    measured = ledger(tables, context).set_index("claim")
+    negative_sets = int(shifted.groupby(["ood", "backbone"]).size().max())
+    # C12's effect is the share picked right minus chance 1/m, by the ledger's own tie rule
+    hit_rate = (measured.effect["C12"] + 1 / negative_sets if measured.verdict["C12"] != "not testable"
+                else 1 / negative_sets)
     return {
-        "directions": measured_directions(tables, context),
+        "directions": measured_directions(measured),
         "clustering": {
             "seeds": int(runs.seed.nunique()),
             "kmeans_settings": [[d, b, int(k), float(m)] for (d, b, k), m in kmeans_means.items()],
@@ -128,9 +128,9 @@ def estimate(results: Path, context: dict) -> dict:
             "pair_sd": float(pair_sd), "residual_sd": float(residual_ood.std(ddof=1)),
             "attacked": [[s, style, b, float(m)] for (s, style, b), m in attacked_means.items()],
             "attacked_sd": float(attacked_sd),
-            "negative_sets": int(shifted.groupby(["ood", "backbone"]).size().max()),
+            "negative_sets": negative_sets,
             "negative_scorers": sorted(shifted.scorer.unique()),
-            "hit_rate": float(np.mean(hits)) if hits else 0.5,
+            "hit_rate": float(hit_rate),
         },
     }
 
@@ -264,13 +264,13 @@ def _rate(verdicts: pd.Series, word: str) -> tuple[float, float]:
     return rate, float(np.sqrt(max(rate * (1 - rate), 1e-12) / len(verdicts)))
 
 
-def measured_directions(tables: dict, context: dict) -> dict:
-    """The verdict each effect the claims sweep measured points to: the side of the threshold its estimate lies on."""
+def measured_directions(measured: pd.DataFrame) -> dict:
+    """The verdict each effect of the claims sweep's ledger (indexed by claim) points to: the side of the threshold
+    its estimate lies on."""
     from lightning_modules.claims.ledger import decide
 
-    frame = ledger(tables, context)
-    return {row.claim: decide(row.effect, row.effect, row.threshold, row.side, row.margin)
-            for row in frame.itertuples() if row.verdict != "not testable"}
+    return {claim: decide(row.effect, row.effect, row.threshold, row.side, row.margin)
+            for claim, row in measured.iterrows() if row.verdict != "not testable"}
 
 
 def calibrate(params: dict, sims: int, quick: bool = False) -> dict:
