@@ -33,23 +33,23 @@ SNAKEMAKE = $(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) $(SNAKE
 # then Snakemake with a live progress display on a terminal (snakemake-logger-plugin-rich) and one line per finished
 # job elsewhere (CI logs), then the reports, one headline per stage and where MLflow shows the runs.
 run: $(INSTALLED)
-	@$(BIN)/python -m lightning_modules.contracts config $(CONFIG)
-	@if [ -t 1 ]; then $(SNAKEMAKE) --logger rich; else $(SNAKEMAKE) 2>&1 | $(BIN)/python -m lightning_modules.progress; fi
-	@$(BIN)/python -m lightning_modules.reporting --config $(CONFIG) --mlflow http://$(MLFLOW_HOST):$(MLFLOW_PORT)
+	@$(BIN)/python -m lightning_modules.core.contracts config $(CONFIG)
+	@if [ -t 1 ]; then $(SNAKEMAKE) --logger rich; else $(SNAKEMAKE) 2>&1 | $(BIN)/python -m lightning_modules.services.progress; fi
+	@$(BIN)/python -m lightning_modules.analysis.reporting --config $(CONFIG) --mlflow http://$(MLFLOW_HOST):$(MLFLOW_PORT)
 
 # The embedded default sweep (config/config.yaml): digits, end to end in ~5 minutes on 2 cores
 demo: run
 
 # What a sweep would run, job counts per rule, nothing run
 dry-run: $(INSTALLED)
-	@$(BIN)/python -m lightning_modules.contracts config $(CONFIG)
+	@$(BIN)/python -m lightning_modules.core.contracts config $(CONFIG)
 	$(SNAKEMAKE) --dry-run --quiet rules
 
 # The sweep that tests the papers' findings (C1-C12) on 2 cores, then its ledger and its time with this machine's
 # GEMM peak beside it (machines here differ 3x from day to day)
 claims: $(INSTALLED)
 	@started=$$(date +%s); $(MAKE) --no-print-directory run CONFIG=$(CLAIMS_CONFIG) && \
-	  $(BIN)/python -m lightning_modules.claims.ledger --config $(CLAIMS_CONFIG) && \
+	  $(BIN)/python -m lightning_modules.analysis.claims.ledger --config $(CLAIMS_CONFIG) && \
 	  echo "make claims: $$(( $$(date +%s) - started )) s on $$(nproc) cores; GEMM peak $$($(BIN)/python -c \
 	    'from benchmarks.common import gemm_gflops; print(round(gemm_gflops()))') GFLOP/s (fp32 2048^2)"
 
@@ -60,7 +60,7 @@ report: $(INSTALLED)
 # Every published headline (config/published.yaml) against a results folder: reproduced (|Δ| within the source's
 # tolerance), not reproduced, or not run in this sweep
 reproduce: $(INSTALLED)
-	@$(BIN)/python -m lightning_modules.published $(RESULTS)
+	@$(BIN)/python -m lightning_modules.analysis.published $(RESULTS)
 
 # Make the MLflow store mirror the results' metrics.json again (after a tracking outage, a killed job, ...)
 reconcile: $(INSTALLED)
@@ -108,7 +108,7 @@ test-browser: $(INSTALLED)
 # says otherwise; runs, artifacts and users are kept under $(RESULTS)/. MLFLOW_SERVER_FLAGS=--no-auth serves without
 # authentication, on loopback only (add --insecure to force it elsewhere).
 mlflow-server: $(INSTALLED)
-	$(BIN)/python -m lightning_modules.tracking_server --results $(RESULTS) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(MLFLOW_SERVER_FLAGS)
+	$(BIN)/python -m lightning_modules.services.tracking_server --results $(RESULTS) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(MLFLOW_SERVER_FLAGS)
 
 mlflow-ui: $(INSTALLED)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS)/mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)

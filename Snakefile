@@ -36,26 +36,26 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/claims.smk"
 
 
-# Local runs: jobs fork from one warm process with the heavy imports done (lightning_modules/job_server.py);
+# Local runs: jobs fork from one warm process with the heavy imports done (lightning_modules/services/job_server.py);
 # a tiny job then starts in ~0.3 s instead of 2-7 s. Cluster jobs (and --no-hooks) start on their own.
 JOB_SERVER = {}
 
 
 onstart:
     if config["job_server"] and workflow.local_exec and workflow.is_main_process:
-        from lightning_modules import job_server
+        from lightning_modules.services import job_server
 
-        JOB_SERVER["process"] = job_server.start(logs("job_server.log"))
+        JOB_SERVER["process"] = job_server.start(files.log("job_server"))
 
 
 onsuccess:
-    from lightning_modules import job_server
+    from lightning_modules.services import job_server
 
     job_server.stop(JOB_SERVER.pop("process", None))
 
 
 onerror:
-    from lightning_modules import job_server
+    from lightning_modules.services import job_server
 
     job_server.stop(JOB_SERVER.pop("process", None))
 
@@ -77,5 +77,5 @@ localrules:
 
 rule all:
     input:
-        results(layout.TRACKING_SWEEP),  # after every report and the reconciled store: the sweep's last job
+        files.results(layout.TRACKING_SWEEP),  # after every report and the reconciled store: the sweep's last job
     default_target: True

@@ -29,14 +29,14 @@ def timed(action):
 
 
 def knn_seconds(x, k=50):
-    from lightning_modules.neighbours import knn_graph
+    from lightning_modules.search.neighbours import knn_graph
 
     return timed(lambda: knn_graph(x, k))[0]
 
 
 def sphere_mixture(n, dims=384, components=1000, spread=0.05, seed=0) -> np.ndarray:
     """float16 points around `components` random unit centres (a stand-in for clustered image embeddings)."""
-    from lightning_modules.neighbours import l2_normalise
+    from lightning_modules.search.rows import l2_normalise
 
     rng = np.random.default_rng(seed)
     centres = l2_normalise(rng.standard_normal((components, dims), dtype=np.float32))
@@ -46,7 +46,7 @@ def sphere_mixture(n, dims=384, components=1000, spread=0.05, seed=0) -> np.ndar
 
 def ivf_against_exact(x, k=50, n_queries=10_000):
     """(exact search seconds, IVF search seconds, recall@k of IVF against exact) for the same queries."""
-    from lightning_modules.neighbours import build_index, search
+    from lightning_modules.search.neighbours import build_index, search
 
     queries = x[np.linspace(0, len(x) - 1, n_queries).astype(int)]
     exact_s, (_, exact) = timed(lambda: search(build_index(x, "exact"), queries, k))
@@ -93,7 +93,7 @@ from benchmarks.common import peak_rss_mib
 n, what = int(sys.argv[1]), sys.argv[2]
 x = np.random.default_rng(0).standard_normal((n, 384), dtype=np.float32)
 if what == "knn":
-    from lightning_modules.neighbours import knn_graph
+    from lightning_modules.search.neighbours import knn_graph
     knn_graph(x, 50)
 else:
     from lightning_modules.clustering.kmeans import LloydKMeans

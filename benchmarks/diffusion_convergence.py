@@ -22,9 +22,9 @@ from benchmarks.common import GEMM_NOTE, gemm_gflops, report, step
 def _settings(config_path: str) -> tuple[dict, dict, dict]:
     import yaml
 
-    from lightning_modules.config import validate_config
+    from lightning_modules.workflow.config import validate_config
     from lightning_modules.diffusion import classifier_settings, run_settings
-    from lightning_modules.sweep import diffusion_backbone
+    from lightning_modules.diffusion import diffusion_backbone
 
     config = validate_config(yaml.safe_load(Path(config_path).read_text()), "config/schema.yaml")
     diffusion = config["diffusion"]

@@ -69,7 +69,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     from sklearn.datasets import load_digits
 
-    from lightning_modules.neighbours import knn_graph
+    from lightning_modules.search.neighbours import knn_graph
 
     from benchmarks.common import GEMM_NOTE, gemm_gflops, report, step
 

@@ -6,7 +6,7 @@ should run on the CPU.
 Rows: N (100,000) float16 points of the 1,000-component mixture the scale benchmark uses, in memory; k = 50,
 cosine similarity. Methods, each timed from the rows to the (N, k) graph:
 
-- `cells`: lightning_modules.cell_search (blocked exact search inside the probed cells), default nlist / nprobe:
+- `cells`: lightning_modules.search.cell_search (blocked exact search inside the probed cells), default nlist / nprobe:
   what `knn.index: ivf` runs on the CPU.
 - `faiss-ivf`: faiss's IndexIVFScalarQuantizer (float16 codes) with the same nlist / nprobe, every row a query
   (the CPU path before cell_search).
@@ -29,13 +29,14 @@ K = 50
 
 
 def graph_by_cells(x):
-    from lightning_modules.neighbours import knn_graph
+    from lightning_modules.search.neighbours import knn_graph
 
     return knn_graph(x, K, index="ivf", use_gpu=False)[0]
 
 
 def graph_by_faiss_ivf(x):
-    from lightning_modules.neighbours import faiss_ivf, ivf_settings, l2_normalise, without_self
+    from lightning_modules.search.neighbours import faiss_ivf, ivf_settings
+    from lightning_modules.search.rows import l2_normalise, without_self
 
     index = faiss_ivf(x, *ivf_settings(len(x)))
     unit = l2_normalise(x)
@@ -47,7 +48,7 @@ def graph_by_faiss_ivf(x):
 def graph_by_faiss_hnsw(x):
     import faiss
 
-    from lightning_modules.neighbours import l2_normalise, without_self
+    from lightning_modules.search.rows import l2_normalise, without_self
 
     unit = l2_normalise(x)
     index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
@@ -60,7 +61,7 @@ def graph_by_faiss_hnsw(x):
 def graph_by_pynndescent(x):
     from pynndescent import NNDescent
 
-    from lightning_modules.neighbours import without_self
+    from lightning_modules.search.rows import without_self
 
     found, distances = NNDescent(np.asarray(x, dtype=np.float32), n_neighbors=K + 1, metric="cosine",
                                  random_state=0).neighbor_graph
@@ -74,7 +75,7 @@ METHODS = {"cells": graph_by_cells, "faiss-ivf": graph_by_faiss_ivf, "faiss-hnsw
 def main() -> None:
     from benchmarks.clustering import sphere_mixture
     from benchmarks.common import GEMM_NOTE, gemm_gflops, report, step
-    from lightning_modules.neighbours import graph_recall
+    from lightning_modules.search.neighbours import graph_recall
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)

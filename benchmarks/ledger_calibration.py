@@ -1,4 +1,4 @@
-"""How often the claims ledger errs, measured: the ledger's own code (`lightning_modules.claims.ledger.ledger`) run on
+"""How often the claims ledger errs, measured: the ledger's own code (`lightning_modules.analysis.claims.ledger.ledger`) run on
 simulated sweeps with the claims sweep's structure (config/claims.yaml: datasets x representations x K x methods x
 seeds with a shared k-means baseline per setting and seed; diffusion conditions x seeds; OOD pairs x
 representations x scorers, attacks and negative sets), its variances and effects estimated from the claims sweep's
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lightning_modules.claims.ledger import CLAIMS, ledger
+from lightning_modules.analysis.claims.ledger import CLAIMS, ledger
 from lightning_modules.metrics.stats import ALPHA
 
 CALIBRATION_FILE = Path(__file__).with_name("ledger_calibration.json")
@@ -44,7 +44,7 @@ SIZES = (5, 10, 20)  # seeds (clustering, diffusion) and OOD sets tried for 80% 
 
 
 def _context(config: dict) -> dict:
-    from lightning_modules.claims import claims_context
+    from lightning_modules.analysis.claims import claims_context
 
     return claims_context(config)
 
@@ -52,7 +52,7 @@ def _context(config: dict) -> dict:
 def _sweep_config() -> dict:
     import yaml
 
-    from lightning_modules.config import validate_config
+    from lightning_modules.workflow.config import validate_config
 
     return validate_config(yaml.safe_load(CLAIMS_CONFIG.read_text()), CLAIMS_CONFIG.with_name("schema.yaml"))
 
@@ -267,7 +267,7 @@ def _rate(verdicts: pd.Series, word: str) -> tuple[float, float]:
 def measured_directions(measured: pd.DataFrame) -> dict:
     """The verdict each effect of the claims sweep's ledger (indexed by claim) points to: the side of the threshold
     its estimate lies on."""
-    from lightning_modules.claims.ledger import decide
+    from lightning_modules.analysis.claims.ledger import decide
 
     return {claim: decide(row.effect, row.effect, row.threshold, row.side, row.margin)
             for claim, row in measured.iterrows() if row.verdict != "not testable"}

@@ -64,7 +64,7 @@ TARGET_SIZES = {"ImageNet-1K": (1_281_167, 768, 1000), "ImageNet-21K": (13_000_0
 # ----- FLOP counts (multiply-adds x 2) of each stage at a size; the same formulas plan the larger sizes -----
 
 def ivf_scan_fraction(n: int) -> tuple[int, int, float]:
-    from lightning_modules.neighbours import ivf_settings
+    from lightning_modules.search.neighbours import ivf_settings
 
     nlist, nprobe = ivf_settings(n)
     return nlist, nprobe, nprobe / nlist
@@ -72,8 +72,8 @@ def ivf_scan_fraction(n: int) -> tuple[int, int, float]:
 
 def ivf_fit_flops(n: int, dims: int) -> float:
     """Training the cells (k-means on TRAIN_POINTS_PER_CELL rows per cell) and assigning every row to one."""
-    from lightning_modules.cell_search import TRAIN_ITERATIONS
-    from lightning_modules.neighbours import TRAIN_POINTS_PER_CELL
+    from lightning_modules.search.cell_search import TRAIN_ITERATIONS
+    from lightning_modules.search.rows import TRAIN_POINTS_PER_CELL
 
     nlist, _, _ = ivf_scan_fraction(n)
     return 2 * min(n, TRAIN_POINTS_PER_CELL * nlist) * nlist * dims * TRAIN_ITERATIONS + 2 * n * nlist * dims
@@ -116,8 +116,8 @@ def mahalanobis_flops(n: int, dims: int, k: int, queries: int) -> float:
 def write_mixture(path: Path, n: int, dims: int, components: int = 1000, spread: float = 0.05, seed: int = 0,
                   chunk_rows: int = 262_144) -> None:
     """float16 points around `components` random unit centres, written chunk by chunk (never whole in RAM)."""
-    from lightning_modules.io import atomic_path
-    from lightning_modules.neighbours import l2_normalise
+    from lightning_modules.core.io import atomic_path
+    from lightning_modules.search.rows import l2_normalise
 
     rng = np.random.default_rng(seed)
     centres = l2_normalise(rng.standard_normal((components, dims), dtype=np.float32))
@@ -138,8 +138,8 @@ def query_rows(n: int, count: int) -> np.ndarray:
 # ----- stages (each runs in its own process: `--stage NAME`) -----
 
 def stage_knn_graph(x, data: Path) -> dict:
-    from lightning_modules.io import save_npy
-    from lightning_modules.neighbours import build_index, graph_of_index
+    from lightning_modules.core.io import save_npy
+    from lightning_modules.search.neighbours import build_index, graph_of_index
 
     index = build_index(x, "ivf", use_gpu=False)
     indices, _ = graph_of_index(index, x, K_GRAPH)
@@ -150,8 +150,8 @@ def stage_knn_graph(x, data: Path) -> dict:
 
 def stage_search(x, data: Path, queries: int) -> dict:
     """Exact against IVF on the same queries: the default nprobe and a sweep around it (recall / speed curve)."""
-    from lightning_modules.io import gather_rows
-    from lightning_modules.neighbours import build_index, search
+    from lightning_modules.core.io import gather_rows
+    from lightning_modules.search.neighbours import build_index, search
 
     rows = query_rows(len(x), queries)
     exact = build_index(x, "exact", use_gpu=False)
@@ -177,7 +177,7 @@ def stage_search(x, data: Path, queries: int) -> dict:
 
 def stage_kmeans(x, data: Path) -> dict:
     from lightning_modules.clustering.kmeans import LloydKMeans
-    from lightning_modules.io import save_npy
+    from lightning_modules.core.io import save_npy
 
     model = LloydKMeans(KMEANS_K, seed=0, max_iter=KMEANS_ITERATIONS, tol=0.0, init_sample=KMEANS_INIT_SAMPLE,
                         use_gpu=False).fit(x)
@@ -187,7 +187,7 @@ def stage_kmeans(x, data: Path) -> dict:
 
 def stage_temi(x, data: Path, steps: int) -> dict:
     from lightning_modules.clustering.heads.estimator import TEMIClustering
-    from lightning_modules.io import load_npy
+    from lightning_modules.core.io import load_npy
 
     graph = load_npy(data / f"graph.k{K_GRAPH}.npy")
     model = TEMIClustering(KMEANS_K, seed=0, epochs=1, batch_size=TEMI_BATCH, lr=1e-4, progress=False,
@@ -197,7 +197,7 @@ def stage_temi(x, data: Path, steps: int) -> dict:
 
 
 def stage_ood_knn1(x, data: Path) -> dict:
-    from lightning_modules.io import gather_rows
+    from lightning_modules.core.io import gather_rows
     from lightning_modules.ood.knn import KNNScorer
 
     scorer = KNNScorer(k=1, index="ivf", use_gpu=False).fit(x)
@@ -207,7 +207,7 @@ def stage_ood_knn1(x, data: Path) -> dict:
 
 
 def stage_cluster_mahalanobis(x, data: Path) -> dict:
-    from lightning_modules.io import gather_rows, load_npy
+    from lightning_modules.core.io import gather_rows, load_npy
     from lightning_modules.ood.mahalanobis import Mahalanobis
 
     started = time.perf_counter()
@@ -226,7 +226,7 @@ STAGES = {"knn-graph": stage_knn_graph, "search": stage_search, "kmeans": stage_
 def run_stage(name: str, data: Path, queries: int, temi_steps: int) -> None:
     """In the child: run one stage on the memory map, print its record as one JSON line."""
     from benchmarks.common import gemm_gflops, peak_rss_mib
-    from lightning_modules.io import load_npy
+    from lightning_modules.core.io import load_npy
 
     x = load_npy(data / "embeddings.npy")  # memory-mapped float16
     extra = {"search": (queries,), "temi": (temi_steps,)}.get(name, ())

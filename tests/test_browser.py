@@ -154,8 +154,8 @@ def test_each_report_renders_its_figures_and_no_error(browser, demo, name):
 def test_mlflow_ui_lists_the_sweeps_runs_under_its_parent_run(browser, demo, mlflow_ui):
     from mlflow.tracking import MlflowClient
 
-    from lightning_modules.reporting import mlflow_runs_address
-    from lightning_modules.tracking import ROLE_TAG
+    from lightning_modules.analysis.reporting import mlflow_runs_address
+    from lightning_modules.services.tracking import ROLE_TAG
 
     client = MlflowClient(tracking_uri=f"sqlite:///{demo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("clusterlab-demo")

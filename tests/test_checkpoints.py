@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from lightning_modules.jobs import error_line
+from lightning_modules.core.jobs import error_line
 from lightning_modules.ood.probe import train_probe
 from lightning_modules.ood.probe_module import LinearProbe
 
@@ -40,7 +40,7 @@ def crash_after_first_epoch(monkeypatch, tmp_path, data, **kwargs):
 
 
 def assert_moved_aside_and_trained_from_scratch(tmp_path, data, uninterrupted, caplog, reason):
-    with caplog.at_level(logging.WARNING, logger="lightning_modules.training"):
+    with caplog.at_level(logging.WARNING, logger="lightning_modules.core.training"):
         resumed = train_probe(*data, checkpoint_dir=tmp_path, **KWARGS)
     np.testing.assert_array_equal(resumed.weight, uninterrupted.weight)  # as if nothing had been left behind
     aside = list(tmp_path.glob("last.ckpt.damaged-*"))
@@ -76,7 +76,7 @@ def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path, data, uninterrupted
 
 def test_a_valid_checkpoint_is_resumed(tmp_path, data, uninterrupted, monkeypatch, caplog):
     crash_after_first_epoch(monkeypatch, tmp_path, data)
-    with caplog.at_level(logging.INFO, logger="lightning_modules.training"):
+    with caplog.at_level(logging.INFO, logger="lightning_modules.core.training"):
         resumed = train_probe(*data, checkpoint_dir=tmp_path, **KWARGS)
     np.testing.assert_array_equal(resumed.weight, uninterrupted.weight)
     assert any("resuming from" in r.getMessage() for r in caplog.records)
@@ -86,7 +86,7 @@ def test_a_valid_checkpoint_is_resumed(tmp_path, data, uninterrupted, monkeypatc
 def test_a_checkpoint_write_that_fails_leaves_the_previous_one_whole(tmp_path, data, monkeypatch):
     """A full disk while saving epoch 2: the new checkpoint's bytes went to a temporary file, then ENOSPC before
     it was complete. The previous checkpoint stays as it was and no temporary file is left."""
-    import lightning_modules.io as io_module
+    import lightning_modules.core.io as io_module
 
     crash_after_first_epoch(monkeypatch, tmp_path, data)
     before = (tmp_path / "last.ckpt").read_bytes()
@@ -115,7 +115,7 @@ def test_enospc_at_each_artifact_write_of_a_head_run_leaves_nothing_half_written
     """A TEMI run writes checkpoints, assignments, probabilities and metrics.json, each through io.atomic_path.
     With the disk full at the i-th write (for every i): the error is ENOSPC, no temporary file is left and no
     metrics.json (the run's last write, what marks it done) exists; the rerun gives the undisturbed result."""
-    import lightning_modules.io as io_module
+    import lightning_modules.core.io as io_module
     from lightning_modules.clustering.knn import build_knn_graph
     from lightning_modules.clustering.run import cluster_embeddings
     from lightning_modules.embeddings.artifact import write_embeddings

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lightning_modules.claims import analysis, dataset_roles, default_margins, register_analysis, registration_state
-from lightning_modules.claims.ledger import CLAIMS, FindingError, decide, ledger, registration_banner
+from lightning_modules.analysis.claims import analysis, dataset_roles, default_margins, register_analysis, registration_state
+from lightning_modules.analysis.claims.ledger import CLAIMS, FindingError, decide, ledger, registration_banner
 from lightning_modules.metrics.stats import ALPHA, holm
 
 

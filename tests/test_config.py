@@ -7,7 +7,8 @@ import yaml
 
 from conftest import REPO, SNAKEMAKE
 from lightning_modules.clustering import METHODS
-from lightning_modules.config import ConfigError, validate_config
+from lightning_modules.core.checks import ConfigError
+from lightning_modules.workflow.config import validate_config
 
 SCHEMA = REPO / "config" / "schema.yaml"
 
@@ -27,7 +28,7 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
 
 
 def test_method_grids_and_truncation_at_the_bound(default_config):
-    from lightning_modules.sweep import clustering_runs
+    from lightning_modules.workflow.sweep import clustering_runs
 
     config = validate_config(default_config, SCHEMA)
     runs = [run.folder for run in clustering_runs(config, ["pixels"])]
@@ -234,7 +235,8 @@ OOD_MISTAKES = [
 
 
 def test_ood_runs_cover_pairs_scorers_and_attacks(default_config):
-    from lightning_modules.sweep import ood_pairs, ood_runs
+    from lightning_modules.ood import ood_pairs
+    from lightning_modules.workflow.sweep import ood_runs
 
     config = validate_config(default_config, SCHEMA)
     assert list(ood_pairs(config)) == ["digits04-vs-digits59", "digits04-vs-noise"]
@@ -297,7 +299,7 @@ def test_ood_and_diffusion_mistakes_fail_in_one_line_before_any_job(default_conf
 
 
 def test_diffusion_runs_cover_conditions_clusters_and_the_bound(default_config):
-    from lightning_modules.sweep import diffusion_runs
+    from lightning_modules.workflow.sweep import diffusion_runs
 
     config = validate_config(default_config, SCHEMA)
     assert [run.folder for run in diffusion_runs(config)] == [
@@ -330,7 +332,7 @@ def test_imagenet21k_config_dry_run_lists_its_jobs_within_a_minute(tmp_path):
 
 
 def test_job_resources_take_the_config_over_the_defaults():
-    from lightning_modules.sweep import job_resources
+    from lightning_modules.workflow.sweep import job_resources
 
     assert job_resources({}, "embed") == {"mem_mb": 16000, "runtime": 360}
     assert job_resources({"resources": {"embed": {"mem_mb": 32000}}}, "embed") == {"mem_mb": 32000, "runtime": 360}

@@ -1,4 +1,4 @@
-"""Fuzzing the input contracts (lightning_modules.contracts): a seeded generator writes random malformed variants
+"""Fuzzing the input contracts (lightning_modules.core.contracts): a seeded generator writes random malformed variants
 of every user file and the loader the workflow calls either returns the right data or stops with one line that
 names the file and says what to do -- never another exception, never a silent coercion."""
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lightning_modules.contracts import InputError, read_config_file, read_hierarchy
+from lightning_modules.core.contracts import InputError, read_config_file, read_hierarchy
 from lightning_modules.data import load_dataset
 
 CASES = 150  # per artifact kind; seeded, so every run tries the same variants

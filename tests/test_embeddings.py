@@ -7,8 +7,8 @@ from lightning_modules.backbones import build_backbone
 from lightning_modules.data import load_dataset
 from lightning_modules.embeddings.artifact import artifact_paths, check_embeddings, read_embeddings, write_embeddings
 from lightning_modules.embeddings.extract import embed_images, extract_dataset_embeddings
-from lightning_modules.io import atomic_path
-from lightning_modules.registry import UnknownNameError
+from lightning_modules.core.io import atomic_path
+from lightning_modules.core.registry import UnknownNameError
 
 
 def test_pixels_embedding_is_the_scaled_image(tmp_path, digits_pixels):

@@ -13,8 +13,8 @@ import torch
 import yaml
 
 from conftest import SMALL_HEAD, finished_sweep, run_workflow
-from lightning_modules.io import save_npy, save_torch
-from lightning_modules.jobs import error_line
+from lightning_modules.core.io import save_npy, save_torch
+from lightning_modules.core.jobs import error_line
 
 CONFIG = {
     "sweep": "full-disk",

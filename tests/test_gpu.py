@@ -26,7 +26,7 @@ def clustered(n=20000, dims=64, components=50, seed=0):
 
 @needs_faiss_gpu
 def test_sharded_float16_search_recalls_cpu_exact_search():
-    from lightning_modules.neighbours import knn_graph
+    from lightning_modules.search.neighbours import knn_graph
 
     x = clustered()
     on_gpu, _ = knn_graph(x, 20, use_gpu=True)
@@ -49,7 +49,7 @@ def test_gpu_kmeans_matches_the_cpu_lloyd_loop_from_the_same_start():
 @needs_cuda
 def test_one_head_epoch_on_the_gpu():
     from lightning_modules.clustering.heads.estimator import TEMIClustering
-    from lightning_modules.neighbours import knn_graph
+    from lightning_modules.search.neighbours import knn_graph
 
     x = clustered(n=4000)
     neighbours, _ = knn_graph(x, 10, use_gpu=False)

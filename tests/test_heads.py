@@ -188,7 +188,7 @@ def blobs(n_per_cluster=60, n_clusters=4, dims=8, seed=0):
 @pytest.mark.parametrize("method", ["temi", "scan", "sinkhorn", "dec"])
 def test_heads_recover_well_separated_clusters(method):
     from lightning_modules.clustering import METHODS
-    from lightning_modules.neighbours import knn_graph
+    from lightning_modules.search.neighbours import knn_graph
     from lightning_modules.metrics.clustering import hungarian_accuracy
 
     x, y = blobs()

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from lightning_modules import job_server
+from lightning_modules.services import job_server
 
 REPO = Path(__file__).resolve().parents[1]
 
 JOB = """\
 import os, sys, time
-from lightning_modules.job_server import hand_over
+from lightning_modules.services.job_server import hand_over
 hand_over()
 import torch
 print(f"parent={os.getppid()} threads={torch.get_num_threads()} cwd={os.getcwd()} colour={os.environ.get('COLOUR')}")
@@ -131,7 +131,7 @@ def test_every_workflow_script_hands_its_job_over_before_importing_anything_else
     for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
         body = ast.parse(script.read_text()).body
         first, second = body[0], body[1]
-        assert isinstance(first, ast.ImportFrom) and first.module == "lightning_modules.job_server", script.name
+        assert isinstance(first, ast.ImportFrom) and first.module == "lightning_modules.services.job_server", script.name
         assert ast.unparse(second) == "hand_over()", script.name
     assert "lightning_modules.clustering.run" in job_server.script_modules()
 

@@ -3,7 +3,8 @@ import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from lightning_modules.clustering.knn import build_knn_graph, read_knn_graph
-from lightning_modules.neighbours import knn_graph, l2_normalise
+from lightning_modules.search.neighbours import knn_graph
+from lightning_modules.search.rows import l2_normalise
 from lightning_modules.embeddings.artifact import write_embeddings
 
 
@@ -56,7 +57,7 @@ def sphere_mixture(n=6000, dims=16, components=30, seed=0):
 
 def test_ivf_graph_has_high_recall_and_records_it(tmp_path):
     """An IVF graph against exact search: the recall it writes into its meta is the recall measured here."""
-    from lightning_modules.neighbours import graph_recall
+    from lightning_modules.search.neighbours import graph_recall
 
     x = sphere_mixture()
     write_embeddings(tmp_path / "emb", "all", x, np.zeros(len(x), dtype=np.int64), {})
@@ -86,7 +87,7 @@ def test_ivf_warns_in_one_line_when_recall_is_low(tmp_path, caplog):
 def test_rows_whose_cells_hold_too_few_points_are_searched_exactly():
     """nprobe = 1 over 200 cells of 3,000 points: many cells hold fewer than k + 1 points; faiss pads with -1,
     and those rows are searched exactly instead (never a -1 neighbour, never a float16 overflow)."""
-    from lightning_modules.neighbours import exact_neighbours
+    from lightning_modules.search.neighbours import exact_neighbours
 
     x = sphere_mixture(n=3000, components=200)
     indices, similarities = knn_graph(x, 20, index="ivf", nlist=200, nprobe=1)
@@ -108,7 +109,7 @@ def test_impossible_ivf_settings_fail_in_one_line_and_write_nothing(tmp_path, se
 
 def test_memory_mapped_float16_embeddings_are_searched_in_chunks(monkeypatch):
     """The graph of a float16 memory map, read in chunks of 7 rows, equals the in-memory float32 graph."""
-    import lightning_modules.neighbours as neighbours
+    import lightning_modules.search.neighbours as neighbours
 
     x = sphere_mixture(n=200).astype(np.float16)
     expected, _ = knn_graph(x.astype(np.float32), 5)
@@ -118,7 +119,8 @@ def test_memory_mapped_float16_embeddings_are_searched_in_chunks(monkeypatch):
 
 
 def test_exact_neighbours_by_chunks_match_a_full_sort():
-    from lightning_modules.neighbours import exact_neighbours, l2_normalise
+    from lightning_modules.search.neighbours import exact_neighbours
+    from lightning_modules.search.rows import l2_normalise
 
     x = sphere_mixture(n=500)
     rows = np.array([0, 17, 499])
@@ -131,8 +133,8 @@ def test_exact_neighbours_by_chunks_match_a_full_sort():
 def test_cell_index_probing_every_cell_is_exact_search():
     """The CPU IVF with nprobe = nlist compares every pair: its graph and its search are the exact ones (the
     blocks and the merging of running top-k lose nothing), whatever the cell sizes."""
-    from lightning_modules.cell_search import CellIndex
-    from lightning_modules.neighbours import exact_neighbours
+    from lightning_modules.search.cell_search import CellIndex
+    from lightning_modules.search.neighbours import exact_neighbours
 
     x = sphere_mixture(n=1500, components=12)
     index = CellIndex(nlist=20, nprobe=20).fit(x)
@@ -153,7 +155,7 @@ def test_cell_index_probing_every_cell_is_exact_search():
 def test_cell_index_pads_like_faiss_and_counts_its_flops():
     """Fewer stored rows in the probed cells than k: -1 ids and -inf similarities (faiss's convention, which
     knn_graph refills exactly); flops_ adds training, assignment and every block's product."""
-    from lightning_modules.cell_search import TRAIN_ITERATIONS, CellIndex
+    from lightning_modules.search.cell_search import TRAIN_ITERATIONS, CellIndex
 
     x = sphere_mixture(n=400, dims=8, components=40)
     index = CellIndex(nlist=40, nprobe=1).fit(x)
@@ -169,7 +171,7 @@ def test_cell_index_pads_like_faiss_and_counts_its_flops():
 def test_gather_rows_reads_a_memory_map_without_mapping_it(tmp_path):
     """Random rows of a 75 MiB memory map: the same values as fancy indexing (unsorted, repeated and negative
     rows, a view that starts inside the file), and resident memory does not grow towards the file's size."""
-    from lightning_modules.io import GATHER_MAPPED_BYTES, gather_rows, load_npy
+    from lightning_modules.core.io import GATHER_MAPPED_BYTES, gather_rows, load_npy
 
     def resident_mib():
         return int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1]) / 1024

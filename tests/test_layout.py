@@ -1,5 +1,5 @@
 """The results layout: one module owns every results path. Records go to their folder and back, the Snakefile's
-wildcards are the records' fields, and a folder pattern changed in lightning_modules/layout.py alone is what the
+wildcards are the records' fields, and a folder pattern changed in lightning_modules/core/layout.py alone is what the
 whole workflow follows."""
 
 import dataclasses
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake_command
-from lightning_modules import layout
+from lightning_modules.core import layout
 from lightning_modules.diffusion import RUN_SETTINGS
 
 RECORDS = [
@@ -96,7 +96,7 @@ def test_a_folder_pattern_changed_in_the_layout_module_moves_every_stage_with_it
             shutil.copytree(REPO / name, copy / name, ignore=ignore)
         else:
             shutil.copy(REPO / name, copy / name)
-    module = copy / "lightning_modules" / "layout.py"
+    module = copy / "lightning_modules" / "core" / "layout.py"
     source = module.read_text()
     assert MOVED["old"] in source
     module.write_text(source.replace(MOVED["old"], MOVED["new"]))

@@ -202,7 +202,7 @@ def _write_split(directory, split, embeddings, labels, names):
 
 
 def test_score_ood_pair_writes_scores_and_metrics_and_uses_cluster_pseudo_labels(tmp_path, gaussians):
-    from lightning_modules.io import save_npy
+    from lightning_modules.core.io import save_npy
     from lightning_modules.ood.mahalanobis import Mahalanobis
     from lightning_modules.ood.run import score_ood_pair
 

@@ -1,6 +1,6 @@
 """Snakemake's output off a terminal: one line per finished job, everything else as it came."""
 
-from lightning_modules.progress import job_lines
+from lightning_modules.services.progress import job_lines
 
 SNAKEMAKE_OUTPUT = """Building DAG of jobs...
 Select jobs to execute...

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lightning_modules.published import (PUBLISHED_FILE, Published, annotate, load_published, main, reproduction,
+from lightning_modules.analysis.published import (PUBLISHED_FILE, Published, annotate, load_published, main, reproduction,
                                          _table_setting)
 
 ROOT = PUBLISHED_FILE.parents[1]
@@ -101,10 +101,11 @@ def test_the_command_on_a_folder_without_tables_says_nothing_was_run(tmp_path, c
 def test_paper_yaml_runs_every_published_setting():
     """Every entry's setting is a run of config/paper.yaml's grid (so paper.yaml stays complete): the grid's run
     folders, parsed back into their table columns, contain a row matching each entry."""
-    from lightning_modules.config import validate_config
-    from lightning_modules.naming import backbone_slug
+    from lightning_modules.workflow.config import validate_config
+    from lightning_modules.core.naming import backbone_slug
     from lightning_modules.diffusion import parse_condition
-    from lightning_modules.sweep import clustering_runs, diffusion_runs, ood_pairs, ood_runs
+    from lightning_modules.workflow.sweep import clustering_runs, diffusion_runs, ood_runs
+    from lightning_modules.ood import ood_pairs
 
     config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     for dataset in config["datasets"].values():  # validated (defaults filled in) as where the data is

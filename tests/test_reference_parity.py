@@ -528,7 +528,7 @@ def test_zero_shot_and_pseudo_labels_from_pre_projection_features_as_the_officia
 
 def test_an_openclip_space_is_named_in_the_spec_and_is_its_own_artifact():
     from lightning_modules.backbones.openclip_models import parse_name
-    from lightning_modules.naming import backbone_slug
+    from lightning_modules.core.naming import backbone_slug
 
     assert parse_name("ViT-L-14:openai") == ("ViT-L-14", "openai", "projected")
     assert parse_name("ViT-L-14:openai@pre-projection") == ("ViT-L-14", "openai", "pre-projection")
@@ -592,7 +592,7 @@ def test_self_distillation_schedules_follow_main_train():
 
 def test_each_gradient_is_clipped_on_its_own_norm():
     """DINO's clip_gradients: every parameter's gradient times clip / (|g| + 1e-6) when that is below 1."""
-    from lightning_modules.training import clip_each_gradient
+    from lightning_modules.core.training import clip_each_gradient
 
     large, small = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
     large.grad, small.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.0, 1.0, 0.0])

@@ -54,7 +54,7 @@ def test_killed_sweep_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path):
 
     assert run_workflow(killed, "--unlock", timeout=120).returncode == 0
     run_to_the_end(killed)
-    assert "resuming from" in (killed / "results/logs/cluster/digits/pixels/temi/k5/seed0.log").read_text()
+    assert "resuming from" in (killed / "results/logs/cluster/digits/pixels/clusters/temi/k5/seed0.log").read_text()
     assert not (killed / RUN / ".checkpoints").exists()  # removed once the run's artifacts are written
     table = pd.read_parquet(killed / "results/tables/clustering.parquet")
     pd.testing.assert_frame_equal(comparable(table), comparable(pd.read_parquet(reference / "results/tables/clustering.parquet")))

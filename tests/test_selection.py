@@ -47,7 +47,7 @@ def test_ties_go_to_the_first_configuration():
 
 
 def test_the_stage_reads_runs_and_writes_its_record(tmp_path):
-    from lightning_modules.io import save_npy
+    from lightning_modules.core.io import save_npy
 
     x, truth = blobs(n_per=50)
     save_npy(tmp_path / "embeddings.npy", x)

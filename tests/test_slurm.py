@@ -13,8 +13,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, SNAKEMAKE, finished_sweep, serving
-from lightning_modules import tracking_server
-from lightning_modules.tracking import result_runs
+from lightning_modules.services import tracking_server
+from lightning_modules.services.tracking import result_runs
 from slurm_cluster import SingleNodeSlurm, SlurmUnavailable, free_port
 
 pytestmark = pytest.mark.slurm

@@ -6,8 +6,8 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lightning_modules import tracking
-from lightning_modules.tracking import ARTIFACT_TAG, default_tracking_uri, init_tracking, log_run, result_runs
+from lightning_modules.services import tracking
+from lightning_modules.services.tracking import ARTIFACT_TAG, default_tracking_uri, init_tracking, log_run, result_runs
 
 
 @pytest.fixture(autouse=True)
@@ -46,14 +46,14 @@ def test_init_is_idempotent(tmp_path):
 
 
 def test_an_unusable_store_warns_and_loses_nothing(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr("lightning_modules.tracking.RETRIES", 1)
+    monkeypatch.setattr("lightning_modules.services.tracking.RETRIES", 1)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     uri = f"sqlite:///{blocker}/mlflow.db"  # its parent is a file: the store cannot be created
     with caplog.at_level(logging.WARNING):
         assert "error" in init_tracking(uri, "s")
         assert log_run(uri, "s", "run", {}, {}, {"acc": 1.0}) is None
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "lightning_modules.tracking"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "lightning_modules.services.tracking"]
     assert len(warnings) == 1 and "results are still written to disk" in warnings[0].getMessage()
 
 
@@ -78,13 +78,13 @@ def test_a_job_with_an_unreachable_server_keeps_its_result_and_warns_once(tmp_pa
                                         split="all", method=method, params=params, k=10, seed=0,
                                         out_dir=tmp_path / method, knn_dir=tmp_path / "knn", graph_k=5)
             assert (tmp_path / method / "metrics.json").exists() and record["acc"] > 0.3
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "lightning_modules.tracking"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "lightning_modules.services.tracking"]
     assert len(warnings) == 1 and uri in warnings[0].getMessage()
 
 
 LOGGER_SCRIPT = """
 import sys
-from lightning_modules.tracking import log_run
+from lightning_modules.services.tracking import log_run
 uri, worker = sys.argv[1], sys.argv[2]
 for run in range(3):
     assert log_run(uri, "parallel", f"w{worker}-r{run}", {"worker": worker}, {"n": 1}, {"acc": 0.5}) is not None
@@ -113,7 +113,7 @@ def test_reconciliation_makes_the_store_mirror_the_results_exactly(tmp_path, mon
 
     from mlflow.entities import ViewType
 
-    from lightning_modules.tracking import reconcile
+    from lightning_modules.services.tracking import reconcile
 
     uri = default_tracking_uri(tmp_path)
     init_tracking(uri, "s")
@@ -152,7 +152,7 @@ def test_reconciliation_makes_the_store_mirror_the_results_exactly(tmp_path, mon
     again = reconcile(uri, "s", files)
     assert not any(again[key] for key in ("created", "completed", "deleted", "killed"))
 
-    monkeypatch.setattr("lightning_modules.tracking.RETRIES", 1)
+    monkeypatch.setattr("lightning_modules.services.tracking.RETRIES", 1)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     assert "error" in reconcile(f"sqlite:///{blocker}/mlflow.db", "s", files)
@@ -166,6 +166,6 @@ def test_reconciliation_makes_the_store_mirror_the_results_exactly(tmp_path, mon
     ("/abs/results/x/y/z", "x/y/z"),
 ])
 def test_runs_show_short_names(path, name):
-    from lightning_modules.tracking import display_name
+    from lightning_modules.services.tracking import display_name
 
     assert display_name(path) == name

@@ -13,14 +13,14 @@ from base64 import b64encode
 import pytest
 
 from conftest import serving
-from lightning_modules import tracking_server
+from lightning_modules.services import tracking_server
 from slurm_cluster import free_port
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     results, port = tmp_path_factory.mktemp("tracking"), free_port()
-    command = [sys.executable, "-m", "lightning_modules.tracking_server", "--results", str(results), "--port", str(port)]
+    command = [sys.executable, "-m", "lightning_modules.services.tracking_server", "--results", str(results), "--port", str(port)]
     with serving(command, port) as (uri, process):
         yield uri, results, process
 
@@ -58,7 +58,7 @@ def test_a_job_with_the_credentials_file_logs_and_a_read_only_user_cannot_write(
     from mlflow.server.auth.client import AuthServiceClient
     from mlflow.tracking import MlflowClient
 
-    from lightning_modules.tracking import log_run
+    from lightning_modules.services.tracking import log_run
 
     uri, results, _ = server
     credentials = results / tracking_server.AUTH_DIR / "credentials"
@@ -79,7 +79,7 @@ def test_a_job_with_the_credentials_file_logs_and_a_read_only_user_cannot_write(
 
 
 def test_no_auth_beyond_loopback_is_refused_in_one_line(tmp_path):
-    refused = subprocess.run([sys.executable, "-m", "lightning_modules.tracking_server", "--results", str(tmp_path),
+    refused = subprocess.run([sys.executable, "-m", "lightning_modules.services.tracking_server", "--results", str(tmp_path),
                               "--host", "0.0.0.0", "--no-auth"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and not list(tmp_path.iterdir())
     assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: refusing to serve")

@@ -11,7 +11,7 @@ from torch import nn
 
 from conftest import gaussian_blobs
 from lightning_modules.clustering.turtle import TURTLE, outer_loss, task_labels
-from lightning_modules.tracking import result_runs
+from lightning_modules.services.tracking import result_runs
 
 
 def test_labels_are_the_mean_of_the_spaces_softmaxes_and_the_outer_loss_by_hand():

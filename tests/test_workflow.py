@@ -10,8 +10,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import SMALL_HEAD, finished_sweep, run_workflow
-from lightning_modules.reporting import end_message
-from lightning_modules.tracking import PARENT_TAG, ROLE_TAG
+from lightning_modules.analysis.reporting import end_message
+from lightning_modules.services.tracking import PARENT_TAG, ROLE_TAG
 
 TINY = {
     "sweep": "tiny",
@@ -62,7 +62,7 @@ def test_artifacts_follow_the_documented_layout(sweep):
     assert {p.name for p in knn.iterdir()} == {"test.k10.npy", "test.k10.dist.npy", "test.k10.meta.json"}
     embeddings = sweep / "results" / "digits" / "pixels" / "embeddings"
     assert {p.name for p in embeddings.iterdir()} == {"test.npy", "test.labels.npy", "test.meta.json"}
-    assert (sweep / "results" / "logs" / "cluster" / "digits" / "pixels" / "kmeans" / "k10" / "seed1.log").exists()
+    assert (sweep / "results" / "logs" / "cluster" / "digits" / "pixels" / "clusters" / "kmeans" / "k10" / "seed1.log").exists()
 
 
 def test_report_is_executed_with_plots_embedded(sweep):
@@ -171,7 +171,7 @@ def test_the_end_message_lists_every_report_and_table_and_the_runs_table(sweep):
 
 
 def test_the_claims_ledger_gives_every_finding_a_verdict(sweep):
-    from lightning_modules.claims.ledger import CLAIMS, VERDICTS
+    from lightning_modules.analysis.claims.ledger import CLAIMS, VERDICTS
 
     ledger = pd.read_parquet(sweep / "results" / "tables" / "claims.parquet")
     assert list(ledger.claim) == list(CLAIMS) and set(ledger.verdict) <= set(VERDICTS)
@@ -425,7 +425,7 @@ RERUNS = [
 
 @pytest.mark.parametrize("setting, value, kinds", RERUNS, ids=[row[0] for row in RERUNS])
 def test_a_setting_reruns_exactly_the_jobs_whose_result_it_changes(ood_sweep, setting, value, kinds):
-    from lightning_modules.layout import TRACKING_EXPERIMENT, parse
+    from lightning_modules.core.layout import TRACKING_EXPERIMENT, parse
 
     listed = params_changes(ood_sweep, _set(OOD_TINY, setting, value))
     found = {"tracking" if path.endswith(TRACKING_EXPERIMENT) else type(parse(path)).__name__ for path in listed}

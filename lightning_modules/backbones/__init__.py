@@ -10,7 +10,7 @@ library's cache), `pretrained` (false: random initialisation, for tests), `pooli
 
 from __future__ import annotations
 
-from lightning_modules.registry import Registry
+from lightning_modules.core.registry import Registry
 
 BACKBONES = Registry("backbone")
 BACKBONES.register("pixels", "lightning_modules.backbones.pixels:build")

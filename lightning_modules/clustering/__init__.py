@@ -4,7 +4,7 @@
 (the method reads several embedding artifacts of the same images: inputs gain `spaces`, the others') and `small`
 (a CPU job of seconds, run with others in one allocation on a cluster)."""
 
-from lightning_modules.registry import Registry
+from lightning_modules.core.registry import Registry
 
 METHODS = Registry("clustering method")
 METHODS.register("kmeans", "lightning_modules.clustering.kmeans:LloydKMeans", needs_knn=False, lightning=False,

@@ -11,7 +11,7 @@ import numpy as np
 from lightning_modules.clustering.heads.estimator import TEMIClustering
 from lightning_modules.clustering.knn import read_knn_graph
 from lightning_modules.embeddings.artifact import read_embeddings
-from lightning_modules.io import write_json
+from lightning_modules.core.io import write_json
 from lightning_modules.metrics.clustering import effective_clusters
 
 MAX_BOUND_K = 1000
@@ -40,7 +40,7 @@ def upper_cluster_bound(embeddings_dir, split: str, knn_dir, graph_k: int, out_p
 def run_bound_job(tracking_uri: str, experiment: str, tags: dict, out_path, **bound) -> dict:
     """`upper_cluster_bound` plus its MLflow run (training curves and the bound), named after the folder of
     bound.json like every run; a row of the cluster-bounds table."""
-    from lightning_modules.tracking import TrackedRun
+    from lightning_modules.services.tracking import TrackedRun
 
     tracked = TrackedRun(tracking_uri, experiment, Path(out_path).parent, tags, curves=True)
     result = upper_cluster_bound(out_path=out_path, logger=tracked.logger, **bound)

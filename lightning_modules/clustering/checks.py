@@ -4,14 +4,14 @@ against the datasets whose size is known."""
 
 from __future__ import annotations
 
-from lightning_modules.config import ConfigError, check_k, known_datasets, registered
+from lightning_modules.core.checks import ConfigError, check_k, known_datasets, registered
 
 
 def check_clustering(config: dict) -> None:
     from lightning_modules.backbones import BACKBONES, split_spec
     from lightning_modules.clustering import METHODS
     from lightning_modules.data import known_size
-    from lightning_modules.naming import backbone_slug
+    from lightning_modules.core.naming import backbone_slug
 
     clustering = config["clustering"]
     configured = {backbone_slug(b["spec"]): b["spec"] for b in config["backbones"]}

@@ -6,7 +6,7 @@ cluster's centroid in the embedding space (k-means' own criterion). Labels are r
 (majority class, purity, the matrix, the class-coloured map), never to choose what is shown: the run drawn is the
 label-free pick of the selection (lightning_modules/clustering/selection.py), or any run on request:
 
-    python -m lightning_modules.clustering.figures results/digits/pixels/clusters/temi/k20/seed1
+    python -m lightning_modules.workflow.figures results/digits/pixels/clusters/temi/k20/seed1
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def map_figure(coordinates: np.ndarray, assignments: np.ndarray, labels: np.ndar
 def _images_of(dataset: dict | None, embeddings_meta: Path):
     """The dataset's images, or None (features, not images; or other data than was embedded: said once)."""
     from lightning_modules.data import dataset_options, load_dataset
-    from lightning_modules.io import read_json
+    from lightning_modules.core.io import read_json
 
     if dataset is None:
         return None
@@ -195,7 +195,7 @@ def draw_cluster_figures(run_dir: str | Path, embeddings_path: str | Path, out_d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lightning_modules.io import atomic_path, load_npy, read_json, write_json
+    from lightning_modules.core.io import atomic_path, load_npy, read_json, write_json
 
     run_dir, out_dir, embeddings_path = Path(run_dir), Path(out_dir), Path(embeddings_path)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -236,8 +236,8 @@ def draw_cluster_figures(run_dir: str | Path, embeddings_path: str | Path, out_d
 def selected_run(selection_path: str | Path, run_dirs: list[str | Path], seed: int) -> tuple[Path, str]:
     """The folder of the selection's first pick (its first criterion: the configured default) at `seed` (the
     sweep's first), and how it was picked."""
-    from lightning_modules.io import read_json
-    from lightning_modules.layout import parse
+    from lightning_modules.core.io import read_json
+    from lightning_modules.core.layout import parse
 
     pick = read_json(selection_path)["picks"][0]
     for run_dir in run_dirs:
@@ -250,7 +250,7 @@ def selected_run(selection_path: str | Path, run_dirs: list[str | Path], seed: i
 def draw_selected_figures(selection_path, run_dirs: list, seed: int, embeddings_path, out_dir, dataset: dict,
                           map_path=None, tracking: dict | None = None) -> dict:
     """The figures of a dataset x backbone's selected run in `out_dir` (and on the run in MLflow)."""
-    from lightning_modules.tracking import log_result_artifacts
+    from lightning_modules.services.tracking import log_result_artifacts
 
     run_dir, why = selected_run(selection_path, run_dirs, seed)
     record = draw_cluster_figures(run_dir, embeddings_path, out_dir, dataset, map_path,
@@ -271,7 +271,7 @@ def _img(path: Path, width: str) -> str:
 def figures_html(folders: list[str | Path]) -> str:
     """The clustering report's look at the clusters: the cluster x class matrices of all settings side by side
     (the long-tailed and coarse variants beside the original), then per setting its map and its gallery."""
-    from lightning_modules.io import read_json
+    from lightning_modules.core.io import read_json
 
     shown = [(Path(folder), read_json(Path(folder) / "gallery.json")) for folder in folders
              if (Path(folder) / "gallery.json").exists()]
@@ -294,31 +294,7 @@ def figures_html(folders: list[str | Path]) -> str:
 
 
 def parse_title(run_dir: str | Path) -> str:
-    from lightning_modules.layout import parse
+    from lightning_modules.core.layout import parse
 
     run = parse(run_dir)
     return f"{run.dataset}/{run.backbone}: {run.method} K = {run.k}" if run else str(run_dir)
-
-
-if __name__ == "__main__":  # any run on request: its figures beside it, in <run>/figures/
-    import argparse
-
-    import yaml
-
-    from lightning_modules.config import validate_config
-    from lightning_modules.layout import ClusteringRun, Embeddings, parse
-    from lightning_modules.sweep import primary_backbone
-
-    parser = argparse.ArgumentParser(description="a clustering run's gallery and cluster x class matrix")
-    parser.add_argument("run_dir")
-    parser.add_argument("--config", default="config/config.yaml", help="the sweep's config (the dataset's images)")
-    arguments = parser.parse_args()
-    run = parse(arguments.run_dir)
-    if not isinstance(run, ClusteringRun):
-        raise SystemExit(f"error: {arguments.run_dir} is not a clustering run's folder")
-    config = validate_config(yaml.safe_load(Path(arguments.config).read_text()), "config/schema.yaml")
-    dataset = config["datasets"][run.dataset]
-    root = Path(arguments.run_dir).parents[len(Path(run.folder).parts) - 1]
-    embeddings = root / Embeddings(run.dataset, primary_backbone(run.backbone)).file(f"{dataset['split']}.npy")
-    record = draw_cluster_figures(arguments.run_dir, embeddings, Path(arguments.run_dir) / "figures", dataset)
-    print(f"{', '.join(record['figures'])} -> {Path(arguments.run_dir) / 'figures'}")

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from lightning_modules.io import release_rows, row_chunks
+from lightning_modules.core.io import release_rows, row_chunks
 
 CHUNK_ROWS = 1024  # a chunk's rows and its (rows x K) distances stay in cache from the GEMM to the argmin
 

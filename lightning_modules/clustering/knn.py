@@ -1,5 +1,5 @@
 """The kNN graph artifact: cosine nearest neighbours of every embedding (self excluded), exact or IVF
-(`lightning_modules.neighbours`).
+(`lightning_modules.search.neighbours`).
 
 Artifact: `{dataset}/{backbone}/knn/{split}.k{n}.npy` (int32 indices, nearest first),
 `{split}.k{n}.dist.npy` (float16 cosine similarities) and `{split}.k{n}.meta.json` (the index, its recall@k
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from lightning_modules.embeddings.artifact import array_fingerprint, read_embeddings, read_meta
-from lightning_modules.io import load_npy, read_json, save_npy, write_json
-from lightning_modules.neighbours import graph_recall, ivf_settings, knn_graph
+from lightning_modules.core.io import load_npy, read_json, save_npy, write_json
+from lightning_modules.search.neighbours import graph_recall, ivf_settings, knn_graph
 
 log = logging.getLogger(__name__)
 RECALL_WARNING = 0.9

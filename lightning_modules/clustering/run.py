@@ -12,10 +12,10 @@ import numpy as np
 
 from lightning_modules.clustering import METHODS
 from lightning_modules.embeddings.artifact import read_coarse_labels, read_embeddings
-from lightning_modules.io import save_npy, write_json
+from lightning_modules.core.io import save_npy, write_json
 from lightning_modules.metrics.clustering import (LABEL_METRICS, clustering_metrics, effective_clusters, knn_agreement,
                                                   second_cluster_coarse_accuracy, top2_accuracy)
-from lightning_modules.training import CHECKPOINT_DIR
+from lightning_modules.core.training import CHECKPOINT_DIR
 
 # What a run measured (mirrored to MLflow as metrics; the run's identity goes to tags and params).
 CAPTURE_METRICS = ("acc_top2", "coarse_acc_2nd")  # label-based too
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)  # knn_agreement is measured on the 10 nearest
 
 def same_images_embeddings(embeddings_dir, space_dir, split: str) -> np.ndarray:
     """Another backbone's embeddings of the same images, or one line saying they are not."""
-    from lightning_modules.io import read_json
+    from lightning_modules.core.io import read_json
 
     first, other = (read_json(Path(d) / f"{split}.meta.json") for d in (embeddings_dir, space_dir))
     if first.get("dataset_fingerprint") != other.get("dataset_fingerprint") or first.get("count") != other.get("count"):
@@ -116,7 +116,7 @@ def cluster_embeddings(
 
 def run_clustering_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
     """`cluster_embeddings` plus its MLflow run (training curves for Lightning methods, then the record)."""
-    from lightning_modules.tracking import TrackedRun
+    from lightning_modules.services.tracking import TrackedRun
 
     tracked = TrackedRun(tracking_uri, experiment, run["out_dir"], tags,
                          curves=bool(METHODS.entry(run["method"]).info.get("lightning")))

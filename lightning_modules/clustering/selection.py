@@ -34,7 +34,7 @@ def generalisation_score(embeddings: np.ndarray, assignments: np.ndarray, seed: 
     linear classifier cannot reproduce on unseen points generalises poorly."""
     from sklearn.linear_model import RidgeClassifier
 
-    from lightning_modules.neighbours import l2_normalise
+    from lightning_modules.search.rows import l2_normalise
 
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.permutation(len(assignments))[:max_rows])  # sorted: memory-mapped rows read in order
@@ -88,7 +88,7 @@ def select_runs(run_dirs: list, embeddings: np.ndarray, seed: int = 0) -> dict:
     """Score every run (its metrics.json and assignments.npy), pick per criterion, measure the regret."""
     from pathlib import Path
 
-    from lightning_modules.io import load_npy, read_json
+    from lightning_modules.core.io import load_npy, read_json
 
     records = []
     for run_dir in run_dirs:
@@ -107,7 +107,7 @@ def select_runs(run_dirs: list, embeddings: np.ndarray, seed: int = 0) -> dict:
 def run_selection(run_dirs: list, embeddings_path, out_path, identity: dict, seed: int = 0) -> dict:
     """The rule's job: score and pick over `run_dirs`, write `selection.json` (dataset, backbone, runs,
     configurations, picks)."""
-    from lightning_modules.io import load_npy, write_json
+    from lightning_modules.core.io import load_npy, write_json
 
     if not run_dirs:
         raise ValueError(f"no clustering runs for {identity}: nothing to select from")

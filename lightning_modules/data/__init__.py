@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lightning_modules.data.base import DatasetSplit
 from lightning_modules.data.builders import BUILDER_KEYS, build_benchmark
-from lightning_modules.registry import Registry
+from lightning_modules.core.registry import Registry
 
 DATASETS = Registry("dataset source")
 DATASETS.register(
@@ -87,7 +87,7 @@ def check_options(source: str, options: dict, key_prefix: str = "") -> None:
     """Raise TypeError naming the first option the source's loader does not take."""
     import inspect
 
-    from lightning_modules.registry import did_you_mean
+    from lightning_modules.core.registry import did_you_mean
 
     parameters = inspect.signature(DATASETS.get(source)).parameters
     allowed = [name for name in parameters if name != "split"] + list(BUILDER_KEYS)

@@ -118,7 +118,7 @@ def subset(data: DatasetSplit, index: np.ndarray) -> DatasetSplit:
 def class_knn_purity(reference: DatasetSplit, k: int = 10) -> np.ndarray:
     """Per class: the mean fraction of a sample's k nearest neighbours (cosine, on the flattened pixels or
     features of the reference split) that share its class. Higher = easier to recognise."""
-    from lightning_modules.neighbours import knn_graph
+    from lightning_modules.search.neighbours import knn_graph
 
     x = np.stack([np.asarray(reference.images[i], dtype=np.float32).ravel() for i in range(len(reference))])
     neighbours, _ = knn_graph(x, k)

@@ -26,8 +26,8 @@ def load_embeddings_split(split: str, path: str, labels: str | None = None, labe
                           coarse_labels: str | None = None) -> DatasetSplit:
     """Precomputed features: `path` (and `labels`, `coarse_labels`) are .npy files, `{split}` in a path is
     replaced by the split name. Embedded with the `pixels` backbone, they pass through unchanged. Each file is
-    checked against its contract (lightning_modules.contracts) as it is read."""
-    from lightning_modules.contracts import check_class_names, check_embeddings_array, check_labels_array, read_npy
+    checked against its contract (lightning_modules.core.contracts) as it is read."""
+    from lightning_modules.core.contracts import check_class_names, check_embeddings_array, check_labels_array, read_npy
 
     files = {key: template.format(split=split) for key, template in
              (("path", path), ("labels", labels), ("coarse_labels", coarse_labels)) if template}
@@ -146,7 +146,7 @@ def load_imagefolder_split(split: str, root: str, hierarchy: str | None = None) 
         labels += [index] * len(files)
     coarse, coarse_names = None, None
     if hierarchy:
-        from lightning_modules.contracts import read_hierarchy
+        from lightning_modules.core.contracts import read_hierarchy
 
         mapping = read_hierarchy(hierarchy, classes)
         coarse_names = sorted(set(mapping[c] for c in classes))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from lightning_modules.registry import Registry
+from lightning_modules.core.naming import slugify
+from lightning_modules.core.registry import Registry
 
 CONDITIONERS = Registry("diffusion conditioning")
 # fit_labels: what the denoiser is fitted on (tracking.uses_labels: only the ground-truth classes count)
@@ -77,5 +78,12 @@ def check_image_size(image_size: int, n_levels: int) -> None:
                          f"UNet ({n_levels} levels in diffusion.network.channels); use a multiple of {factor}")
 
 
-__all__ = ["CONDITIONERS", "DDPMPP_CHANNELS", "FEATURE_NETWORKS", "DENOISERS", "check_image_size", "classifier_settings", "cluster_condition", "parse_condition",
+
+def diffusion_backbone(config: dict) -> dict:
+    """The backbone entry whose features score the samples and whose clusters condition them."""
+    wanted = (config.get("diffusion") or {}).get("backbone")
+    backbones = config["backbones"]
+    return next((b for b in backbones if wanted in (None, b["spec"], slugify(b["spec"]))), backbones[0])
+
+__all__ = ["CONDITIONERS", "diffusion_backbone", "DDPMPP_CHANNELS", "FEATURE_NETWORKS", "DENOISERS", "check_image_size", "classifier_settings", "cluster_condition", "parse_condition",
            "run_settings"]

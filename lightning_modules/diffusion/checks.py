@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lightning_modules.config import ConfigError, check_k
-from lightning_modules.registry import did_you_mean
+from lightning_modules.core.checks import ConfigError, check_k
+from lightning_modules.core.registry import did_you_mean
 
 
 def check_diffusion(config: dict) -> None:
@@ -12,7 +12,7 @@ def check_diffusion(config: dict) -> None:
     classifier feature network, a configured backbone."""
     from lightning_modules.data import DATASETS, is_labelled
     from lightning_modules.diffusion import DDPMPP_CHANNELS, DENOISERS, check_image_size, parse_condition
-    from lightning_modules.naming import backbone_slug
+    from lightning_modules.core.naming import backbone_slug
 
     diffusion = config.get("diffusion") or {}
     if not diffusion.get("datasets"):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_modules.io import read_json, save_torch, write_json
+from lightning_modules.core.io import read_json, save_torch, write_json
 
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")

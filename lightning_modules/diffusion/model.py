@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_modules.diffusion.edm import EDMSettings, Preconditioned, edm_loss, ema_beta, guided, heun_sample
-from lightning_modules.seeded_data import ShuffledTensors
+from lightning_modules.core.seeded_data import ShuffledTensors
 
 
 class EDMDenoiser(pl.LightningModule):

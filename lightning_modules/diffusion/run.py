@@ -18,8 +18,8 @@ from lightning_modules.data import DatasetSplit
 from lightning_modules.diffusion.conditioning import sample_labels
 from lightning_modules.diffusion.images import prepare_images, save_sample_grid
 from lightning_modules.diffusion.scoring import feature_networks, real_reference_sets, score_samples
-from lightning_modules.io import save_npy, write_json
-from lightning_modules.training import CHECKPOINT_DIR
+from lightning_modules.core.io import save_npy, write_json
+from lightning_modules.core.training import CHECKPOINT_DIR
 
 SAMPLE_GRID = "samples.png"  # the first 64 samples, logged to the run in MLflow
 
@@ -34,8 +34,8 @@ def _train(module, images: np.ndarray, labels: np.ndarray | None, params: dict, 
     import pytorch_lightning as pl
 
     from lightning_modules.diffusion.model import ImagesDataModule
-    from lightning_modules.jobs import on_terminal
-    from lightning_modules.training import resumable, run_identity, step_log
+    from lightning_modules.core.jobs import on_terminal
+    from lightning_modules.core.training import resumable, run_identity, step_log
 
     data = ImagesDataModule(images * 2 - 1, labels, params["batch_size"], seed)  # EDM's range: [-1, 1]
     identity = run_identity(module, images, labels, seed=seed, params=params)
@@ -71,7 +71,7 @@ def train_diffusion(
     import pytorch_lightning as pl
 
     from lightning_modules.diffusion import CONDITIONERS, parse_condition
-    from lightning_modules.tracking import uses_labels
+    from lightning_modules.services.tracking import uses_labels
     from lightning_modules.diffusion.features import class_consistency
     from lightning_modules.diffusion.model import EDMDenoiser
 
@@ -138,9 +138,9 @@ def run_diffusion_job(tracking_uri: str, experiment: str, tags: dict, dataset: d
     """Load the dataset split, check that cluster assignments belong to it and build the feature networks once;
     then per seed (its own folder and MLflow run): train, sample and score."""
     from lightning_modules.data import dataset_options, load_dataset
-    from lightning_modules.io import load_npy, read_json
+    from lightning_modules.core.io import load_npy, read_json
     from lightning_modules.diffusion import CONDITIONERS, parse_condition
-    from lightning_modules.tracking import TrackedRun
+    from lightning_modules.services.tracking import TrackedRun
 
     if len(out_dirs) != len(seeds):
         raise ValueError(f"{len(seeds)} diffusion seeds for {len(out_dirs)} output folders")

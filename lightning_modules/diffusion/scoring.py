@@ -56,7 +56,7 @@ def backbone_network(metrics: dict, backbone: dict, classifier_dir, device: str)
 def feature_networks(metrics: dict, backbone: dict, classifier_dir=None, device: str = "cpu") -> dict:
     """The configured feature networks, built before training so a missing weights file stops the job first."""
     from lightning_modules.diffusion import FEATURE_NETWORKS
-    from lightning_modules.registry import UnknownNameError
+    from lightning_modules.core.registry import UnknownNameError
 
     networks = {}
     for name in metrics["networks"]:

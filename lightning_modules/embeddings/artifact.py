@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_modules.data.builders import class_index
-from lightning_modules.io import load_npy, nonfinite_rows, read_json, release_rows, save_npy, write_json
+from lightning_modules.core.io import load_npy, nonfinite_rows, read_json, release_rows, save_npy, write_json
 
 
 def artifact_paths(embeddings_dir: str | Path, split: str) -> dict[str, Path]:

@@ -17,7 +17,7 @@ import lightning_modules
 from lightning_modules.backbones import build_backbone
 from lightning_modules.data import DatasetSplit, dataset_options, load_dataset
 from lightning_modules.embeddings.artifact import write_embeddings
-from lightning_modules.jobs import on_terminal
+from lightning_modules.core.jobs import on_terminal
 
 
 class _TransformedImages(Dataset):

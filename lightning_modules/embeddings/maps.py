@@ -46,7 +46,7 @@ def map_rows(n: int, max_points: int, seed: int = 0) -> np.ndarray:
 def write_map(embeddings_path: str | Path, out_path: str | Path, method: str, max_points: int, seed: int = 0,
               threads: int = 1) -> dict:
     """The map of an embedding file as `out_path` (coordinates) and `<out>.rows.npy` (which rows they are)."""
-    from lightning_modules.io import load_npy, save_npy
+    from lightning_modules.core.io import load_npy, save_npy
 
     embeddings = load_npy(embeddings_path)
     rows = map_rows(len(embeddings), max_points, seed)

@@ -11,7 +11,8 @@ label source, trained once by the `ood_probe` rule), `text` (needs a backbone wi
 `ood.negatives` as `<scorer>-<negatives name>`; `fit` also gets `negatives`, the embeddings of
 that shifted dataset)."""
 
-from lightning_modules.registry import Registry
+from lightning_modules.core.naming import slugify
+from lightning_modules.core.registry import Registry
 
 OOD_SCORERS = Registry("OOD scorer")
 OOD_SCORERS.register("knn1", "lightning_modules.ood.knn:KNNScorer", params={"k": 1}, config="knn")
@@ -93,5 +94,27 @@ def scorer_params(name: str, ood_config: dict) -> dict:
     return {key: value for key, value in params.items() if not (info.get("probe") and key in PROBE_TRAINING)}
 
 
-__all__ = ["ADVERSARIAL_MARK", "OOD_SCORERS", "POSTHOC_SCORES", "PROBE_LABELS", "PROBE_SOURCES", "PROBE_TRAINING", "build_scorer",
+
+def ood_side(side) -> dict:
+    """An OOD pair's `out` (or `in`): a dataset name, or `{dataset, classes}` -> `{dataset, classes}`."""
+    return {"dataset": side, "classes": None} if isinstance(side, str) else {"classes": None, **side}
+
+
+def describe_side(side: dict) -> str:
+    """`digits` or `digits{5,6,7,8,9}`: how tables name one side of a pair."""
+    classes = side.get("classes")
+    return side["dataset"] + ("{" + ",".join(map(str, classes)) + "}" if classes else "")
+
+
+def ood_pairs(config: dict) -> dict[str, dict]:
+    """Pair name -> `{in, out: {dataset, classes}}`, in config order. A pair without a `name` gets
+    `<in>-vs-<out dataset>[-<classes>]`."""
+    pairs = {}
+    for pair in (config.get("ood") or {}).get("pairs", []):
+        out = ood_side(pair["out"])
+        default = f"{pair['in']}-vs-{out['dataset']}" + ("-" + "-".join(map(str, out["classes"])) if out["classes"] else "")
+        pairs[pair.get("name") or slugify(default)] = {"in": pair["in"], "out": out}
+    return pairs
+
+__all__ = ["ADVERSARIAL_MARK", "describe_side", "ood_pairs", "ood_side", "OOD_SCORERS", "POSTHOC_SCORES", "PROBE_LABELS", "PROBE_SOURCES", "PROBE_TRAINING", "build_scorer",
            "probe_training", "scorer_negatives", "scorer_params", "split_scorer_name"]

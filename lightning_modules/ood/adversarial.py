@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lightning_modules.jobs import on_terminal
+from lightning_modules.core.jobs import on_terminal
 
 ATTACK_EXAMPLES = 16  # clean/adversarial image pairs kept for the report
 
@@ -80,7 +80,7 @@ def attack_ood_images(
     from lightning_modules.data import dataset_options, load_dataset
     from lightning_modules.embeddings.artifact import read_embeddings
     from lightning_modules.embeddings.extract import embed_images
-    from lightning_modules.io import atomic_path, save_npy, write_json
+    from lightning_modules.core.io import atomic_path, save_npy, write_json
     from lightning_modules.embeddings.artifact import class_rows
 
     ood_x, _ = read_embeddings(ood_dir, eval_split)

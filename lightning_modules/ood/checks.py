@@ -4,8 +4,8 @@ for zero-shot, images for attacks, datasets for the shifted negatives."""
 
 from __future__ import annotations
 
-from lightning_modules.config import ConfigError, check_k
-from lightning_modules.registry import UnknownNameError, did_you_mean
+from lightning_modules.core.checks import ConfigError, check_k
+from lightning_modules.core.registry import UnknownNameError, did_you_mean
 
 
 def _class_set(classes) -> set[str] | None:
@@ -35,7 +35,7 @@ def check_ood(config: dict) -> None:
     from lightning_modules.backbones import BACKBONES, split_spec
     from lightning_modules.data import DATASETS, is_labelled, known_size
     from lightning_modules.ood import OOD_SCORERS, split_scorer_name
-    from lightning_modules.sweep import ood_pairs
+    from lightning_modules.ood import ood_pairs
 
     ood = config.get("ood") or {}
     pairs_config = ood.get("pairs", [])

@@ -23,7 +23,7 @@ def _side_images(results_dir: Path, datasets: dict, side: dict, backbone: str, s
     """The images of one side of a pair at `split`, indexed as the scoring job's scores (its classes only; images
     are read when shown: an image folder stays on disk); None for feature datasets."""
     from lightning_modules.data import dataset_options, load_dataset
-    from lightning_modules.layout import Embeddings
+    from lightning_modules.core.layout import Embeddings
     from lightning_modules.embeddings.artifact import class_rows
 
     dataset = datasets[side["dataset"]]
@@ -61,7 +61,7 @@ def _grid(images: list, rows: np.ndarray, scores: np.ndarray, title: str):
 def failure_figures(table: pd.DataFrame, results_dir: str | Path, datasets: dict, pairs: dict, eval_split: str):
     """Per pair, the best clean scorer by AUROC (over backbones) and two image grids of its failures: yields
     (pair, caption, [figures]); pairs of feature datasets yield a caption and no figures."""
-    from lightning_modules.layout import OodRun
+    from lightning_modules.core.layout import OodRun
 
     results_dir = Path(results_dir)
     clean = table[table.attack_style.isna()] if "attack_style" in table else table

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightning_modules.neighbours import build_index, search
+from lightning_modules.search.neighbours import build_index, search
 from lightning_modules.ood.base import OODScorer
 
 
 class KNNScorer(OODScorer):
-    """`index`, `nlist`, `nprobe`: as the kNN graph's (`lightning_modules.neighbours`); exact by default."""
+    """`index`, `nlist`, `nprobe`: as the kNN graph's (`lightning_modules.search.neighbours`); exact by default."""
 
     def __init__(self, k: int = 1, reduce: str = "kth", query_batch: int = 65536, use_gpu: bool | str = "auto",
                  index: str = "exact", nlist: int | None = None, nprobe: int | None = None):

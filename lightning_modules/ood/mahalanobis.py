@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightning_modules.io import gather_rows, release_rows, row_chunks
-from lightning_modules.neighbours import NORM_EPS, float_rows
+from lightning_modules.core.io import gather_rows, release_rows, row_chunks
+from lightning_modules.search.rows import NORM_EPS, float_rows
 from lightning_modules.ood.base import OODScorer, known_labels
 
 CHUNK_ROWS = 65536

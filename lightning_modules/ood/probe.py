@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_modules.io import row_chunks
-from lightning_modules.neighbours import float_rows
+from lightning_modules.core.io import row_chunks
+from lightning_modules.search.rows import float_rows
 
 FEATURE_NORMS = ("standardise", "l2", "none")
 CHUNK_ROWS = 65536
@@ -48,7 +48,7 @@ class Probe:
         return self.features(x) @ self.weight.T + self.bias
 
     def save(self, path) -> None:
-        from lightning_modules.io import atomic_path
+        from lightning_modules.core.io import atomic_path
 
         arrays = {"weight": self.weight, "bias": self.bias, "feature_norm": np.array(self.feature_norm),
                   "train_loss": np.array(self.train_loss)}
@@ -94,7 +94,7 @@ def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | Non
     import pytorch_lightning as pl
     import torch
     from lightning_modules.ood.probe_module import LinearProbe
-    from lightning_modules.seeded_data import ShuffledTensors
+    from lightning_modules.core.seeded_data import ShuffledTensors
 
     labels = np.asarray(labels, dtype=np.int64)
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
@@ -109,7 +109,7 @@ def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | Non
     module = LinearProbe(x.shape[1], n_classes, lr, weight_decay, warmup_fraction)
     callbacks, resume_from = [], None
     if checkpoint_dir is not None:
-        from lightning_modules.training import resumable, run_identity
+        from lightning_modules.core.training import resumable, run_identity
 
         callbacks, resume_from = resumable(checkpoint_dir, run_identity(module, x, labels, seed=seed, epochs=epochs,
                                                                         batch_size=batch_size), every_n_epochs=1)

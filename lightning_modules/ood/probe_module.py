@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.training import warmup_cosine
+from lightning_modules.core.training import warmup_cosine
 
 
 class LinearProbe(pl.LightningModule):

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from lightning_modules.embeddings.artifact import class_rows, read_embeddings, read_meta
-from lightning_modules.io import atomic_path, load_npy, read_json, write_json
+from lightning_modules.core.io import atomic_path, load_npy, read_json, write_json
 from lightning_modules.metrics.ood import OOD_METRICS, bootstrap_intervals, ood_metrics
 from lightning_modules.ood import OOD_SCORERS, build_scorer, scorer_negatives, split_scorer_name
 from lightning_modules.ood.probe import Probe
-from lightning_modules.training import CHECKPOINT_DIR
+from lightning_modules.core.training import CHECKPOINT_DIR
 
 RUN_METRICS = (*OOD_METRICS, *(f"{name}_{end}" for name in OOD_METRICS for end in ("low", "high")),
                "n_fit", "n_id", "n_ood", "seconds")
@@ -124,7 +124,7 @@ def bootstrap_arguments(bootstrap: dict | None) -> dict:
 
 def run_ood_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
     """`score_ood_pair` plus its MLflow run (the final record)."""
-    from lightning_modules.tracking import TrackedRun
+    from lightning_modules.services.tracking import TrackedRun
 
     tracked = TrackedRun(tracking_uri, experiment, run["out_dir"], tags)
     record = score_ood_pair(**run)

@@ -49,8 +49,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_modules.ood.base import OODScorer
-from lightning_modules.pairs import NeighbourPairsAndNegatives, pairs_loader, unit_rows
-from lightning_modules.seeded_data import SeededDataModule
+from lightning_modules.search.pairs import NeighbourPairsAndNegatives, pairs_loader, unit_rows
+from lightning_modules.core.seeded_data import SeededDataModule
 
 
 def self_distillation_loss(student_views: list[torch.Tensor], teacher_views: list[torch.Tensor],
@@ -180,7 +180,7 @@ class SelfDistillationModule(pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # main_train.py's order: clip every gradient, cancel the last layer's, step with this step's weight decay
-        from lightning_modules.training import clip_each_gradient, cosine_value
+        from lightning_modules.core.training import clip_each_gradient, cosine_value
 
         hp = self.hparams
         if hp.clip_grad:
@@ -193,7 +193,7 @@ class SelfDistillationModule(pl.LightningModule):
                                                                  self.global_step / total)
 
     def configure_optimizers(self):
-        from lightning_modules.training import warmup_cosine
+        from lightning_modules.core.training import warmup_cosine
 
         hp = self.hparams
         decayed = [p for n, p in self.student.named_parameters() if p.requires_grad and p.ndim > 1]
@@ -241,7 +241,7 @@ class SelfDistillation(OODScorer):
 
     def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None, negatives: np.ndarray | None = None,
             logger=None, **context) -> "SelfDistillation":
-        from lightning_modules.neighbours import knn_graph
+        from lightning_modules.search.neighbours import knn_graph
 
         if negatives is None or not len(negatives):
             raise ValueError("selfdistill needs negatives: set ood.self_distillation.negatives to a dataset of "
@@ -259,7 +259,7 @@ class SelfDistillation(OODScorer):
                                               **self.module_params)
         callbacks, resume_from = [], None
         if self.checkpoint_dir is not None:
-            from lightning_modules.training import resumable, run_identity
+            from lightning_modules.core.training import resumable, run_identity
 
             identity = run_identity(self.module_, embeddings, negatives, neighbours, seed=self.seed,
                                     batch_size=self.batch_size)

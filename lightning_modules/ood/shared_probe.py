@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from lightning_modules.embeddings.artifact import read_embeddings, read_meta
-from lightning_modules.io import write_json
+from lightning_modules.core.io import write_json
 from lightning_modules.ood import PROBE_LABELS, PROBE_TRAINING
 from lightning_modules.ood.run import load_fit_labels
-from lightning_modules.training import CHECKPOINT_DIR
+from lightning_modules.core.training import CHECKPOINT_DIR
 
 
 def class_labels(fit_x, fit_y, **context) -> tuple[np.ndarray, None, dict]:
@@ -53,7 +53,7 @@ def train_shared_probe(source: str, fit_dir, fit_split: str, out_dir, params: di
     feature statistics) and `probe.json` into `out_dir`. Sources: `classes` (ID labels), `clusters` (the
     clustering run in `assignments`), `plp` (CLIP zero-shot pseudo-labels from the class names; `backbone`)."""
     from lightning_modules.ood.probe import train_probe
-    from lightning_modules.registry import UnknownNameError
+    from lightning_modules.core.registry import UnknownNameError
 
     fit_x, fit_y = read_embeddings(fit_dir, fit_split)
     fit_x = np.asarray(fit_x)
@@ -87,7 +87,7 @@ def train_shared_probe(source: str, fit_dir, fit_split: str, out_dir, params: di
 
 def run_probe_job(tracking_uri: str, experiment: str, tags: dict, **run) -> dict:
     """`train_shared_probe` plus its MLflow run (training curve and record)."""
-    from lightning_modules.tracking import TrackedRun
+    from lightning_modules.services.tracking import TrackedRun
 
     tracked = TrackedRun(tracking_uri, experiment, run["out_dir"], tags, curves=True)
     record = train_shared_probe(**run, logger=tracked.logger)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lightning_modules.neighbours import l2_normalise
+from lightning_modules.search.rows import l2_normalise
 from lightning_modules.ood.base import OODScorer
 
 TEMPLATES = ("a photo of a {c}.", "a blurry photo of a {c}.", "a photo of many {c}.", "a photo of the large {c}.",

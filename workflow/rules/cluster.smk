@@ -1,19 +1,19 @@
 rule cluster:
     input:
-        unpack(clustering_inputs),
+        unpack(files.clustering_inputs),
         tracking=TRACKING,
     output:
-        assignments=results(ClusteringRun.pattern("assignments.npy")),
-        metrics=results(ClusteringRun.pattern("metrics.json")),
+        assignments=files.output(ClusteringRun, "assignments.npy"),
+        metrics=files.output(ClusteringRun, "metrics.json"),
     log:
-        logs("cluster/{dataset}/{backbone}/{method}/k{k}/seed{seed}.log"),
+        files.log("cluster", ClusteringRun),
     params:
-        split=clustering_split,
-        method_params=lambda wc: canonical(method_params(wc.method)),
+        split=files.clustering_split,
+        method_params=files.method_params,
         graph_k=config["knn"]["k"],
-        role_tags=lambda wc: canonical(clustering_role_tags(wc)),
+        role_tags=files.clustering_role_tags,
     group:
-        cluster_group
+        files.cluster_group
     threads: 1  # small jobs: two single-threaded ones beat one using both cores
     resources:
         **job_resources(config, "cluster"),
@@ -26,17 +26,17 @@ rule cluster:
 checkpoint upper_cluster_bound:
     # TEMI with beta = 1 at a large K: the clusters it uses bound the useful K (no labels involved).
     input:
-        embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
-        knn=lambda wc: knn_file(wc),
+        embeddings=files.fit_embeddings,
+        knn=files.knn_file,
         tracking=TRACKING,  # the store exists before the run logs to it
     output:
-        results(ClusterBound.pattern("bound.json")),
+        files.output(ClusterBound, "bound.json"),
     log:
-        logs("cluster/{dataset}/{backbone}/bound.log"),
+        files.log("upper_cluster_bound", ClusterBound),
     params:
-        split=clustering_split,
+        split=files.clustering_split,
         graph_k=config["knn"]["k"],
-        bound=canonical(CLUSTERING["upper_bound"]),
+        bound=canonical(config["clustering"]["upper_bound"]),
     threads: 1  # one small head: a second thread barely helps it and would idle a core (a GPU job on clusters)
     priority: LONG_CHAIN_PRIORITY
     resources:
@@ -50,13 +50,13 @@ checkpoint upper_cluster_bound:
 rule select_clustering:
     # A label-free choice of method and K per dataset x backbone; its regret is measured with the labels after.
     input:
-        metrics=setting_runs("metrics.json"),
-        assignments=setting_runs("assignments.npy"),
-        embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
+        metrics=files.setting_runs("metrics.json"),
+        assignments=files.setting_runs("assignments.npy"),
+        embeddings=files.fit_embeddings,
     output:
-        results(Selection.pattern("selection.json")),
+        files.output(Selection, "selection.json"),
     log:
-        logs("selection/{dataset}/{backbone}.log"),
+        files.log("select_clustering", Selection),
     threads: 1
     conda:
         "../../envs/compute.yaml"
@@ -68,18 +68,18 @@ rule select_clustering:
 # its cluster x class matrix and the map coloured by its clusters (PNGs, also on the run in MLflow).
 rule cluster_figures:
     input:
-        selection=results(Selection.pattern("selection.json")),
-        assignments=setting_runs("assignments.npy"),
-        embeddings=lambda wc: f"{embeddings_dir(wc)}/{clustering_split(wc)}.npy",
-        map=map_file,
+        selection=files.output(Selection, "selection.json"),
+        assignments=files.setting_runs("assignments.npy"),
+        embeddings=files.fit_embeddings,
+        map=files.map_file,
         tracking=TRACKING,
     output:
-        directory(results(ClusterFigures.pattern())),
+        directory(files.output(ClusterFigures)),
     log:
-        logs("figures/{dataset}/{backbone}.log"),
+        files.log("cluster_figures", ClusterFigures),
     params:
-        dataset=lambda wc: canonical(DATASETS[wc.dataset]),
-        seed=CLUSTERING["seeds"][0],
+        dataset=lambda wc: canonical(files.datasets[wc.dataset]),
+        seed=config["clustering"]["seeds"][0],
     threads: 1
     conda:
         "../../envs/reporting.yaml"

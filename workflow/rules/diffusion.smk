@@ -1,13 +1,13 @@
 rule diffusion_classifier:
     # The data set's feature network for FD and class consistency (diffusion.metrics.networks: classifier).
     output:
-        model=results(DiffusionClassifier.pattern("model.pt")),
-        metrics=results(DiffusionClassifier.pattern("metrics.json")),
+        model=files.output(DiffusionClassifier, "model.pt"),
+        metrics=files.output(DiffusionClassifier, "metrics.json"),
     log:
-        logs("diffusion/{dataset}/classifier.log"),
+        files.log("diffusion_classifier", DiffusionClassifier),
     params:
-        dataset=lambda wildcards: canonical(DATASETS[wildcards.dataset]),
-        params=canonical(DIFFUSION_CLASSIFIER_PARAMS),
+        dataset=lambda wc: canonical(files.datasets[wc.dataset]),
+        params=files.diffusion_classifier_params(),
     threads: 1
     priority: LONG_CHAIN_PRIORITY
     conda:
@@ -20,32 +20,21 @@ rule diffusion_classifier:
 # against the real images in every feature network. With diffusion.seeds_in_one_job, one job trains a
 # condition's seeds one after the other (tiny CPU runs: one process start-up instead of one per seed); the
 # artifacts and MLflow runs are per seed either way.
-def diffusion_run_file(name, seeds=None):
-    """`name` of the run at wildcard seed, or of every configured seed (the wildcards dataset and cond kept)."""
-    if seeds is None:
-        return results(DiffusionRun.pattern(name))
-    # the other wildcards stay wildcards: only {seed} is filled in
-    return [results(DiffusionRun.pattern(name)).replace("{seed}", str(seed)) for seed in seeds]
-
-
-ONE_JOB_SEEDS = DIFFUSION["seeds"] if DIFFUSION["seeds_in_one_job"] else None
-
-
 rule diffusion:
     input:
-        unpack(diffusion_cluster_files),
-        unpack(diffusion_classifier_files),
+        unpack(files.diffusion_cluster_files),
+        unpack(files.diffusion_classifier_files),
         tracking=TRACKING,
     output:
-        samples=diffusion_run_file("samples.npy", ONE_JOB_SEEDS),
-        labels=diffusion_run_file("labels.npy", ONE_JOB_SEEDS),
-        metrics=diffusion_run_file("metrics.json", ONE_JOB_SEEDS),
+        samples=files.diffusion_outputs("samples.npy"),
+        labels=files.diffusion_outputs("labels.npy"),
+        metrics=files.diffusion_outputs("metrics.json"),
     log:
-        logs("diffusion/{dataset}/{cond}/" + ("seeds.log" if ONE_JOB_SEEDS else "seed{seed}.log")),
+        files.diffusion_log(),
     params:
-        run=lambda wc: canonical(diffusion_run_params(wc)),
+        run=files.diffusion_run_params,
     resources:
-        gpu=DIFFUSION_GPUS,
+        gpu=files.diffusion_gpus,
         **job_resources(config, "diffusion"),
     threads: 1  # small denoisers: two single-threaded runs beat one using both cores
     priority: LONG_CHAIN_PRIORITY
@@ -57,12 +46,12 @@ rule diffusion:
 
 rule diffusion_table:
     input:
-        metrics=diffusion_run_files("metrics.json"),
+        metrics=files.diffusion_run_files("metrics.json"),
         published=PUBLISHED_FILE,
     output:
-        report(results(Table.pattern("diffusion.parquet")), caption="../report/tables.rst", category="Tables"),
+        report(files.output(Table, "diffusion.parquet"), caption="../report/tables.rst", category="Tables"),
     log:
-        logs("tables/diffusion.log"),
+        files.log("diffusion_table"),
     conda:
         "../../envs/reporting.yaml"
     script:
@@ -71,17 +60,17 @@ rule diffusion_table:
 
 rule diffusion_report:
     input:
-        table_path=results(Table.pattern("diffusion.parquet")),
-        bounds_path=results(Table.pattern("cluster_bounds.parquet")),
+        table_path=files.output(Table, "diffusion.parquet"),
+        bounds_path=files.output(Table, "cluster_bounds.parquet"),
         template=os.path.join(workflow.basedir, "reports", "diffusion.ipynb"),
         tracking=TRACKING,  # where the report is logged
     output:
-        notebook=results(Report.pattern("diffusion.ipynb")),
-        html=report(results(Report.pattern("diffusion.html")), caption="../report/diffusion.rst", category="Reports"),
+        notebook=files.output(Report, "diffusion.ipynb"),
+        html=report(files.output(Report, "diffusion.html"), caption="../report/diffusion.rst", category="Reports"),
     log:
-        logs("reports/diffusion.log"),
+        files.log("diffusion_report"),
     params:
-        results_dir=os.path.abspath(RESULTS),
+        results_dir=os.path.abspath(files.results_dir),
     conda:
         "../../envs/reporting.yaml"
     script:

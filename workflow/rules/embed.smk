@@ -1,18 +1,18 @@
 rule embed:
     # The one GPU-heavy step per dataset x backbone; every later stage reads its artifact.
     output:
-        embeddings=results(Embeddings.pattern("{split}.npy")),
-        labels=results(Embeddings.pattern("{split}.labels.npy")),
-        meta=results(Embeddings.pattern("{split}.meta.json")),
+        embeddings=files.output(Embeddings, "{split}.npy"),
+        labels=files.output(Embeddings, "{split}.labels.npy"),
+        meta=files.output(Embeddings, "{split}.meta.json"),
     log:
-        logs("embed/{dataset}/{backbone}/{split}.log"),
+        files.log("embed", Embeddings, "{split}"),
     params:
-        dataset=lambda wc: canonical(DATASETS[wc.dataset]),
-        backbone=lambda wc: canonical(EMBEDDED_BACKBONES[wc.backbone]),
+        dataset=lambda wc: canonical(files.datasets[wc.dataset]),
+        backbone=lambda wc: canonical(files.embedded_backbones[wc.backbone]),
         # how many threads run the job is not an extraction option: changing it must not redo embeddings
         options=canonical({key: value for key, value in config["embed"].items() if key != "threads"}),
         # changed files on disk change this parameter, and Snakemake re-runs the job and everything after it
-        files_fingerprint=lambda wc: files_fingerprint(DATASETS[wc.dataset]),
+        files_fingerprint=lambda wc: files_fingerprint(files.datasets[wc.dataset]),
     threads: config["embed"]["threads"]
     resources:
         **job_resources(config, "embed"),
@@ -25,12 +25,12 @@ rule embed:
 # A 2-D map of one embedding artifact (maps.method), computed once and drawn by the clustering figures.
 rule embedding_map:
     input:
-        results(Embeddings.pattern("{split}.npy")),
+        files.output(Embeddings, "{split}.npy"),
     output:
-        coordinates=results(EmbeddingMap.pattern("{split}.npy")),
-        rows=results(EmbeddingMap.pattern("{split}.rows.npy")),
+        coordinates=files.output(EmbeddingMap, "{split}.npy"),
+        rows=files.output(EmbeddingMap, "{split}.rows.npy"),
     log:
-        logs("map/{dataset}/{backbone}/{split}.log"),
+        files.log("embedding_map", EmbeddingMap, "{split}"),
     params:
         settings=canonical(config["maps"]),
     threads: 1

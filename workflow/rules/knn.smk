@@ -1,14 +1,14 @@
 rule knn_graph:
     # Once per dataset x backbone x split; every neighbour-based head reads it.
     input:
-        embeddings=results(Embeddings.pattern("{split}.npy")),
-        meta=results(Embeddings.pattern("{split}.meta.json")),
+        embeddings=files.output(Embeddings, "{split}.npy"),
+        meta=files.output(Embeddings, "{split}.meta.json"),
     output:
-        indices=results(KnnGraph.pattern("{split}.k{n}.npy")),
-        similarities=results(KnnGraph.pattern("{split}.k{n}.dist.npy")),
-        meta=results(KnnGraph.pattern("{split}.k{n}.meta.json")),
+        indices=files.output(KnnGraph, "{split}.k{n}.npy"),
+        similarities=files.output(KnnGraph, "{split}.k{n}.dist.npy"),
+        meta=files.output(KnnGraph, "{split}.k{n}.meta.json"),
     log:
-        logs("knn/{dataset}/{backbone}/{split}.k{n}.log"),
+        files.log("knn_graph", KnnGraph, "{split}.k{n}"),
     params:
         search={key: config["knn"][key] for key in ("query_batch", "index", "nlist", "nprobe", "recall_queries")},
     threads: 2

@@ -2,15 +2,15 @@ rule ood_probe:
     # The linear probe of one label source (classes | clusters | plp), trained once and read by every post-hoc
     # score of every pair with this ID dataset.
     input:
-        unpack(ood_probe_inputs),
+        unpack(files.ood_probe_inputs),
         tracking=TRACKING,
     output:
-        probe=results(OodProbe.pattern("probe.npz")),
-        record=results(OodProbe.pattern("probe.json")),
+        probe=files.output(OodProbe, "probe.npz"),
+        record=files.output(OodProbe, "probe.json"),
     log:
-        logs("ood/{dataset}/{backbone}/probe-{source}.log"),
+        files.log("ood_probe", OodProbe),
     params:
-        run=lambda wc: canonical(ood_probe_params(wc)),
+        run=files.ood_probe_params,
     threads: 1
     resources:
         **job_resources(config, "ood_probe"),
@@ -23,17 +23,17 @@ rule ood_probe:
 rule ood_score:
     # One scorer on one in x out pair: fit on the ID split, score ID and OOD test embeddings.
     input:
-        unpack(ood_inputs),
+        unpack(files.ood_inputs),
         tracking=TRACKING,
     output:
-        scores=results(OodRun.pattern("scores.npz")),
-        metrics=results(OodRun.pattern("metrics.json")),
+        scores=files.output(OodRun, "scores.npz"),
+        metrics=files.output(OodRun, "metrics.json"),
     log:
-        logs("ood/{dataset}/{backbone}/{ood}/{scorer}.log"),
+        files.log("ood_score", OodRun),
     params:
-        run=lambda wc: canonical(ood_run_params(wc)),
+        run=files.ood_run_params,
     group:
-        ood_score_group
+        files.ood_score_group
     threads: 1
     resources:
         **job_resources(config, "ood_score"),
@@ -46,16 +46,16 @@ rule ood_score:
 rule ood_attack:
     # Adversarial OOD images: perturbed towards random ID embeddings; `<scorer>-adv-<style>` runs score them.
     input:
-        unpack(ood_attack_inputs),
+        unpack(files.ood_attack_inputs),
     output:
-        embeddings=results(OodAttack.pattern("embeddings.npy")),
-        indices=results(OodAttack.pattern("indices.npy")),
-        examples=results(OodAttack.pattern("examples.npz")),
-        record=results(OodAttack.pattern("attack.json")),
+        embeddings=files.output(OodAttack, "embeddings.npy"),
+        indices=files.output(OodAttack, "indices.npy"),
+        examples=files.output(OodAttack, "examples.npz"),
+        record=files.output(OodAttack, "attack.json"),
     log:
-        logs("ood/{dataset}/{backbone}/{ood}/attack-{style}.log"),
+        files.log("ood_attack", OodAttack),
     params:
-        run=lambda wc: canonical(ood_attack_params(wc)),
+        run=files.ood_attack_params,
     threads: 1  # a few images through the backbone: a second thread would idle a core (a GPU job on clusters)
     conda:
         "../../envs/compute.yaml"
@@ -65,14 +65,14 @@ rule ood_attack:
 
 rule ood_table:
     input:
-        metrics=[result(run, "metrics.json") for run in ood_runs(config, BACKBONES)],
-        probes=[result(probe, "probe.json") for probe in ood_probes(config, BACKBONES)],
+        metrics=files.ood_run_files("metrics.json"),
+        probes=files.ood_probe_files("probe.json"),
         published=PUBLISHED_FILE,
     output:
-        table=report(results(Table.pattern("ood.parquet")), caption="../report/tables.rst", category="Tables"),
-        probes=results(Table.pattern("ood_probes.parquet")),
+        table=report(files.output(Table, "ood.parquet"), caption="../report/tables.rst", category="Tables"),
+        probes=files.output(Table, "ood_probes.parquet"),
     log:
-        logs("tables/ood.log"),
+        files.log("ood_table"),
     conda:
         "../../envs/reporting.yaml"
     script:
@@ -81,19 +81,19 @@ rule ood_table:
 
 rule ood_report:
     input:
-        table_path=results(Table.pattern("ood.parquet")),
+        table_path=files.output(Table, "ood.parquet"),
         template=os.path.join(workflow.basedir, "reports", "ood.ipynb"),
         tracking=TRACKING,  # where the report is logged
     output:
-        notebook=results(Report.pattern("ood.ipynb")),
-        html=report(results(Report.pattern("ood.html")), caption="../report/ood.rst", category="Reports"),
+        notebook=files.output(Report, "ood.ipynb"),
+        html=report(files.output(Report, "ood.html"), caption="../report/ood.rst", category="Reports"),
     log:
-        logs("reports/ood.log"),
+        files.log("ood_report"),
     params:
-        results_dir=os.path.abspath(RESULTS),
-        datasets=canonical(DATASETS),  # the failure cases' images
-        pairs=canonical(OOD_PAIRS),
-        eval_split=OOD["eval_split"],
+        results_dir=os.path.abspath(files.results_dir),
+        datasets=canonical(files.datasets),  # the failure cases' images
+        pairs=canonical(files.ood_pairs),
+        eval_split=config["ood"]["eval_split"],
     conda:
         "../../envs/reporting.yaml"
     script:

@@ -1,15 +1,15 @@
 rule clustering_table:
     input:
-        metrics=clustering_run_files("metrics.json"),
-        bounds=bound_files(),
-        selections=selection_files(),
+        metrics=files.clustering_run_files("metrics.json"),
+        bounds=files.bound_files(),
+        selections=files.selection_files(),
         published=PUBLISHED_FILE,
     output:
-        runs=report(results(Table.pattern("clustering.parquet")), caption="../report/tables.rst", category="Tables"),
-        bounds=results(Table.pattern("cluster_bounds.parquet")),
-        selection=report(results(Table.pattern("selection.parquet")), caption="../report/tables.rst", category="Tables"),
+        runs=report(files.output(Table, "clustering.parquet"), caption="../report/tables.rst", category="Tables"),
+        bounds=files.output(Table, "cluster_bounds.parquet"),
+        selection=report(files.output(Table, "selection.parquet"), caption="../report/tables.rst", category="Tables"),
     log:
-        logs("tables/clustering.log"),
+        files.log("clustering_table"),
     conda:
         "../../envs/reporting.yaml"
     script:
@@ -18,17 +18,17 @@ rule clustering_table:
 
 rule clustering_report:
     input:
-        table_path=results(Table.pattern("clustering.parquet")),
-        bounds_path=results(Table.pattern("cluster_bounds.parquet")),
-        selection_path=results(Table.pattern("selection.parquet")),
-        figure_folders=figure_folders(),
+        table_path=files.output(Table, "clustering.parquet"),
+        bounds_path=files.output(Table, "cluster_bounds.parquet"),
+        selection_path=files.output(Table, "selection.parquet"),
+        figure_folders=files.figure_folders(),
         template=os.path.join(workflow.basedir, "reports", "clustering.ipynb"),
         tracking=TRACKING,  # where the report is logged
     output:
-        notebook=results(Report.pattern("clustering.ipynb")),
-        html=report(results(Report.pattern("clustering.html")), caption="../report/clustering.rst", category="Reports"),
+        notebook=files.output(Report, "clustering.ipynb"),
+        html=report(files.output(Report, "clustering.html"), caption="../report/clustering.rst", category="Reports"),
     log:
-        logs("reports/clustering.log"),
+        files.log("clustering_report"),
     conda:
         "../../envs/reporting.yaml"
     script:

@@ -2,16 +2,16 @@ rule init_tracking:
     # Creates the MLflow store and the sweep's experiment before parallel jobs log to it: concurrent
     # first use of a fresh SQLite store crashes in its migrations (shared/notes/mlflow-sqlite.md).
     output:
-        results(layout.TRACKING_EXPERIMENT),
+        files.results(layout.TRACKING_EXPERIMENT),
     log:
-        logs("init_tracking.log"),
+        files.log("init_tracking"),
     params:
-        tracking_uri=TRACKING_URI,
-        experiment=SWEEP,
-        artifact_root=results(layout.ARTIFACT_STORE),
+        tracking_uri=files.tracking_uri,
+        experiment=config["sweep"],
+        artifact_root=files.results(layout.ARTIFACT_STORE),
         sweep=canonical(config),  # on the sweep's parent run
-        registration=results(layout.CLAIMS_REGISTRATION),  # the claims' analysis, before any result
-        tables=results(Table().folder),  # results already there when it registers
+        registration=files.results(layout.CLAIMS_REGISTRATION),  # the claims' analysis, before any result
+        tables=files.result(Table()),  # results already there when it registers
     priority: FIRST_JOB_PRIORITY
     conda:
         "../../envs/compute.yaml"
@@ -23,16 +23,16 @@ rule reconcile_tracking:
     # After every sweep: the store mirrors metrics.json exactly (one finished run per table row, with all of
     # its metrics); what it repaired is in the output. `make reconcile` reruns it.
     input:
-        clustering=clustering_run_files("metrics.json"),
-        ood=[result(run, "metrics.json") for run in ood_runs(config, BACKBONES)],
-        probes=[result(probe, "probe.json") for probe in ood_probes(config, BACKBONES)],
-        diffusion=diffusion_run_files("metrics.json") if DIFFUSION["datasets"] else [],
-        bounds=bound_files(),
-        tracking=results(layout.TRACKING_EXPERIMENT),  # a new tracking target is reconciled too
+        clustering=files.clustering_run_files("metrics.json"),
+        ood=files.ood_run_files("metrics.json"),
+        probes=files.ood_probe_files("probe.json"),
+        diffusion=files.diffusion_run_files("metrics.json") if config["diffusion"]["datasets"] else [],
+        bounds=files.bound_files(),
+        tracking=files.results(layout.TRACKING_EXPERIMENT),  # a new tracking target is reconciled too
     output:
-        results(layout.TRACKING_RECONCILED),
+        files.results(layout.TRACKING_RECONCILED),
     log:
-        logs("reconcile_tracking.log"),
+        files.log("reconcile_tracking"),
     conda:
         "../../envs/compute.yaml"
     script:
@@ -43,15 +43,15 @@ rule reconcile_tracking:
 # and the reports in its note. Runs again whenever a report or the store changed, so a rerun moves the end.
 rule finish_sweep:
     input:
-        reports=SWEEP_REPORTS,
-        reconciled=results(layout.TRACKING_RECONCILED),
+        reports=files.sweep_reports(),
+        reconciled=files.results(layout.TRACKING_RECONCILED),
         tracking=TRACKING,
     output:
-        results(layout.TRACKING_SWEEP),
+        files.results(layout.TRACKING_SWEEP),
     log:
-        logs("finish_sweep.log"),
+        files.log("finish_sweep"),
     params:
-        results_dir=RESULTS,
+        results_dir=files.results_dir,
     conda:
         "../../envs/reporting.yaml"
     script:

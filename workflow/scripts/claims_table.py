@@ -1,11 +1,11 @@
-from lightning_modules.job_server import hand_over
+from lightning_modules.services.job_server import hand_over
 
-hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/services/job_server.py)
 
-from lightning_modules.claims import registration_state
-from lightning_modules.claims.ledger import build_claims_table, summary_lines
-from lightning_modules.jobs import job_logging
-from lightning_modules.tracking import log_sweep_artifacts, tracking_target
+from lightning_modules.analysis.claims import registration_state
+from lightning_modules.analysis.claims.ledger import build_claims_table, summary_lines
+from lightning_modules.core.jobs import job_logging
+from lightning_modules.services.tracking import log_sweep_artifacts, tracking_target
 
 with job_logging(snakemake):
     tables = {name: path for name, path in snakemake.input.items() if name not in ("tracking",)}

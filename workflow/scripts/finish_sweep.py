@@ -1,11 +1,11 @@
-from lightning_modules.job_server import hand_over
+from lightning_modules.services.job_server import hand_over
 
-hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/services/job_server.py)
 
-from lightning_modules.io import write_json
-from lightning_modules.jobs import job_logging
-from lightning_modules.reporting import finish_sweep_run
-from lightning_modules.tracking import tracking_target
+from lightning_modules.core.io import write_json
+from lightning_modules.core.jobs import job_logging
+from lightning_modules.analysis.reporting import finish_sweep_run
+from lightning_modules.services.tracking import tracking_target
 
 with job_logging(snakemake):
     record = finish_sweep_run(snakemake.params.results_dir, tracking_target(snakemake.input.tracking),

@@ -1,13 +1,13 @@
-from lightning_modules.job_server import hand_over
+from lightning_modules.services.job_server import hand_over
 
-hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/services/job_server.py)
 
 from pathlib import Path
 
-from lightning_modules.claims import register_analysis
-from lightning_modules.io import write_json
-from lightning_modules.jobs import job_logging
-from lightning_modules.tracking import init_tracking
+from lightning_modules.analysis.claims import register_analysis
+from lightning_modules.core.io import write_json
+from lightning_modules.core.jobs import job_logging
+from lightning_modules.services.tracking import init_tracking
 
 with job_logging(snakemake):
     p = snakemake.params

@@ -1,11 +1,11 @@
-from lightning_modules.job_server import hand_over
+from lightning_modules.services.job_server import hand_over
 
-hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/services/job_server.py)
 
 from pathlib import Path
 
 from lightning_modules.clustering.knn import build_knn_graph
-from lightning_modules.jobs import job_logging
+from lightning_modules.core.jobs import job_logging
 
 with job_logging(snakemake):
     build_knn_graph(

@@ -1,12 +1,12 @@
-from lightning_modules.job_server import hand_over
+from lightning_modules.services.job_server import hand_over
 
-hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/services/job_server.py)
 
 import os
 
-from lightning_modules.jobs import job_logging
-from lightning_modules.reporting import log_report, render_report
-from lightning_modules.tracking import tracking_target
+from lightning_modules.core.jobs import job_logging
+from lightning_modules.analysis.reporting import log_report, render_report
+from lightning_modules.services.tracking import tracking_target
 
 with job_logging(snakemake):
     # the notebook's parameters: every input but the template and the tracking target (as absolute paths), and

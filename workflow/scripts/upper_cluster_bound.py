@@ -1,13 +1,13 @@
-from lightning_modules.job_server import hand_over
+from lightning_modules.services.job_server import hand_over
 
-hand_over()  # local runs: the warm job server runs this job (lightning_modules/job_server.py)
+hand_over()  # local runs: the warm job server runs this job (lightning_modules/services/job_server.py)
 
 from pathlib import Path
 
 from lightning_modules.clustering import estimator_params
 from lightning_modules.clustering.bound import run_bound_job
-from lightning_modules.jobs import job_logging
-from lightning_modules.tracking import tracking_target
+from lightning_modules.core.jobs import job_logging
+from lightning_modules.services.tracking import tracking_target
 
 with job_logging(snakemake):
     p = snakemake.params

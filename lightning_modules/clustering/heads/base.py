@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.training import warmup_cosine
+from lightning_modules.core.training import warmup_cosine
 
 
 class MultiHead(nn.Module):
@@ -135,8 +135,8 @@ class ClusteringHead(pl.LightningModule, ABC):
         """Yield (B, K) cluster probabilities of one head over the (N, d) array or memory map, in input order,
         `batch_size` rows at a time, computing that head alone: at millions of rows and thousands of clusters
         nothing holds (N, K), and a memory map's pages are released behind the pass."""
-        from lightning_modules.io import release_rows, row_chunks
-        from lightning_modules.neighbours import float_rows
+        from lightning_modules.core.io import release_rows, row_chunks
+        from lightning_modules.search.rows import float_rows
 
         was_training = self.training
         self.eval()

@@ -1,13 +1,13 @@
 """The DataModule every head shares: embeddings and their kNN graph, served as (anchor, neighbour) pairs
-(lightning_modules/pairs.py)."""
+(lightning_modules/search/pairs.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 from torch.utils.data import DataLoader
 
-from lightning_modules.pairs import NeighbourPairs, pairs_loader
-from lightning_modules.seeded_data import SeededDataModule
+from lightning_modules.search.pairs import NeighbourPairs, pairs_loader
+from lightning_modules.core.seeded_data import SeededDataModule
 
 
 class EmbeddingPairsDataModule(SeededDataModule):

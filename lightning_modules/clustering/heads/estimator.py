@@ -78,8 +78,8 @@ class HeadClustering:
         from pytorch_lightning.callbacks import TQDMProgressBar
 
         from lightning_modules.clustering.heads.data import EmbeddingPairsDataModule
-        from lightning_modules.jobs import on_terminal
-        from lightning_modules.training import step_log
+        from lightning_modules.core.jobs import on_terminal
+        from lightning_modules.core.training import step_log
 
         n = len(embeddings)
         if not 2 <= self.n_clusters <= n:
@@ -104,7 +104,7 @@ class HeadClustering:
                      else [step_log(total_steps, metric="train/loss_mean_over_heads")])
         resume_from = None
         if checkpoint_dir is not None:
-            from lightning_modules.training import resumable, run_identity
+            from lightning_modules.core.training import resumable, run_identity
 
             identity = run_identity(module, embeddings, neighbours, seed=self.seed, batch_size=self.batch_size,
                                     epochs=self.total_epochs(), max_steps=self.max_steps)

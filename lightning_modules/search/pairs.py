@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_modules.io import gather_rows
-from lightning_modules.neighbours import float_rows
+from lightning_modules.core.io import gather_rows
+from lightning_modules.search.rows import float_rows
 
 
 def unit_rows(x: np.ndarray, device="cpu") -> torch.Tensor:

@@ -5,7 +5,7 @@
 and everything else (errors, warnings, the job statistics, the closing lines) passed through as it came. On a
 terminal `make run` uses snakemake-logger-plugin-rich's live progress instead (done/total per rule, elapsed time).
 
-    snakemake ... 2>&1 | python -m lightning_modules.progress
+    snakemake ... 2>&1 | python -m lightning_modules.services.progress
 """
 
 from __future__ import annotations

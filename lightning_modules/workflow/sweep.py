@@ -1,13 +1,16 @@
-"""The sweep's grid, from config: which runs exist. Used by the Snakefile (so it stays declarative) and by
-tests. Imports nothing heavy."""
+"""The sweep's grid, from config: which runs exist. Used by the Snakefile's input functions (workflow.files) and
+by tests. Imports the stages' registries only, nothing heavy."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Callable
 
-from lightning_modules.layout import ClusteringRun, DiffusionRun, OodProbe, OodRun
-from lightning_modules.naming import slugify
+from lightning_modules.backbones import BACKBONES, split_spec
+from lightning_modules.core.layout import ClusteringRun, DiffusionRun, OodProbe, OodRun
+from lightning_modules.core.naming import primary_backbone, space_slug
+from lightning_modules.diffusion import cluster_condition
+from lightning_modules.ood import OOD_SCORERS, ood_pairs, split_scorer_name
 
 
 def method_grid(clustering: dict, method: str) -> tuple[list[int], list[int]]:
@@ -16,22 +19,10 @@ def method_grid(clustering: dict, method: str) -> tuple[list[int], list[int]]:
     return own.get("k", clustering["k"]), own.get("seeds", clustering["seeds"])
 
 
-SPACE_SEPARATOR = "+"  # `pixels+random-256`: the run read both backbones' embeddings (the first is primary)
-
-
 def space_backbones(method_config: dict) -> list[list[dict]]:
     """A multi-space method's extra settings (`spaces: [[a, b], ...]`), each a list of backbone entries (as
     config.normalise_backbones wrote them)."""
     return method_config.get("spaces") or []
-
-
-def space_slug(backbones: list[dict]) -> str:
-    return SPACE_SEPARATOR.join(slugify(b["spec"]) for b in backbones)
-
-
-def primary_backbone(backbone: str) -> str:
-    """The backbone whose embeddings, labels and kNN graph a run (multi-space or not) is measured on."""
-    return backbone.split(SPACE_SEPARATOR)[0]
 
 
 def clustering_runs(config: dict, backbones, bound: Callable[[str, str], int] | None = None) -> list[ClusteringRun]:
@@ -55,33 +46,9 @@ def clustering_runs(config: dict, backbones, bound: Callable[[str, str], int] | 
     return runs
 
 
-def ood_side(side) -> dict:
-    """An OOD pair's `out` (or `in`): a dataset name, or `{dataset, classes}` -> `{dataset, classes}`."""
-    return {"dataset": side, "classes": None} if isinstance(side, str) else {"classes": None, **side}
-
-
-def describe_side(side: dict) -> str:
-    """`digits` or `digits{5,6,7,8,9}`: how tables name one side of a pair."""
-    classes = side.get("classes")
-    return side["dataset"] + ("{" + ",".join(map(str, classes)) + "}" if classes else "")
-
-
-def ood_pairs(config: dict) -> dict[str, dict]:
-    """Pair name -> `{in, out: {dataset, classes}}`, in config order. A pair without a `name` gets
-    `<in>-vs-<out dataset>[-<classes>]`."""
-    pairs = {}
-    for pair in (config.get("ood") or {}).get("pairs", []):
-        out = ood_side(pair["out"])
-        default = f"{pair['in']}-vs-{out['dataset']}" + ("-" + "-".join(map(str, out["classes"])) if out["classes"] else "")
-        pairs[pair.get("name") or slugify(default)] = {"in": pair["in"], "out": out}
-    return pairs
-
-
 def ood_scorer_names(config: dict) -> list[str]:
     """The scorers (`<scorer>-<negatives>` for each of `ood.negatives` where the scorer trains
     on negatives), then `<scorer>-adv-<style>` for each attacked scorer and attack style."""
-    from lightning_modules.ood import OOD_SCORERS
-
     ood = config.get("ood") or {}
     adversarial = ood.get("adversarial") or {}
     negatives = list((ood.get("negatives") or {}))
@@ -95,9 +62,6 @@ def ood_scorer_names(config: dict) -> list[str]:
 
 def scorer_applies(scorer: str, backbone_spec: str) -> bool:
     """Text-based scorers (zeroshot-msp) run only on backbones with a text tower."""
-    from lightning_modules.backbones import BACKBONES, split_spec
-    from lightning_modules.ood import OOD_SCORERS, split_scorer_name
-
     if not OOD_SCORERS.entry(split_scorer_name(scorer)[0]).info.get("text"):
         return True
     return bool(BACKBONES.entry(split_spec(backbone_spec)[0]).info.get("text_tower"))
@@ -112,8 +76,6 @@ def ood_runs(config: dict, backbones: dict[str, dict]) -> list[OodRun]:
 
 def ood_probes(config: dict, backbones: dict[str, dict]) -> list[OodProbe]:
     """Every shared linear probe the sweep's scorers read."""
-    from lightning_modules.ood import OOD_SCORERS, split_scorer_name
-
     probes = []
     for pair in ood_pairs(config).values():
         for slug, backbone in backbones.items():
@@ -130,8 +92,6 @@ def diffusion_conditions(config: dict, dataset: str, backbone_bound: Callable[[s
     each of `diffusion.clusters.methods` at every K of `diffusion.clusters.k` (default: the method's grid), and
     at the upper cluster bound's K
     (`backbone_bound(dataset)`, when asked for)."""
-    from lightning_modules.diffusion import cluster_condition
-
     diffusion, clustering = config.get("diffusion") or {}, config["clustering"]
     conditions = list(diffusion.get("conditions", []))
     clusters = diffusion.get("clusters") or {}
@@ -147,13 +107,6 @@ def diffusion_runs(config: dict, backbone_bound: Callable[[str], int | None] | N
     diffusion = config.get("diffusion") or {}
     return [DiffusionRun(dataset, cond, seed) for dataset in diffusion.get("datasets", [])
             for cond in diffusion_conditions(config, dataset, backbone_bound) for seed in diffusion.get("seeds", [0])]
-
-
-def diffusion_backbone(config: dict) -> dict:
-    """The backbone entry whose features score the samples and whose clusters condition them."""
-    wanted = (config.get("diffusion") or {}).get("backbone")
-    backbones = config["backbones"]
-    return next((b for b in backbones if wanted in (None, b["spec"], slugify(b["spec"]))), backbones[0])
 
 
 # Memory (MB) and time (minutes) of the SLURM jobs of the heavy rules; `resources.<rule>` in config overrides them

@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lightning_modules.core.project import ROOT
+
 SOCKET_VARIABLE = "CLUSTERLAB_JOB_SERVER"
 # the server's sys.prefix: a job in another environment (a conda env) must not run in this one
 PREFIX_VARIABLE = "CLUSTERLAB_JOB_SERVER_PREFIX"
@@ -51,7 +53,7 @@ LIBRARIES = ("numpy", "torch", "pytorch_lightning", "pytorch_lightning.loggers",
              # MLflow with its SQLite store (SQLAlchemy, alembic: 0.5 s a job otherwise) and git for run sources
              "mlflow", "mlflow.store.tracking.sqlalchemy_store", "alembic.command", "sqlalchemy.dialects.sqlite", "git",
              "papermill", "nbconvert")  # the report jobs
-JOB_SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+JOB_SCRIPTS = ROOT / "workflow" / "scripts"
 MAX_MESSAGE = 1 << 20
 REQUEST_TIMEOUT_S = 10.0  # a client that has not sent its whole request by then is dropped
 # The server's own environment while it imports: no library starts a thread pool (OpenBLAS, OpenMP) or
@@ -378,7 +380,7 @@ def start(log_path: str | os.PathLike, wait_s: float = 10.0, scripts: Path = JOB
     address = os.path.join(folder, "server.sock")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "lightning_modules.job_server", address, str(scripts)],
+        server = subprocess.Popen([sys.executable, "-m", "lightning_modules.services.job_server", address, str(scripts)],
                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                   env={**os.environ, **SINGLE_THREADED})
     server.address = address
@@ -418,6 +420,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     # run the package's module, not this `__main__` copy: the jobs import it and must see `_in_server`
-    from lightning_modules.job_server import main as serve_jobs
+    from lightning_modules.services.job_server import main as serve_jobs
 
     serve_jobs()

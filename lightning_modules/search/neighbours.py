@@ -19,54 +19,17 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 
 import numpy as np
 
-from lightning_modules.io import gather_rows, release_rows
-from lightning_modules.jobs import on_terminal
+from lightning_modules.core.io import gather_rows
+from lightning_modules.core.jobs import on_terminal
+from lightning_modules.search.rows import (CHUNK_ROWS, float_rows, ivf_training_rows, l2_normalise, normalised_chunks,
+                                          without_self)
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 65536
 INDEX_KINDS = ("exact", "ivf")
-TRAIN_POINTS_PER_CELL = 64  # IVF training sample per cell (faiss warns below 39)
-NORM_EPS = 1e-12  # inside the division by a row's norm: zero rows stay zero
-
-
-def float_rows(x: np.ndarray, dtype=np.float32, out: np.ndarray | None = None) -> np.ndarray:
-    """A float32 (or `dtype`) copy of `x` (any numeric dtype, memory-mapped or not), written into `out` when
-    given (a buffer reused across chunks: a fresh 100 MB array per chunk costs its page faults again). torch
-    converts float16 — the artifacts' dtype — about 8x faster than numpy's astype (0.5 against 4 ns per value
-    on these machines)."""
-    import torch  # here, not at the top: the reporting environment imports this module without torch
-
-    x = np.ascontiguousarray(x)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not writable.*")  # a read-only memory map: only read here
-        source = torch.from_numpy(x)
-        if out is None:
-            return source.to(getattr(torch, np.dtype(dtype).name), copy=True).numpy()
-        torch.from_numpy(out).copy_(source)
-        return out
-
-
-def l2_normalise(x: np.ndarray, eps: float = NORM_EPS) -> np.ndarray:
-    """Rows scaled to unit length, as float32 (eps inside the division: zero rows stay zero)."""
-    import torch
-
-    rows = torch.from_numpy(float_rows(x))
-    return rows.div_(torch.linalg.vector_norm(rows, dim=-1, keepdim=True).add_(eps)).numpy()
-
-
-def normalised_chunks(embeddings: np.ndarray, chunk_rows: int = CHUNK_ROWS):
-    """Yield (start, float32 unit rows) over `embeddings` (memory-mapped or not) in bounded chunks; a memory
-    map's pages are released once their chunk is converted."""
-    for start in range(0, len(embeddings), chunk_rows):
-        rows = slice(start, start + chunk_rows)
-        chunk = l2_normalise(embeddings[rows])
-        release_rows(embeddings, rows)
-        yield start, chunk
 
 
 def ivf_settings(n: int, nlist: int | None = None, nprobe: int | None = None) -> tuple[int, int]:
@@ -98,7 +61,7 @@ def build_index(embeddings: np.ndarray, index: str = "exact", nlist: int | None 
     n, dims = embeddings.shape
     gpu = _use_gpu(use_gpu)
     if index == "ivf" and not gpu:
-        from lightning_modules.cell_search import CellIndex
+        from lightning_modules.search.cell_search import CellIndex  # imports torch: only where used
 
         return CellIndex(*ivf_settings(n, nlist, nprobe), seed=seed).fit(embeddings)
     if index == "exact":
@@ -119,11 +82,6 @@ def build_index(embeddings: np.ndarray, index: str = "exact", nlist: int | None 
     return searchable
 
 
-def ivf_training_rows(n: int, nlist: int, seed: int = 0) -> np.ndarray:
-    """The sorted rows an IVF's cells are trained on: TRAIN_POINTS_PER_CELL per cell (all when fewer)."""
-    return np.sort(np.random.default_rng(seed).choice(n, size=min(n, TRAIN_POINTS_PER_CELL * nlist), replace=False))
-
-
 def faiss_ivf(embeddings: np.ndarray, nlist: int, nprobe: int, seed: int = 0):
     """faiss's IVF over cosine with float16 codes, its cells trained on `embeddings`, no rows added yet."""
     import faiss
@@ -140,7 +98,7 @@ def search(index, embeddings: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS, 
     """(N, k) similarities and indices of the rows of `embeddings` (normalised chunk by chunk) in `index`."""
     from tqdm.auto import tqdm
 
-    from lightning_modules.cell_search import CellIndex
+    from lightning_modules.search.cell_search import CellIndex  # imports torch: only where used
 
     if isinstance(index, CellIndex):  # it orders the queries by cell itself
         return index.search(embeddings, k)
@@ -150,14 +108,6 @@ def search(index, embeddings: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS, 
                              total=-(-len(embeddings) // chunk_rows)):
         similarities[start:start + len(chunk)], indices[start:start + len(chunk)] = index.search(chunk, k)
     return similarities, indices
-
-
-def without_self(found: np.ndarray, sims: np.ndarray, rows: np.ndarray, k: int):
-    """Drop each query's own row from its k + 1 results (or, if absent, the farthest): (Q, k) each."""
-    is_self = found == rows[:, None]
-    is_self[~is_self.any(axis=1), -1] = True
-    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]  # self (True) moves to the end
-    return np.take_along_axis(found, order, axis=1), np.take_along_axis(sims, order, axis=1)
 
 
 def knn_graph(embeddings: np.ndarray, k: int = 50, query_batch: int = CHUNK_ROWS, use_gpu: bool | str = "auto",
@@ -178,7 +128,7 @@ def graph_of_index(searchable, embeddings: np.ndarray, k: int, query_batch: int 
     """knn_graph's search, given the index of `embeddings` built by `build_index`."""
     from tqdm.auto import tqdm
 
-    from lightning_modules.cell_search import CellIndex
+    from lightning_modules.search.cell_search import CellIndex  # imports torch: only where used
 
     n = len(embeddings)
     if isinstance(searchable, CellIndex):  # CPU IVF: the rows of each cell are searched together

@@ -62,7 +62,7 @@ def _library_loggers_to_root() -> None:
 def _summary(outputs: list[str]) -> str:
     """`acc 0.86, nmi 0.83 -> results/.../metrics.json (+1 more)`: the headline numbers of the first JSON output
     that has some, and where the outputs went."""
-    from lightning_modules.io import read_json
+    from lightning_modules.core.io import read_json
 
     numbers = ""
     for path in outputs:

@@ -29,7 +29,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from lightning_modules.io import gather_rows, release_rows, row_chunks
+from lightning_modules.core.io import gather_rows, release_rows, row_chunks
+from lightning_modules.search.rows import NORM_EPS, float_rows, ivf_training_rows, l2_normalise, without_self
 
 ASSIGN_ROWS = 4096          # rows per assignment block: the (rows x nlist) scores stay ~93 MB at nlist 5,657
 CACHE_BYTES = 256 * 2**20   # converted cells kept by the graph loop
@@ -81,9 +82,6 @@ class CellIndex:
 
     def fit(self, embeddings: np.ndarray) -> "CellIndex":
         import faiss
-
-        from lightning_modules.neighbours import ivf_training_rows, l2_normalise
-
         started = time.perf_counter()
         n, dims = embeddings.shape
         sample = ivf_training_rows(n, self.nlist, self.seed)
@@ -113,8 +111,6 @@ class CellIndex:
         return self
 
     def _assign(self, embeddings: np.ndarray, chunks: list[slice], inverse_norm: np.ndarray) -> None:
-        from lightning_modules.neighbours import NORM_EPS, float_rows
-
         for rows in chunks:
             chunk = float_rows(embeddings[rows])
             release_rows(embeddings, rows)
@@ -128,8 +124,6 @@ class CellIndex:
 
     def cell_rows(self, cell: int) -> np.ndarray:
         """The unit float32 rows of one cell."""
-        from lightning_modules.neighbours import float_rows
-
         block = slice(self.offsets_[cell], self.offsets_[cell + 1])
         return float_rows(self.rows_[block]) * self.inverse_norm_[block, None]
 
@@ -190,8 +184,6 @@ class CellIndex:
     def _graph_cells(self, cells: np.ndarray, probes: np.ndarray, k: int, indices: np.ndarray,
                      similarities: np.ndarray) -> float:
         """Fill the rows of `cells` (one worker's share, with its own cache); returns the FLOPs spent."""
-        from lightning_modules.neighbours import without_self
-
         cache, cached_bytes, flops = OrderedDict(), 0, 0.0
 
         def rows_of(cell: int) -> np.ndarray:
@@ -225,8 +217,6 @@ class CellIndex:
         """(Q, k) similarities and ids of each query's k nearest stored rows among its `nprobe` cells (faiss's
         IVF search, and its -1 / -inf where they hold fewer than k rows). Queries go in chunks whose per-cell
         results (queries x nprobe x k) stay within SEARCH_BUFFER_BYTES."""
-        from lightning_modules.neighbours import l2_normalise
-
         started = time.perf_counter()
         similarities = np.empty((len(queries), k), dtype=np.float32)
         ids = np.empty((len(queries), k), dtype=np.int64)

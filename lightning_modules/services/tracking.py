@@ -32,7 +32,7 @@ _unavailable: set[str] = set()  # stores that failed in this process: warn once,
 
 
 def default_tracking_uri(results_dir: str | Path) -> str:
-    from lightning_modules.layout import TRACKING_DATABASE
+    from lightning_modules.core.layout import TRACKING_DATABASE
 
     return f"sqlite:///{Path(results_dir).as_posix()}/{TRACKING_DATABASE}"
 
@@ -40,7 +40,7 @@ def default_tracking_uri(results_dir: str | Path) -> str:
 def tracking_target(experiment_file: str | Path) -> dict:
     """`{tracking_uri, experiment}` from the file init_tracking wrote: jobs log where the sweep's store is without
     carrying it as a parameter (a new tracking address must not rerun finished jobs)."""
-    from lightning_modules.io import read_json
+    from lightning_modules.core.io import read_json
 
     record = read_json(experiment_file)
     return {"tracking_uri": record["tracking_uri"], "experiment": record["experiment"]}
@@ -67,7 +67,7 @@ def _client(tracking_uri: str):
 
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    from lightning_modules.tracking_server import CREDENTIALS_ENV, read_credentials
+    from lightning_modules.services.tracking_server import CREDENTIALS_ENV, read_credentials
 
     credentials = os.environ.get(CREDENTIALS_ENV)
     if credentials and tracking_uri.startswith(("http://", "https://")) and "MLFLOW_TRACKING_PASSWORD" not in os.environ:
@@ -110,7 +110,7 @@ def display_name(run_path: str | Path) -> str:
     """The short name a run shows in the MLflow table (`temi k10 s0 · digits/pixels`, `knn1 · digits04-vs-noise ·
     pixels`, `probe classes · digits-04/pixels`, `class s0 · digits diffusion`); its full result folder is the
     ARTIFACT_TAG tag, which reconciliation matches by."""
-    from lightning_modules.layout import parse
+    from lightning_modules.core.layout import parse
 
     record = parse(run_path)
     return record.display() if record else "/".join(Path(run_path).parts[-3:])
@@ -121,7 +121,7 @@ def init_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path 
     """Create the store, the sweep's experiment and its parent run once, before parallel jobs touch them:
     concurrent first use of a fresh SQLite store crashes in its schema migrations. `sweep` (the config) goes
     on the parent run: its grid as params, the whole of it as `config.yaml`; `registration` (the claims' analysis,
-    lightning_modules.claims.register_analysis) as `claims-registration.json` and its code hash as a param."""
+    lightning_modules.analysis.claims.register_analysis) as `claims-registration.json` and its code hash as a param."""
     if artifact_root is not None and not tracking_uri.startswith(("http://", "https://")):
         artifact_root = Path(artifact_root).resolve().as_uri()
     else:
@@ -359,7 +359,7 @@ def reconcile(tracking_uri: str, experiment: str, metrics_files: Iterable[str | 
 
     from mlflow.entities import Metric, Param, RunTag, ViewType
 
-    from lightning_modules.io import read_json
+    from lightning_modules.core.io import read_json
 
     repaired: dict = {"created": [], "completed": [], "deleted": [], "killed": []}
     try:

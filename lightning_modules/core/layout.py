@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from lightning_modules.naming import SLUG_PATTERN
+from lightning_modules.core.naming import SLUG_PATTERN
 
 # what each field may hold, in a path and as a Snakemake wildcard
 FIELD_PATTERNS = {
@@ -216,6 +216,13 @@ def parse(path: str | Path) -> Record | None:
             if record is not None:
                 return record
     return None
+
+
+def log_pattern(rule: str, kind: type[Record] | None = None, name: str = "") -> str:
+    """A rule's log, relative to the results folder, with Snakemake's {wildcards}: `logs/<rule>/<kind's folder>
+    [/<name>].log` (`log_pattern("cluster", ClusteringRun)` -> `logs/cluster/{dataset}/{backbone}/clusters/{method}/
+    k{k}/seed{seed}.log`), or `logs/<rule>[/<name>].log` for a rule of the whole sweep."""
+    return "/".join([LOGS, rule, *([kind.FOLDER] if kind else []), *([name] if name else [])]) + ".log"
 
 
 def wildcard_constraints() -> dict[str, str]:

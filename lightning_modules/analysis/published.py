@@ -3,7 +3,7 @@ the platform can produce, each with the setting that produced it. Tables gain `p
 `delta_<metric>` where a row's setting matches; `reproduction` lists every published number as reproduced (|Δ|
 within the source's tolerance), not reproduced, or not run in this sweep.
 
-    python -m lightning_modules.published [results]      (make reproduce)
+    python -m lightning_modules.analysis.published [results]      (make reproduce)
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lightning_modules.layout import Table
-from lightning_modules.sweep import SPACE_SEPARATOR, space_slug
+from lightning_modules.core.layout import Table
+from lightning_modules.core.naming import SPACE_SEPARATOR, space_slug
 
-PUBLISHED_FILE = Path(__file__).resolve().parents[1] / "config" / "published.yaml"
+from lightning_modules.core.project import ROOT
+
+PUBLISHED_FILE = ROOT / "config" / "published.yaml"
 STAGES = ("clustering", "ood", "diffusion")
 UNITS = {"percent": 100.0, "raw": 1.0}  # published number = table value x this
 LOWER_IS_BETTER = ("fd_", "kid_", "fpr95")

@@ -13,8 +13,10 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lightning_modules.core.project import ROOT, SCHEMA_FILE
+
 # the code whose change changes a verdict: the findings and the statistics they use
-ANALYSIS_CODE = (Path(__file__).with_name("ledger.py"), Path(__file__).parents[1] / "metrics" / "stats.py")
+ANALYSIS_CODE = (Path(__file__).with_name("ledger.py"), ROOT / "lightning_modules" / "metrics" / "stats.py")
 
 
 def _images(dataset: dict) -> dict:
@@ -46,8 +48,8 @@ def dataset_roles(config: dict) -> dict:
 def claims_context(config: dict) -> dict:
     """The context the findings read, from a validated config: the datasets' roles, the backbone whose clusters
     condition the diffusion runs (C8 matches its clustering runs) and the declared margins."""
-    from lightning_modules.naming import backbone_slug
-    from lightning_modules.sweep import diffusion_backbone
+    from lightning_modules.core.naming import backbone_slug
+    from lightning_modules.diffusion import diffusion_backbone
 
     return {**dataset_roles(config), "diffusion_backbone": backbone_slug(diffusion_backbone(config)["spec"]),
             "margins": dict((config.get("claims") or {}).get("margins") or {})}
@@ -59,7 +61,7 @@ def default_margins() -> dict:
     a config's context reads these."""
     import yaml
 
-    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA_FILE.read_text())
     margins = schema["properties"]["claims"]["properties"]["margins"]["properties"]
     return {name: entry["default"] for name, entry in margins.items()}
 
@@ -100,7 +102,7 @@ def registration_state(path: str | Path, config: dict) -> dict:
 
 def check_claims(config: dict) -> None:
     """The claims section names configured datasets."""
-    from lightning_modules.config import known_datasets
+    from lightning_modules.core.checks import known_datasets
 
     for key in ("easy_datasets", "largest_datasets"):
         known_datasets(config, (config.get("claims") or {}).get(key, []), f"claims.{key}")

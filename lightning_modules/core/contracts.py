@@ -8,7 +8,7 @@ the file, what is wrong with it and what to do (never a library's traceback, nev
 - hierarchy `.json`: an object {class folder: coarse class name}, covering every class folder;
 - config `.yaml`: parseable YAML whose top level is a mapping (a syntax error names its line and column).
 
-`python -m lightning_modules.contracts config FILE` checks a config file's syntax (make demo runs it first:
+`python -m lightning_modules.core.contracts config FILE` checks a config file's syntax (make demo runs it first:
 Snakemake's own message does not say where the error is)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_modules.io import nonfinite_rows
+from lightning_modules.core.io import nonfinite_rows
 
 
 class InputError(ValueError):
@@ -129,7 +129,7 @@ def read_config_file(path) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "config":
-        sys.exit("usage: python -m lightning_modules.contracts config FILE")
+        sys.exit("usage: python -m lightning_modules.core.contracts config FILE")
     try:
         read_config_file(sys.argv[2])
     except InputError as error:

@@ -12,7 +12,7 @@ What it trusts and keeps where (all under `<results>/tracking-auth/`, a 0700 fol
 A request without valid credentials is refused (401). Binding an address other than loopback without auth is
 refused unless `--insecure` says so.
 
-    python -m lightning_modules.tracking_server --results results --host 127.0.0.1 --port 5000 [--no-auth]
+    python -m lightning_modules.services.tracking_server --results results --host 127.0.0.1 --port 5000 [--no-auth]
 """
 
 from __future__ import annotations

@@ -19,3 +19,15 @@ def slugify(text: str) -> str:
 
 def backbone_slug(spec: str) -> str:
     return slugify(spec)
+
+
+SPACE_SEPARATOR = "+"  # `pixels+random-256`: the run read both backbones' embeddings (the first is primary)
+
+
+def space_slug(backbones: list[dict]) -> str:
+    return SPACE_SEPARATOR.join(slugify(b["spec"]) for b in backbones)
+
+
+def primary_backbone(backbone: str) -> str:
+    """The backbone whose embeddings, labels and kNN graph a run (multi-space or not) is measured on."""
+    return backbone.split(SPACE_SEPARATOR)[0]

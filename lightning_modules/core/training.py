@@ -18,7 +18,7 @@ IDENTITY_KEY = "clusterlab_identity"  # what run a checkpoint belongs to, stored
 def run_identity(module, *data, **settings) -> dict:
     """What a checkpoint must match to be resumed from: the module's class and hyper-parameters, a fingerprint
     of the training data and any other `settings` that shape training (seed, batch size, ...)."""
-    from lightning_modules.io import arrays_fingerprint
+    from lightning_modules.core.io import arrays_fingerprint
 
     return {"module": f"{type(module).__module__}.{type(module).__qualname__}",
             "hparams": repr(sorted((str(k), repr(v)) for k, v in dict(getattr(module, "hparams", {})).items())),
@@ -49,7 +49,7 @@ def _atomic_checkpoint_io():
     full disk never leaves a `last.ckpt` that looks complete (`io.save_torch`)."""
     from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-    from lightning_modules.io import save_torch
+    from lightning_modules.core.io import save_torch
 
     class AtomicCheckpointIO(TorchCheckpointIO):
         def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:

@@ -8,9 +8,9 @@ from typing import Iterable
 
 import pandas as pd
 
-from lightning_modules.io import atomic_path, read_json
-from lightning_modules.layout import parse
-from lightning_modules.published import PUBLISHED_FILE, annotate, load_published
+from lightning_modules.core.io import atomic_path, read_json
+from lightning_modules.core.layout import parse
+from lightning_modules.analysis.published import PUBLISHED_FILE, annotate, load_published
 
 CLUSTERING_COLUMNS = [
     "dataset", "backbone", "method", "k", "seed",

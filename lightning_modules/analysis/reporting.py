@@ -29,7 +29,7 @@ def render_report(template: str | Path, out_notebook: str | Path, out_html: str 
     import papermill
     from nbconvert import HTMLExporter
 
-    from lightning_modules.io import atomic_path
+    from lightning_modules.core.io import atomic_path
 
     started = time.perf_counter()
     log.info("report %s on %s", Path(template).name, ", ".join(f"{name}={value}" for name, value in parameters.items()))
@@ -63,7 +63,7 @@ def log_report(tracking_uri: str, experiment: str, notebook: str | Path, html: s
     `reports/<name>/`."""
     import nbformat
 
-    from lightning_modules.tracking import log_sweep_artifacts
+    from lightning_modules.services.tracking import log_sweep_artifacts
 
     name = Path(html).stem
     with tempfile.TemporaryDirectory() as folder:
@@ -81,7 +81,7 @@ def headline_tables(results_dir: str | Path) -> dict:
     """The tables the headlines read, those the sweep wrote, each read once."""
     import pandas as pd
 
-    from lightning_modules.layout import Table
+    from lightning_modules.core.layout import Table
 
     folder = Path(results_dir) / Table().folder
     return {name: pd.read_parquet(folder / f"{name}.parquet") for name in HEADLINE_TABLES
@@ -94,7 +94,7 @@ def _diffusion_score(runs) -> str:
 
 
 def _verdict_counts(claims) -> dict[str, int]:
-    from lightning_modules.claims.ledger import VERDICTS
+    from lightning_modules.analysis.claims.ledger import VERDICTS
 
     counts = claims.verdict.value_counts()
     return {verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS}
@@ -156,7 +156,7 @@ def headline_metrics(tables: dict) -> dict[str, float]:
 def finish_sweep_run(results_dir: str | Path, tracking: dict, reports: list[str]) -> dict:
     """The end of a sweep in MLflow: its parent run ends now with the headline metrics, and its note lists the
     headlines and the reports (artifacts of the run under reports/<name>/)."""
-    from lightning_modules.tracking import finish_sweep
+    from lightning_modules.services.tracking import finish_sweep
 
     tables = headline_tables(results_dir)
     metrics = headline_metrics(tables)
@@ -169,8 +169,8 @@ def finish_sweep_run(results_dir: str | Path, tracking: dict, reports: list[str]
 def mlflow_runs_address(results_dir: str | Path, server: str) -> str:
     """The sweep's runs table in the MLflow UI at `server`: its experiment, in the UI's model-training mode
     (MLflow 3 opens every experiment on its GenAI pages otherwise)."""
-    from lightning_modules.io import read_json
-    from lightning_modules.layout import TRACKING_EXPERIMENT
+    from lightning_modules.core.io import read_json
+    from lightning_modules.core.layout import TRACKING_EXPERIMENT
 
     record = Path(results_dir) / TRACKING_EXPERIMENT
     experiment = read_json(record).get("experiment_id") if record.exists() else None
@@ -181,7 +181,7 @@ def mlflow_runs_address(results_dir: str | Path, server: str) -> str:
 def end_message(results_dir: str | Path, server: str) -> list[str]:
     """What `make demo` ends with: every report and table the sweep wrote, one headline per stage, and where
     MLflow shows the runs."""
-    from lightning_modules.layout import Report, Table
+    from lightning_modules.core.layout import Report, Table
 
     results_dir = Path(results_dir)
     reports = sorted(str(path) for path in (results_dir / Report().folder).glob("*.html"))
@@ -200,7 +200,7 @@ if __name__ == "__main__":
     parser.add_argument("--mlflow", default="http://127.0.0.1:5000", help="where `make mlflow-ui` serves")
     arguments = parser.parse_args()
     if arguments.config:
-        from lightning_modules.config import results_dir_of
+        from lightning_modules.core.checks import results_dir_of
 
         arguments.results_dir = results_dir_of(arguments.config)
     print("\n".join(end_message(arguments.results_dir, arguments.mlflow)))

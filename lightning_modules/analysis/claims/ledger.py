@@ -16,7 +16,7 @@ variance below MIN_N_WITHOUT_SPREAD: inconclusive, never p = 0).
 Findings are numbered as in issue 29 (C1 ... C12); their statements are ours, from TEMI (BMVC 2023), "scaling deep
 clustering" (ImageNet-21K), C-EDM, the CLIP-OOD paper (TMLR) and SSLSDN. `context` carries what the tables do not:
 each dataset's role in the sweep (`datasets`: name -> {imbalanced_of, easy, largest, coarse_chance}) and the
-declared margins (`margins`), read from the config by `lightning_modules.claims.claims_context`.
+declared margins (`margins`), read from the config by `lightning_modules.analysis.claims.claims_context`.
 
 Clustering and diffusion findings replicate over seeds: a seed's runs (every head against the k-means run they
 share, every representation of the same images) are averaged into one value, so the verdict is about the sweep's own
@@ -129,7 +129,7 @@ def _table(tables: dict, name: str, columns: tuple[str, ...] = ()) -> pd.DataFra
 
 def _margin(context: dict, name: str) -> float:
     """A declared margin: the config's (claims.margins, in the context), else the schema's default."""
-    from lightning_modules.claims import default_margins
+    from lightning_modules.analysis.claims import default_margins
 
     return float({**default_margins(), **(context.get("margins") or {})}[name])
 
@@ -545,9 +545,9 @@ TABLES = ("clustering", "cluster_bounds", "ood", "diffusion")  # the stage table
 
 def build_claims_table(table_files: dict, out_path, context: dict, registration: dict | None = None) -> pd.DataFrame:
     """The ledger of the stage tables in `table_files` (name -> parquet; absent stages are left out) as
-    `tables/claims.parquet`, with the pre-registration's state (`lightning_modules.claims.registration_state`) in
+    `tables/claims.parquet`, with the pre-registration's state (`lightning_modules.analysis.claims.registration_state`) in
     its `analysis_*` columns."""
-    from lightning_modules.tables import write_table
+    from lightning_modules.analysis.tables import write_table
 
     tables = {name: pd.read_parquet(path) for name, path in table_files.items() if name in TABLES and path}
     frame = ledger(tables, context)
@@ -598,14 +598,14 @@ if __name__ == "__main__":  # the end of `make claims`: the ledger of a results 
     import argparse
     from pathlib import Path
 
-    from lightning_modules.layout import Table
+    from lightning_modules.core.layout import Table
 
     parser = argparse.ArgumentParser(description="the papers' findings on a sweep: its tables/claims.parquet")
     parser.add_argument("results_dir", nargs="?", default="results")
     parser.add_argument("--config", help="the sweep's config file: its results_dir instead of the argument")
     arguments = parser.parse_args()
     if arguments.config:
-        from lightning_modules.config import results_dir_of
+        from lightning_modules.core.checks import results_dir_of
 
         arguments.results_dir = results_dir_of(arguments.config)
     results_dir = Path(arguments.results_dir)
