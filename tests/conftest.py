@@ -32,6 +32,29 @@ def snakemake_command(workdir, *extra) -> list[str]:
             "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2", *extra]
 
 
+def project_copy(folder: Path) -> Path:
+    """A copy of the project's code, Snakefile and configs in `folder`/project (no results, no caches)."""
+    import shutil
+
+    copy = folder / "project"
+    copy.mkdir()
+    for name in ("Snakefile", "workflow", "lightning_modules", "config", "reports", "envs", "benchmarks"):
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(REPO / name, copy / name)
+    return copy
+
+
+def run_copy(copy: Path, workdir: Path, config: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the workflow of a project copy in `workdir` on `config`, its jobs importing the copy's code."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    command = snakemake_command(workdir)
+    command[command.index("-s") + 1] = str(copy / "Snakefile")
+    environment = {**os.environ, "PYTHONPATH": str(copy)}  # the copy's lightning_modules, before the installed one
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
+
+
 def run_workflow(workdir, *extra, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(snakemake_command(workdir, *extra), capture_output=True, text=True, timeout=timeout)
 

@@ -1,6 +1,7 @@
 import copy
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -42,13 +43,25 @@ def test_method_grids_and_truncation_at_the_bound(default_config):
     assert {run.k for run in truncated} == {5, 10}
 
 
-def test_schema_methods_match_the_registry():
-    schema = yaml.safe_load(SCHEMA.read_text())
-    assert sorted(schema["properties"]["clustering"]["properties"]["methods"]["properties"]) == METHODS.names()
-    from lightning_modules.diffusion import FEATURE_NETWORKS
-
-    networks = schema["properties"]["diffusion"]["properties"]["metrics"]["properties"]["networks"]["items"]["enum"]
-    assert sorted(networks) == FEATURE_NETWORKS.names()
+def test_the_schema_is_assembled_from_the_plugins_declarations_without_importing_them():
+    """Each method's settings come from its own module (SETTINGS on its SETTINGS_BASE group), the feature networks
+    from their registry; validating a config imports no plug-in (every job's Snakefile parse validates it)."""
+    code = """
+import sys, yaml
+from lightning_modules.workflow.config import assembled_schema, validate_config
+from lightning_modules.clustering import METHODS
+from lightning_modules.diffusion import FEATURE_NETWORKS
+schema = assembled_schema()
+assert sorted(schema["properties"]["clustering"]["properties"]["methods"]["properties"]) == METHODS.names()
+assert schema["properties"]["diffusion"]["properties"]["metrics"]["properties"]["networks"]["items"]["enum"] == FEATURE_NETWORKS.names()
+config = validate_config({"sweep": "s", "datasets": {"d": {"source": "digits"}}, "backbones": ["pixels"],
+                         "clustering": {"k": [5], "seeds": [0], "methods": {"temi": {}}}})
+assert config["clustering"]["methods"]["temi"]["beta"] == METHODS.entry("temi").declared["SETTINGS"]["beta"]["default"]
+assert config["clustering"]["methods"]["temi"]["epochs"] == schema["$defs"]["head_training"]["epochs"]["default"]
+assert "torch" not in sys.modules, "validating a config imported torch"
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def _set(config, dotted, value):
@@ -331,9 +344,14 @@ def test_imagenet21k_config_dry_run_lists_its_jobs_within_a_minute(tmp_path):
         assert re.search(rf"^{rule}\s+{count}$", listed, re.M), (rule, listed[-1500:])
 
 
-def test_job_resources_take_the_config_over_the_defaults():
+def test_job_resources_take_the_config_over_the_defaults(default_config):
     from lightning_modules.workflow.sweep import job_resources
 
-    assert job_resources({}, "embed") == {"mem_mb": 16000, "runtime": 360}
-    assert job_resources({"resources": {"embed": {"mem_mb": 32000}}}, "embed") == {"mem_mb": 32000, "runtime": 360}
-    assert job_resources({}, "knn_graph") == {}
+    config = validate_config(copy.deepcopy(default_config), SCHEMA)
+    assert job_resources(config, "embed") == {"mem_mb": 16000, "runtime": 360}
+    default_config["resources"] = {"embed": {"mem_mb": 32000}}
+    assert job_resources(validate_config(default_config, SCHEMA), "embed") == {"mem_mb": 32000, "runtime": 360}
+    assert job_resources(config, "knn_graph") == {}
+    default_config["resources"] = {"embedding": {"mem_mb": 1}}
+    with pytest.raises(ConfigError, match=r"unknown key 'resources.embedding' \(did you mean 'embed'\?\); allowed: cluster"):
+        validate_config(default_config, SCHEMA)

@@ -3,15 +3,12 @@ wildcards are the records' fields, and a folder pattern changed in lightning_mod
 whole workflow follows."""
 
 import dataclasses
-import os
-import shutil
-import subprocess
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, snakemake_command
+from conftest import REPO, project_copy, run_copy
 from lightning_modules.core import layout
 from lightning_modules.diffusion import RUN_SETTINGS
 
@@ -52,6 +49,20 @@ def test_every_record_field_is_a_constrained_wildcard():
     assert constraints["k"] == r"\d+"
 
 
+def test_the_fields_that_name_plugins_are_narrowed_to_their_registries():
+    import re
+
+    from lightning_modules.diffusion import CONDITIONERS
+    from lightning_modules.ood import PROBE_LABELS
+    from lightning_modules.workflow.files import wildcard_constraints
+
+    constraints = {name: re.compile(f"(?:{pattern})$") for name, pattern in wildcard_constraints().items()}
+    assert all(constraints["cond"].match(name) for name in ("none", "class", "clusters-temi-k20"))
+    assert not any(constraints["cond"].match(name) for name in ("clusters", "clusters-temi", "nothing"))
+    assert {name for name in PROBE_LABELS.names() if constraints["source"].match(name)} == set(PROBE_LABELS.names())
+    assert not constraints["source"].match("probes") and "none" in CONDITIONERS.names()
+
+
 def test_the_diffusion_runs_settings_and_grid_cover_the_schema():
     """Each diffusion setting is either a run's setting (its params) or its grid (wildcards and inputs): a new
     schema key must be put in one of them."""
@@ -88,25 +99,14 @@ def test_a_folder_pattern_changed_in_the_layout_module_moves_every_stage_with_it
     there, the OOD scorer and the diffusion run that read a clustering find it, and the tables and the
     tracking store name the runs from the new folders. Its jobs run as plain processes (`job_server: false`),
     the path cluster jobs take."""
-    copy = tmp_path / "project"
-    copy.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__")
-    for name in ("Snakefile", "workflow", "lightning_modules", "config", "reports", "envs"):
-        if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, copy / name, ignore=ignore)
-        else:
-            shutil.copy(REPO / name, copy / name)
+    copy = project_copy(tmp_path)
     module = copy / "lightning_modules" / "core" / "layout.py"
     source = module.read_text()
     assert MOVED["old"] in source
     module.write_text(source.replace(MOVED["old"], MOVED["new"]))
     work = tmp_path / "work"
     work.mkdir()
-    (work / "config.yaml").write_text(yaml.safe_dump(SMALL))
-    command = snakemake_command(work)
-    command[command.index("-s") + 1] = str(copy / "Snakefile")
-    environment = {**os.environ, "PYTHONPATH": str(copy)}  # the copy's lightning_modules, before the installed one
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    done = run_copy(copy, work, SMALL)
     assert done.returncode == 0, done.stderr[-3000:]
     results = work / "results"
     run = results / "digits-04" / "pixels" / "partitions" / "kmeans-k5-s0"

@@ -1,8 +1,10 @@
 """Clustering method registry. Every method is an estimator `Method(n_clusters, seed, **params)` with
 `fit_predict(embeddings, **inputs) -> int assignments`. Registry info: `needs_knn` (inputs gain
 `neighbours`, the kNN graph), `lightning` (inputs gain `logger`, an MLFlowLogger or None) and `spaces`
-(the method reads several embedding artifacts of the same images: inputs gain `spaces`, the others') and `small`
-(a CPU job of seconds, run with others in one allocation on a cluster)."""
+(the method reads several embedding artifacts of the same images: inputs gain `spaces`, the others'), `small`
+(a CPU job of seconds, run with others in one allocation on a cluster) and `head` (a clustering head trained on the
+frozen features: the claims ledger's findings compare each with k-means). Its settings: SETTINGS in its own module
+(lightning_modules.core.registry)."""
 
 from lightning_modules.core.registry import Registry
 
@@ -10,10 +12,10 @@ METHODS = Registry("clustering method")
 METHODS.register("kmeans", "lightning_modules.clustering.kmeans:LloydKMeans", needs_knn=False, lightning=False,
                  small=True)
 _HEADS = "lightning_modules.clustering.heads.estimator"
-METHODS.register("temi", f"{_HEADS}:TEMIClustering", needs_knn=True, lightning=True)
-METHODS.register("scan", f"{_HEADS}:SCANClustering", needs_knn=True, lightning=True)
-METHODS.register("sinkhorn", f"{_HEADS}:SinkhornClustering", needs_knn=True, lightning=True)
-METHODS.register("dec", f"{_HEADS}:DECClustering", needs_knn=False, lightning=True)
+METHODS.register("temi", f"{_HEADS}:TEMIClustering", needs_knn=True, lightning=True, head=True)
+METHODS.register("scan", f"{_HEADS}:SCANClustering", needs_knn=True, lightning=True, head=True)
+METHODS.register("sinkhorn", f"{_HEADS}:SinkhornClustering", needs_knn=True, lightning=True, head=True)
+METHODS.register("dec", f"{_HEADS}:DECClustering", needs_knn=False, lightning=True, head=True)
 METHODS.register("turtle", "lightning_modules.clustering.turtle:TURTLE", needs_knn=False, lightning=False, spaces=True)
 
 

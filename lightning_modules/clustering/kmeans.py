@@ -164,6 +164,27 @@ class LloydKMeans:
     After `fit`: cluster_centers_ (K, D), labels_ (N,), top2_ (N, 2) the two nearest centroids, inertia_.
     """
 
+    SETTINGS_BASE = "grid"
+    SETTINGS = {
+        "n_init": {"type": "integer", "minimum": 1, "default": 1,
+            "description": "restarts; the one with the lowest inertia is kept"},
+        "init": {"enum": ["k-means++", "random"], "default": "k-means++",
+            "description": "k-means++: scikit-learn's greedy kmeans_plusplus; random: K distinct rows"},
+        "init_sample": {"type": ["integer", "null"], "minimum": 1, "default": None,
+            "description": "run k-means++ on at most this many random rows (null: all); for millions of rows"},
+        "max_iter": {"type": "integer", "minimum": 1, "default": 100},
+        "tol": {"type": "number", "minimum": 0, "default": 0.0001,
+            "description": (
+                "stop once the centroids' squared shift is at most tol x the data's mean variance (scikit-learn's "
+                "rule); 0 stops only when they no longer move")},
+        "spherical": {"type": "boolean", "default": False},
+        "max_points_per_centroid": {"type": ["integer", "null"], "minimum": 1, "default": None,
+            "description": (
+                "train on K x this many random points; null trains on every point (faiss would subsample to 256 per "
+                "centroid)")},
+        "use_gpu": {"enum": ["auto", True, False], "default": "auto"},
+    }
+
     def __init__(
         self,
         n_clusters: int,

@@ -41,6 +41,27 @@ def outer_loss(classifiers, encoders, spaces: list[torch.Tensor], gamma: float):
 class TURTLE:
     """`TURTLE(n_clusters, seed, gamma=10, outer_steps=6000, inner_steps=10, ...)`: defaults from run_turtle.py."""
 
+    SETTINGS_BASE = "grid"
+    SETTINGS = {
+        "spaces": {
+            "type": "array",
+            "default": [],
+            "items": {"type": "array", "minItems": 2, "items": {"type": ["string", "object"]}},
+            "description": (
+                "extra settings, each a list of >= 2 backbones (specs or {spec, ...}) whose embeddings one run reads "
+                "together")},
+        "gamma": {"type": "number", "minimum": 0, "default": 10.0,
+            "description": "weight of the entropy of the mean labelling"},
+        "outer_steps": {"type": "integer", "minimum": 1, "default": 6000, "description": "task-encoder steps (T)"},
+        "inner_steps": {"type": "integer", "minimum": 1, "default": 10,
+            "description": "linear-classifier steps per outer step (M)"},
+        "inner_lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.001},
+        "outer_lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.001},
+        "batch_size": {"type": "integer", "minimum": 2, "default": 10000},
+        "warm_start": {"type": "boolean", "default": False,
+            "description": "keep the inner classifiers between outer steps"},
+    }
+
     def __init__(self, n_clusters: int, seed: int = 0, gamma: float = 10.0, outer_steps: int = 6000,
                  inner_steps: int = 10, inner_lr: float = 1e-3, outer_lr: float = 1e-3, batch_size: int = 10_000,
                  warm_start: bool = False, device: str | None = None):

@@ -5,6 +5,7 @@ clusters). The checks of each stage sit in its package; lightning_modules.workfl
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from lightning_modules.core.project import SCHEMA_FILE
@@ -74,18 +75,24 @@ def describe_schema_error(error) -> str:
     return template.format(where=where, instance=instance, expected=expected, message=error.message)
 
 
-def validate_schema(config: dict, schema_path: str | Path) -> None:
-    """Validate against the schema (filling in its defaults) with snakemake.utils.validate."""
-    import jsonschema
-    from snakemake.utils import validate
+def validate_schema(config: dict, schema: dict) -> None:
+    """Validate `config` against `schema`, filling in the schema's defaults. jsonschema's own recipe for defaults, as
+    snakemake.utils.validate applies it; that one reads its schema from a file, and ours is assembled from the
+    plug-in registries (workflow.config.assembled_schema). A default is copied into the config, never shared."""
+    from jsonschema import Draft202012Validator, validators
 
-    try:
-        validate(config, str(Path(schema_path).resolve()), set_default=True)
-    except Exception as error:  # snakemake raises a WorkflowError while handling the jsonschema error
-        cause = error.__context__
-        if not isinstance(cause, jsonschema.ValidationError):
-            raise
-        raise ConfigError(f"config error: {describe_schema_error(cause)}") from None
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, property_schema in properties.items():
+                if "default" in property_schema:
+                    instance.setdefault(name, copy.deepcopy(property_schema["default"]))
+        yield from check_properties(validator, properties, instance, subschema)
+
+    validator = validators.extend(Draft202012Validator, {"properties": set_defaults})(schema)
+    for error in validator.iter_errors(config):  # the first, as jsonschema's validate() raises it
+        raise ConfigError(f"config error: {describe_schema_error(error)}")
 
 
 def registered(registry, name: str, key: str):

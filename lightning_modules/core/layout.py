@@ -18,13 +18,12 @@ from typing import ClassVar
 
 from lightning_modules.core.naming import SLUG_PATTERN
 
-# what each field may hold, in a path and as a Snakemake wildcard
+# what each field may hold, in a path and as a Snakemake wildcard (any other: a slug); the workflow narrows the fields
+# that name plug-ins (a diffusion condition, a probe's label source) to their registries' names
 FIELD_PATTERNS = {
     "backbone": rf"{SLUG_PATTERN}(?:\+{SLUG_PATTERN})*",  # `a+b`: a multi-space clustering setting
     "k": r"\d+",
     "seed": r"\d+",
-    "cond": r"none|class|clusters-[a-z0-9]+-k\d+",
-    "source": r"classes|clusters|plp",
     "style": r"[a-z0-9]+",
 }
 INTEGER_FIELDS = ("k", "seed")
@@ -225,7 +224,8 @@ def log_pattern(rule: str, kind: type[Record] | None = None, name: str = "") -> 
     return "/".join([LOGS, rule, *([kind.FOLDER] if kind else []), *([name] if name else [])]) + ".log"
 
 
-def wildcard_constraints() -> dict[str, str]:
-    """The Snakefile's wildcard constraints: every record field's pattern."""
+def wildcard_constraints(narrowed: dict[str, str] | None = None) -> dict[str, str]:
+    """The Snakefile's wildcard constraints: every record field's pattern, `narrowed` where given."""
     fields = {field.name for kind in RECORDS for field in dataclasses.fields(kind)}
-    return {name: FIELD_PATTERNS.get(name, SLUG_PATTERN) for name in sorted(fields)}
+    patterns = {**FIELD_PATTERNS, **(narrowed or {})}
+    return {name: patterns.get(name, SLUG_PATTERN) for name in sorted(fields)}

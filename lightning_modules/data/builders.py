@@ -115,7 +115,7 @@ def subset(data: DatasetSplit, index: np.ndarray) -> DatasetSplit:
                         data.derivation)
 
 
-def class_knn_purity(reference: DatasetSplit, k: int = 10) -> np.ndarray:
+def class_knn_purity(reference: DatasetSplit, k: int) -> np.ndarray:
     """Per class: the mean fraction of a sample's k nearest neighbours (cosine, on the flattened pixels or
     features of the reference split) that share its class. Higher = easier to recognise."""
     from lightning_modules.search.neighbours import knn_graph
@@ -127,7 +127,7 @@ def class_knn_purity(reference: DatasetSplit, k: int = 10) -> np.ndarray:
                      for c in range(len(reference.label_names))])
 
 
-def easiest_classes(reference: DatasetSplit, n: int, k: int = 10) -> list[int]:
+def easiest_classes(reference: DatasetSplit, n: int, k: int) -> list[int]:
     """The n classes of highest kNN purity on the reference split (ties: lower class index first)."""
     purity = class_knn_purity(reference, k)
     order = sorted(range(len(purity)), key=lambda c: (-np.nan_to_num(purity[c], nan=-1), c))
@@ -158,7 +158,7 @@ def with_coarse_groups(data: DatasetSplit, groups: dict[str, list]) -> DatasetSp
                         data.derivation)
 
 
-def long_tailed(data: DatasetSplit, ratio: float, seed: int = 0) -> DatasetSplit:
+def long_tailed(data: DatasetSplit, ratio: float, seed: int) -> DatasetSplit:
     """Class c (in index order) keeps floor(n * ratio^(-c / (C - 1))) random samples, n the smallest class
     count: the largest over the smallest kept class is `ratio` (an exponential profile)."""
     classes, counts = np.unique(data.labels[data.labels >= 0], return_counts=True)
@@ -182,8 +182,7 @@ def build_benchmark(data: DatasetSplit, classes=None, coarse_groups=None, granul
                     reference: DatasetSplit | None = None, shift=None) -> DatasetSplit:
     """`reference`: the labelled split `easiest` ranks classes on (the caller loads it)."""
     if easiest:
-        chosen = easiest_classes(reference if reference is not None else data, int(easiest["n"]),
-                                 int(easiest.get("k", 10)))
+        chosen = easiest_classes(reference if reference is not None else data, int(easiest["n"]), int(easiest["k"]))
         data = keep_classes(data, chosen)
         data.derivation = {**(data.derivation or {}), "easiest": {
             **easiest, "rule": "highest mean kNN purity (cosine, flattened pixels/features) on the reference split",
@@ -193,7 +192,7 @@ def build_benchmark(data: DatasetSplit, classes=None, coarse_groups=None, granul
     if coarse_groups:
         data = with_coarse_groups(data, coarse_groups)
     if imbalance:
-        data = long_tailed(data, float(imbalance["ratio"]), int(imbalance.get("seed", 0)))
+        data = long_tailed(data, float(imbalance["ratio"]), int(imbalance["seed"]))
     if granularity == "coarse":
         data = coarse_granularity(data)
     elif granularity != "fine":

@@ -13,11 +13,18 @@ import re
 from lightning_modules.core.naming import slugify
 from lightning_modules.core.registry import Registry
 
+# The condition that reads a clustering run's assignments, its grammar written once: formed by cluster_condition,
+# read by parse_condition, matched as a Snakemake wildcard by condition_pattern
+CLUSTER_CONDITION = "clusters-{method}-k{k}"
+_CLUSTER_PARTS = {"method": "[a-z0-9]+", "k": r"\d+"}
+
 CONDITIONERS = Registry("diffusion conditioning")
-# fit_labels: what the denoiser is fitted on (tracking.uses_labels: only the ground-truth classes count)
+# fit_labels: what the denoiser is fitted on (tracking.uses_labels: only the ground-truth classes count); pattern:
+# the regular expression of its condition names (default: its name)
 CONDITIONERS.register("none", "lightning_modules.diffusion.conditioning:no_conditioning", fit_labels=None)
 CONDITIONERS.register("class", "lightning_modules.diffusion.conditioning:class_conditioning", fit_labels="classes")
-CONDITIONERS.register("clusters", "lightning_modules.diffusion.conditioning:cluster_conditioning", fit_labels="clusters")
+CONDITIONERS.register("clusters", "lightning_modules.diffusion.conditioning:cluster_conditioning", fit_labels="clusters",
+                      pattern=CLUSTER_CONDITION.format(**_CLUSTER_PARTS))
 
 # The networks samples are scored in (`diffusion.metrics.networks`): (metrics, backbone, classifier_dir, device) ->
 # images -> features
@@ -51,12 +58,17 @@ def classifier_settings(diffusion: dict) -> dict:
             "metrics": {"classifier_epochs": diffusion["metrics"]["classifier_epochs"]}}
 
 
-_CLUSTERS = re.compile(r"^clusters-([a-z0-9]+)-k(\d+)$")
+_CLUSTERS = re.compile("^" + CLUSTER_CONDITION.format(**{name: f"({part})" for name, part in _CLUSTER_PARTS.items()}) + "$")
 
 
 def cluster_condition(method: str, k: int) -> str:
     """The condition that reads a clustering run's assignments: `clusters-<method>-k<K>` (parse_condition's inverse)."""
-    return f"clusters-{method}-k{k}"
+    return CLUSTER_CONDITION.format(method=method, k=k)
+
+
+def condition_pattern() -> str:
+    """The regular expression of every registered condition's names (the `cond` wildcard's constraint)."""
+    return "|".join(CONDITIONERS.entry(name).info.get("pattern", re.escape(name)) for name in CONDITIONERS.names())
 
 
 def parse_condition(name: str) -> tuple[str, str | None, int | None]:
@@ -85,5 +97,5 @@ def diffusion_backbone(config: dict) -> dict:
     backbones = config["backbones"]
     return next((b for b in backbones if wanted in (None, b["spec"], slugify(b["spec"]))), backbones[0])
 
-__all__ = ["CONDITIONERS", "diffusion_backbone", "DDPMPP_CHANNELS", "FEATURE_NETWORKS", "DENOISERS", "check_image_size", "classifier_settings", "cluster_condition", "parse_condition",
+__all__ = ["CONDITIONERS", "diffusion_backbone", "DDPMPP_CHANNELS", "FEATURE_NETWORKS", "DENOISERS", "check_image_size", "classifier_settings", "cluster_condition", "condition_pattern", "parse_condition",
            "run_settings"]

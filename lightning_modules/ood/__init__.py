@@ -43,10 +43,11 @@ for _prefix, _source in PROBE_SOURCES.items():
 del _prefix, _source, _score, _class, _sections
 
 # Where a shared probe's labels come from: (fit_x, fit_y, fit_dir, fit_split, assignments, backbone) ->
-# (labels, number of classes or None, what it measured on the way)
+# (labels, number of classes or None, what it measured on the way). Info `assignments`: it reads the clustering run of
+# `ood.clusters` (its job waits for it).
 PROBE_LABELS = Registry("probe label source")
 PROBE_LABELS.register("classes", "lightning_modules.ood.shared_probe:class_labels")
-PROBE_LABELS.register("clusters", "lightning_modules.ood.shared_probe:cluster_labels")
+PROBE_LABELS.register("clusters", "lightning_modules.ood.shared_probe:cluster_labels", assignments=True)
 PROBE_LABELS.register("plp", "lightning_modules.ood.shared_probe:plp_labels")
 
 ADVERSARIAL_MARK = "-adv-"  # `knn1-adv-smooth`: knn1 on OOD images attacked with the `smooth` setting

@@ -5,10 +5,20 @@ failure is one line that names the key and what is allowed (core.checks.ConfigEr
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
+import yaml
+
+from lightning_modules.analysis.claims import check_claims
+from lightning_modules.clustering import METHODS
+from lightning_modules.clustering.checks import check_clustering
 from lightning_modules.core.checks import ConfigError, registered, validate_schema
+from lightning_modules.core.project import SCHEMA_FILE
 from lightning_modules.core.registry import did_you_mean
+from lightning_modules.diffusion import FEATURE_NETWORKS
+from lightning_modules.diffusion.checks import check_diffusion
+from lightning_modules.ood.checks import check_ood
 
 
 def check_data_and_backbones(config: dict) -> None:
@@ -105,14 +115,29 @@ def normalise_backbones(config: dict) -> None:
             own["spaces"] = [[entry(b) for b in space] for space in own["spaces"]]
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
-    validate_schema(config, schema_path)
-    normalise_backbones(config)
-    from lightning_modules.analysis.claims import check_claims
-    from lightning_modules.clustering.checks import check_clustering
-    from lightning_modules.diffusion.checks import check_diffusion
-    from lightning_modules.ood.checks import check_ood
+@functools.cache
+def assembled_schema(schema_path: str | Path = SCHEMA_FILE) -> dict:
+    """The schema file with what the registries declare filled in: every clustering method's settings (its
+    SETTINGS, on the settings group of `$defs` its SETTINGS_BASE names) and the feature networks' names. Read-only:
+    validation copies defaults out of it."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    groups, methods = schema["$defs"], {}
+    for name in METHODS.names():
+        declared = METHODS.entry(name).declared
+        base = groups[declared["SETTINGS_BASE"]] if "SETTINGS_BASE" in declared else {}
+        methods[name] = {"type": "object", "additionalProperties": False, "default": {},
+                         "properties": {**base, **declared.get("SETTINGS", {})}}
+    groups["methods"] = methods
+    schema["properties"]["clustering"]["properties"]["methods"]["properties"] = {
+        name: {"$ref": f"#/$defs/methods/{name}"} for name in methods}
+    networks = schema["properties"]["diffusion"]["properties"]["metrics"]["properties"]["networks"]
+    networks["items"] = {"enum": FEATURE_NETWORKS.names()}
+    return schema
 
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_FILE) -> dict:
+    validate_schema(config, assembled_schema(schema_path))
+    normalise_backbones(config)
     for check in (check_data_and_backbones, check_paths, check_clustering, check_ood, check_diffusion, check_claims):
         check(config)
     return config

@@ -17,9 +17,10 @@ from lightning_modules.core.layout import (ClusterBound, ClusterFigures, Cluster
                                            DiffusionRun, EmbeddingMap, Embeddings, KnnGraph, OodAttack, OodProbe,
                                            Report, Selection)
 from lightning_modules.core.naming import SPACE_SEPARATOR, backbone_slug, primary_backbone
-from lightning_modules.diffusion import classifier_settings, diffusion_backbone, parse_condition, run_settings
-from lightning_modules.ood import (OOD_SCORERS, describe_side, ood_pairs, probe_training, scorer_negatives,
-                                   scorer_params, split_scorer_name)
+from lightning_modules.diffusion import (classifier_settings, condition_pattern, diffusion_backbone, parse_condition,
+                                         run_settings)
+from lightning_modules.ood import (OOD_SCORERS, PROBE_LABELS, describe_side, ood_pairs, probe_training,
+                                   scorer_negatives, scorer_params, split_scorer_name)
 from lightning_modules.services.tracking import ROLE_TAG, default_tracking_uri
 from lightning_modules.workflow.sweep import clustering_runs, diffusion_runs, ood_probes, ood_runs, space_backbones
 
@@ -33,6 +34,12 @@ LONG_CHAIN_PRIORITY = 10
 # the store's first job runs before any other: the sweep's parent run starts with it (its duration is the sweep's),
 # and without a priority Snakemake's scheduler, which favours jobs with large inputs, would start it last
 FIRST_JOB_PRIORITY = 100
+
+
+def wildcard_constraints() -> dict[str, str]:
+    """The Snakefile's wildcard constraints: the layout's, with the fields that name plug-ins narrowed to the names
+    their registries know."""
+    return layout.wildcard_constraints({"cond": condition_pattern(), "source": "|".join(PROBE_LABELS.names())})
 
 
 class SweepFiles:
@@ -254,7 +261,7 @@ class SweepFiles:
     def ood_probe_inputs(self, wildcards) -> dict:
         fit = f"{self.embeddings_dir(wildcards)}/{self.clustering_split(wildcards)}"
         inputs = {"fit": f"{fit}.npy", "fit_meta": f"{fit}.meta.json"}
-        if wildcards.source == "clusters":
+        if PROBE_LABELS.entry(wildcards.source).info.get("assignments"):
             inputs["assignments"] = self.cluster_assignments(wildcards)
         return inputs
 
@@ -264,7 +271,7 @@ class SweepFiles:
             "fit_dir": self.embeddings_dir(wildcards),
             "fit_split": self.clustering_split(wildcards),
             "params": probe_training(self.ood),
-            "assignments": self.cluster_assignments(wildcards) if wildcards.source == "clusters" else None,
+            "assignments": self.ood_probe_inputs(wildcards).get("assignments"),
             "backbone": self.backbones[wildcards.backbone],
         })
 

@@ -109,12 +109,7 @@ def diffusion_runs(config: dict, backbone_bound: Callable[[str], int | None] | N
             for cond in diffusion_conditions(config, dataset, backbone_bound) for seed in diffusion.get("seeds", [0])]
 
 
-# Memory (MB) and time (minutes) of the SLURM jobs of the heavy rules; `resources.<rule>` in config overrides them
-# per key (config/imagenet21k.yaml sizes them from benchmarks/scale.py). Local runs ignore both.
-DEFAULT_RESOURCES = {"embed": {"mem_mb": 16000, "runtime": 360}, "cluster": {"runtime": 240},
-                     "upper_cluster_bound": {"runtime": 240}, "diffusion": {"runtime": 1440}}
-
-
 def job_resources(config: dict, rule: str) -> dict:
-    """The `mem_mb` / `runtime` a rule's jobs ask SLURM for: the defaults above, then `resources.<rule>`."""
-    return {**DEFAULT_RESOURCES.get(rule, {}), **((config.get("resources") or {}).get(rule) or {})}
+    """The `mem_mb` / `runtime` a rule's jobs ask SLURM for: `resources.<rule>` of a validated config (the schema
+    holds the defaults)."""
+    return dict(config["resources"].get(rule) or {})

@@ -13,7 +13,7 @@ from lightning_modules.core.project import SCHEMA_FILE
 from lightning_modules.analysis.published import PUBLISHED_FILE
 from lightning_modules.data import files_fingerprint
 from lightning_modules.workflow.config import validate_config
-from lightning_modules.workflow.files import FIRST_JOB_PRIORITY, LONG_CHAIN_PRIORITY, SweepFiles
+from lightning_modules.workflow.files import FIRST_JOB_PRIORITY, LONG_CHAIN_PRIORITY, SweepFiles, wildcard_constraints
 from lightning_modules.workflow.sweep import job_resources
 
 try:
@@ -38,4 +38,4 @@ TRACKING = ancient(files.results(layout.TRACKING_EXPERIMENT))
 
 wildcard_constraints:
     split=SLUG_PATTERN,
-    **layout.wildcard_constraints(),
+    **wildcard_constraints(),

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lightning_modules.clustering import METHODS
 from lightning_modules.metrics.stats import ALPHA, LEVEL, MIN_N_WITHOUT_SPREAD, MeanTest, holm, mean_test
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not testable")
@@ -134,7 +135,6 @@ def _margin(context: dict, name: str) -> float:
     return float({**default_margins(), **(context.get("margins") or {})}[name])
 
 
-HEADS = ("temi", "scan", "sinkhorn", "dec")  # the clustering heads the findings compare with k-means
 CLUSTERING_COLUMNS = ("dataset", "backbone", "method", "k", "seed", "acc")
 
 
@@ -142,7 +142,8 @@ def _head_gaps(runs: pd.DataFrame) -> pd.DataFrame:
     """head ACC − k-means ACC for every head run with a k-means run of the same dataset, backbone, K and seed."""
     keys = ["dataset", "backbone", "k", "seed"]
     kmeans = runs[runs.method == "kmeans"][keys + ["acc"]].drop_duplicates(keys)
-    gaps = runs[runs.method.isin(HEADS)].merge(kmeans, on=keys, suffixes=("", "_kmeans"))
+    heads = [name for name in METHODS.names() if METHODS.entry(name).info.get("head")]  # registry info `head`
+    gaps = runs[runs.method.isin(heads)].merge(kmeans, on=keys, suffixes=("", "_kmeans"))
     gaps["gap"] = gaps.acc - gaps.acc_kmeans
     gaps = gaps[np.isfinite(gaps.gap)]  # ACC is undefined where K exceeds the classes' labels
     if gaps.empty:

@@ -154,11 +154,31 @@ class HeadClustering:
 
 
 class TEMIClustering(HeadClustering):
+    SETTINGS_BASE = "mlp_head"
+    SETTINGS = {
+        # TEMI-official main_args.py: --norm_last_layer False, --freeze_last_layer 1
+        "freeze_last_layer": {"type": "integer", "minimum": 0, "default": 1,
+            "description": "epochs without updates to the last layer"},
+        "beta": {"type": "number", "exclusiveMinimum": 0, "default": 0.6},
+        "teacher_momentum": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.996},
+        "prior_momentum": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.9},
+        "norm_last_layer": {"type": "boolean", "default": False,
+            "description": "fix the last layer's per-cluster gain at 1 (cosine logits)"},
+    }
+
     module_path = "lightning_modules.clustering.heads.temi:TEMI"
 
 
 class SCANClustering(HeadClustering):
     """`epochs` of SCAN, then `self_label_epochs` of self-labelling (0 by default)."""
+
+    SETTINGS_BASE = "mlp_head"
+    SETTINGS = {
+        "entropy_weight": {"type": "number", "minimum": 0, "default": 5.0},
+        "self_label_epochs": {"type": "integer", "minimum": 0, "default": 0,
+            "description": "epochs of self-labelling after the SCAN epochs"},
+        "confidence_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.99},
+    }
 
     module_path = "lightning_modules.clustering.heads.scan:SCAN"
     selection_rule = "lowest mean SCAN loss over the last clustering epoch, before self-labelling"
@@ -168,10 +188,24 @@ class SCANClustering(HeadClustering):
 
 
 class SinkhornClustering(HeadClustering):
+    SETTINGS_BASE = "mlp_head"
+    SETTINGS = {
+        "epsilon": {"type": "number", "exclusiveMinimum": 0, "default": 0.05},
+        "sinkhorn_iterations": {"type": "integer", "minimum": 1, "default": 3},
+    }
+
     module_path = "lightning_modules.clustering.heads.sinkhorn:Sinkhorn"
 
 
 class DECClustering(HeadClustering):
+    SETTINGS_BASE = "head_training"
+    SETTINGS = {
+        "lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.001, "description": "scaled by batch_size / 256"},
+        "n_heads": {"type": "integer", "minimum": 1, "default": 1},
+        "alpha": {"type": "number", "exclusiveMinimum": 0, "default": 1.0},
+        "prior_weight": {"type": "number", "minimum": 0, "default": 1.0},
+    }
+
     module_path = "lightning_modules.clustering.heads.dec:DEC"
     needs_neighbours = False
     defaults = {"n_heads": 1}
