@@ -10,7 +10,7 @@ import pytest
 
 from lightning_modules.core.jobs import error_line
 from lightning_modules.ood.probe import train_probe
-from lightning_modules.ood.probe_module import LinearProbe
+from lightning_modules.ood.probe.module import LinearProbe
 
 KWARGS = {"epochs": 3, "batch_size": 16, "seed": 3, "feature_norm": "l2"}
 

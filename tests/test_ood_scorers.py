@@ -237,7 +237,7 @@ def test_plp_probe_learns_the_zero_shot_pseudo_labels_without_the_id_labels(tmp_
     the true labels only measure the pseudo-labels afterwards."""
     from lightning_modules.ood.probe import Probe
     from lightning_modules.ood.run import score_ood_pair
-    from lightning_modules.ood.shared_probe import train_shared_probe
+    from lightning_modules.ood.probe.labels import train_shared_probe
     from lightning_modules.ood.zeroshot import class_text_embeddings, zero_shot_labels
 
     names = ["cat", "dog", "ship"]
@@ -284,7 +284,7 @@ def test_zero_shot_pair_reads_the_class_names_of_the_id_split(tmp_path, tiny_cli
 
 def test_plp_needs_a_text_tower(tmp_path, gaussians, monkeypatch):
     from lightning_modules.backbones import build_backbone
-    from lightning_modules.ood.shared_probe import train_shared_probe
+    from lightning_modules.ood.probe.labels import train_shared_probe
 
     train, labels, _, _ = gaussians
     _write_split(tmp_path / "in", "train", train, labels, ["a", "b", "c"])
@@ -310,7 +310,7 @@ def test_a_probe_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_pat
     """The probe's checkpoint carries weights, optimiser, schedule and the shuffling generator: resuming after a
     crash at the end of epoch 3 of 5 gives the uninterrupted run's weights exactly."""
     from lightning_modules.ood.probe import train_probe
-    from lightning_modules.ood.probe_module import LinearProbe
+    from lightning_modules.ood.probe.module import LinearProbe
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((90, 6)).astype(np.float32)

@@ -540,7 +540,7 @@ def test_an_openclip_space_is_named_in_the_spec_and_is_its_own_artifact():
 def test_probe_peaks_at_lr_at_any_batch_size():
     """linear_probing.py builds the schedule from the unscaled args.lr and writes it into the optimiser at every
     step: the peak is lr whatever the batch (cosine_scheduler_iter: linspace(0, lr, warm-up), cosine to 0)."""
-    from lightning_modules.ood.probe_module import LinearProbe
+    from lightning_modules.ood.probe.module import LinearProbe
 
     module = LinearProbe(4, 3, lr=1e-3, weight_decay=1e-3, warmup_fraction=0.1)
     module._trainer = SimpleNamespace(estimated_stepping_batches=100)

@@ -39,7 +39,7 @@ def outer_loss(classifiers, encoders, spaces: list[torch.Tensor], gamma: float):
 
 
 class TURTLE:
-    """`TURTLE(n_clusters, seed, gamma=10, outer_steps=6000, inner_steps=10, ...)`: defaults from run_turtle.py."""
+    """`TURTLE(n_clusters, seed, gamma=10, outer_steps=6000, inner_steps=10, ...)`: defaults (SETTINGS) from run_turtle.py."""
 
     SETTINGS_BASE = "grid"
     SETTINGS = {
@@ -62,9 +62,13 @@ class TURTLE:
             "description": "keep the inner classifiers between outer steps"},
     }
 
-    def __init__(self, n_clusters: int, seed: int = 0, gamma: float = 10.0, outer_steps: int = 6000,
-                 inner_steps: int = 10, inner_lr: float = 1e-3, outer_lr: float = 1e-3, batch_size: int = 10_000,
-                 warm_start: bool = False, device: str | None = None):
+    DEFAULTS = {name: setting["default"] for name, setting in SETTINGS.items()}
+
+    def __init__(self, n_clusters: int, seed: int = 0, gamma: float = DEFAULTS["gamma"],
+                 outer_steps: int = DEFAULTS["outer_steps"], inner_steps: int = DEFAULTS["inner_steps"],
+                 inner_lr: float = DEFAULTS["inner_lr"], outer_lr: float = DEFAULTS["outer_lr"],
+                 batch_size: int = DEFAULTS["batch_size"], warm_start: bool = DEFAULTS["warm_start"],
+                 device: str | None = None):
         self.n_clusters, self.seed, self.gamma = n_clusters, seed, gamma
         self.outer_steps, self.inner_steps = outer_steps, inner_steps
         self.inner_lr, self.outer_lr, self.batch_size, self.warm_start = inner_lr, outer_lr, batch_size, warm_start

@@ -6,7 +6,10 @@ clusters). The checks of each stage sit in its package; lightning_modules.workfl
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
+
+import yaml
 
 from lightning_modules.core.project import SCHEMA_FILE
 from lightning_modules.core.registry import UnknownNameError, did_you_mean
@@ -119,11 +122,27 @@ def check_k(key: str, k: int, dataset: str | None = None, size: int | None = Non
                           f"'{split}'); allowed: 2..{size}")
 
 
+@functools.cache
+def _schema_file() -> dict:
+    return yaml.safe_load(SCHEMA_FILE.read_text())
+
+
+def schema_defaults(*path: str) -> dict:
+    """The schema's defaults of the properties at `path` (`"diffusion", "edm"`), or of a settings group of its `$defs`
+    (`"$defs", "head_training"`): the one place of a default, for the code that also runs on its own (direct calls,
+    tests) and must not write a second one."""
+    node = _schema_file()
+    if path[0] == "$defs":
+        properties = node["$defs"][path[1]]
+    else:
+        for key in path:
+            node = node["properties"][key]
+        properties = node["properties"]
+    return {name: copy.deepcopy(setting["default"]) for name, setting in properties.items() if "default" in setting}
+
+
 def results_dir_of(config_path: str | Path) -> str:
     """The results folder of a sweep's config file: its `results_dir`, or the schema's default."""
-    import yaml
-
     from lightning_modules.core.contracts import read_config_file
 
-    default = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]["results_dir"]["default"]
-    return read_config_file(config_path).get("results_dir") or default
+    return read_config_file(config_path).get("results_dir") or _schema_file()["properties"]["results_dir"]["default"]

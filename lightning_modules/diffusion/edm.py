@@ -16,33 +16,39 @@ from typing import Callable
 import torch
 from torch import nn
 
+from lightning_modules.core.checks import schema_defaults
+
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # D(x; sigma) -> the denoised x
+
+
+_DEFAULTS = schema_defaults("diffusion", "edm")  # EDM's own (config F; NVlabs/edm train.py, generate.py)
 
 
 @dataclass(frozen=True)
 class EDMSettings:
-    """EDM's defaults (config F of the paper; NVlabs/edm `train.py` --precond=edm, `generate.py`)."""
+    """EDM's formulation and sampler (config F of the paper; NVlabs/edm `train.py` --precond=edm, `generate.py`),
+    its defaults the schema's `diffusion.edm`."""
 
-    sigma_data: float = 0.5
-    p_mean: float = -1.2
-    p_std: float = 1.2
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    rho: float = 7.0
-    steps: int = 18           # 18 Heun steps = 35 network evaluations (CIFAR-10)
-    churn: float = 0.0        # S_churn: 0 = the deterministic sampler
-    churn_min: float = 0.0    # S_min
-    churn_max: float = math.inf  # S_max
-    churn_noise: float = 1.0  # S_noise
+    sigma_data: float = _DEFAULTS["sigma_data"]
+    p_mean: float = _DEFAULTS["p_mean"]
+    p_std: float = _DEFAULTS["p_std"]
+    sigma_min: float = _DEFAULTS["sigma_min"]
+    sigma_max: float = _DEFAULTS["sigma_max"]
+    rho: float = _DEFAULTS["rho"]
+    steps: int = _DEFAULTS["steps"]  # 18 Heun steps = 35 network evaluations (CIFAR-10)
+    churn: float = _DEFAULTS["churn"]  # S_churn: 0 = the deterministic sampler
+    churn_min: float = _DEFAULTS["churn_min"]  # S_min
+    churn_max: float = _DEFAULTS["churn_max"]  # S_max
+    churn_noise: float = _DEFAULTS["churn_noise"]  # S_noise
 
 
-def preconditioning(sigma: torch.Tensor, sigma_data: float = 0.5):
+def preconditioning(sigma: torch.Tensor, sigma_data: float = _DEFAULTS["sigma_data"]):
     """c_skip, c_out, c_in, c_noise of D(x; σ) = c_skip·x + c_out·F(c_in·x; c_noise)."""
     total = sigma**2 + sigma_data**2
     return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), 1 / total.sqrt(), sigma.log() / 4
 
 
-def loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
+def loss_weight(sigma: torch.Tensor, sigma_data: float = _DEFAULTS["sigma_data"]) -> torch.Tensor:
     """λ(σ) = (σ² + σ_data²) / (σ·σ_data)²: with it, F's effective target has unit weight at every σ."""
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
@@ -50,7 +56,7 @@ def loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
 class Preconditioned(nn.Module):
     """D(x; σ, labels) around a raw network F(x_in, c_noise, labels); labels may be None (unconditional)."""
 
-    def __init__(self, network: nn.Module, sigma_data: float = 0.5):
+    def __init__(self, network: nn.Module, sigma_data: float = _DEFAULTS["sigma_data"]):
         super().__init__()
         self.network = network
         self.sigma_data = sigma_data
@@ -76,7 +82,8 @@ def edm_loss(denoiser: Preconditioned, images: torch.Tensor, labels: torch.Tenso
     return per_image.mean()
 
 
-def noise_levels(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+def noise_levels(steps: int, sigma_min: float = _DEFAULTS["sigma_min"], sigma_max: float = _DEFAULTS["sigma_max"],
+                 rho: float = _DEFAULTS["rho"]) -> torch.Tensor:
     """σ_i = (σ_max^(1/ρ) + i/(N−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ for i < N, then σ_N = 0 (float64)."""
     if steps < 1:
         raise ValueError(f"the EDM sampler needs at least one step, got {steps}")

@@ -46,9 +46,9 @@ del _prefix, _source, _score, _class, _sections
 # (labels, number of classes or None, what it measured on the way). Info `assignments`: it reads the clustering run of
 # `ood.clusters` (its job waits for it).
 PROBE_LABELS = Registry("probe label source")
-PROBE_LABELS.register("classes", "lightning_modules.ood.shared_probe:class_labels")
-PROBE_LABELS.register("clusters", "lightning_modules.ood.shared_probe:cluster_labels", assignments=True)
-PROBE_LABELS.register("plp", "lightning_modules.ood.shared_probe:plp_labels")
+PROBE_LABELS.register("classes", "lightning_modules.ood.probe.labels:class_labels")
+PROBE_LABELS.register("clusters", "lightning_modules.ood.probe.labels:cluster_labels", assignments=True)
+PROBE_LABELS.register("plp", "lightning_modules.ood.probe.labels:plp_labels")
 
 ADVERSARIAL_MARK = "-adv-"  # `knn1-adv-smooth`: knn1 on OOD images attacked with the `smooth` setting
 _NEGATIVES_SCORERS = [name for name in OOD_SCORERS.names() if OOD_SCORERS.entry(name).info.get("negatives")]

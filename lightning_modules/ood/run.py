@@ -1,5 +1,5 @@
 """The OOD scoring job: one in x out pair with one scorer (`scores.npz` + `metrics.json`, mirrored to MLflow).
-The shared probes post-hoc scores read are trained by shared_probe.py, the attacked images that
+The shared probes post-hoc scores read are trained by probe/labels.py, the attacked images that
 `<scorer>-adv-<style>` runs score are made by adversarial.py.
 
 The scorer fits on the ID dataset's own split (its `split` in config, also the split it is clustered on)

@@ -24,8 +24,7 @@ import numpy as np
 
 from lightning_modules.core.io import gather_rows
 from lightning_modules.core.jobs import on_terminal
-from lightning_modules.search.rows import (CHUNK_ROWS, float_rows, ivf_training_rows, l2_normalise, normalised_chunks,
-                                          without_self)
+from lightning_modules.search.rows import CHUNK_ROWS, ivf_training_rows, l2_normalise, normalised_chunks, without_self
 
 log = logging.getLogger(__name__)
 

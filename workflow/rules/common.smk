@@ -6,8 +6,8 @@ import sys
 from lightning_modules.core import layout
 from lightning_modules.core.checks import ConfigError, canonical
 from lightning_modules.core.layout import (ClusterBound, ClusterFigures, ClusteringRun, DiffusionClassifier,
-                                           DiffusionRun, EmbeddingMap, Embeddings, KnnGraph, OodAttack, OodProbe,
-                                           OodRun, Report, Selection, Table)
+                                           EmbeddingMap, Embeddings, KnnGraph, OodAttack, OodProbe, OodRun, Report,
+                                           Selection, Table)
 from lightning_modules.core.naming import SLUG_PATTERN
 from lightning_modules.core.project import SCHEMA_FILE
 from lightning_modules.analysis.published import PUBLISHED_FILE

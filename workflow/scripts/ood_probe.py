@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lightning_modules.core.jobs import job_logging
 from lightning_modules.services.tracking import tracking_target
-from lightning_modules.ood.shared_probe import run_probe_job
+from lightning_modules.ood.probe.labels import run_probe_job
 
 with job_logging(snakemake):
     run_probe_job(**tracking_target(snakemake.input.tracking),

@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 
+from lightning_modules.core.checks import schema_defaults
+
 log = logging.getLogger(__name__)
 # probs_ (N, K) is kept (and written as probs.npy) up to this many entries, 200 MB in float32; beyond, only top2_
 PROBS_MAX_ENTRIES = 50_000_000
@@ -29,6 +31,9 @@ def top_two(probabilities: np.ndarray) -> np.ndarray:
     return np.stack([first, rest.argmax(axis=1)], axis=1).astype(np.int32)
 
 
+_TRAINING = schema_defaults("$defs", "head_training")  # every head's training settings (config/schema.yaml)
+
+
 class HeadClustering:
     """Train a clustering head LightningModule, keep the head with the lowest training loss.
 
@@ -45,9 +50,11 @@ class HeadClustering:
     needs_neighbours = True
     defaults: dict = {}
 
-    def __init__(self, n_clusters: int, seed: int = 0, epochs: int = 100, batch_size: int = 256,
-                 lr: float = 1e-4, weight_decay: float = 1e-4, warmup_epochs: int = 0, min_lr: float | None = None,
-                 knn_k: int | None = None, progress: bool | None = None, max_steps: int | None = None, **head_params):
+    def __init__(self, n_clusters: int, seed: int = 0, epochs: int = _TRAINING["epochs"],
+                 batch_size: int = _TRAINING["batch_size"], lr: float = _TRAINING["lr"],
+                 weight_decay: float = _TRAINING["weight_decay"], warmup_epochs: int = _TRAINING["warmup_epochs"],
+                 min_lr: float | None = _TRAINING["min_lr"], knn_k: int | None = _TRAINING["knn_k"],
+                 progress: bool | None = None, max_steps: int | None = None, **head_params):
         self.n_clusters = n_clusters
         self.seed = seed
         self.epochs = epochs
@@ -208,7 +215,7 @@ class DECClustering(HeadClustering):
 
     module_path = "lightning_modules.clustering.heads.dec:DEC"
     needs_neighbours = False
-    defaults = {"n_heads": 1}
+    defaults = {"n_heads": SETTINGS["n_heads"]["default"]}
 
     def build_module(self, embeddings: np.ndarray):
         from lightning_modules.clustering.kmeans import LloydKMeans

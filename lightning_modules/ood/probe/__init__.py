@@ -1,4 +1,6 @@
-"""Linear probes on frozen embeddings: the logits that the post-hoc OOD scores (`ood/posthoc.py`) read.
+"""Linear probes on frozen embeddings: the logits that the post-hoc OOD scores (`ood/posthoc.py`) read. The OOD
+probe's one home: training and scoring here, its LightningModule in `module.py`, its label sources and the shared
+probe's job in `labels.py`.
 
 A probe is trained once per ID dataset x backbone x label source by the `ood_probe` rule and shared by every
 score that reads it. Label sources: `classes` (the ID labels), `clusters` (a clustering run's assignments)
@@ -93,7 +95,7 @@ def train_probe(embeddings: np.ndarray, labels: np.ndarray, n_classes: int | Non
 
     import pytorch_lightning as pl
     import torch
-    from lightning_modules.ood.probe_module import LinearProbe
+    from lightning_modules.ood.probe.module import LinearProbe
     from lightning_modules.core.seeded_data import ShuffledTensors
 
     labels = np.asarray(labels, dtype=np.int64)

@@ -1,5 +1,5 @@
-"""The linear probe as a LightningModule (apart from `probe.py`, so that scoring with a saved probe never
-imports Lightning)."""
+"""The linear probe as a LightningModule (apart from the package's __init__, so that scoring with a saved probe
+never imports Lightning)."""
 
 from __future__ import annotations
 
