@@ -24,6 +24,7 @@ PARTS = [
     ("scale", ["--quick"], "every stage out of core on 200k x 384 float16, peak memory per stage"),
     ("workflow", [], "`make demo` from nothing, then the no-op rerun"),
     ("ledger_calibration", [], "the claims ledger's false-verdict rates and power on 1,000 simulated claims sweeps"),
+    ("selection", [], "every label-free criterion's choice of K on 35 data sets of known K; the default, held out"),
     ("summary", [], "merging results/bench/*.json into summary.md"),
 ]
 TARGET_SECONDS = 30 * 60

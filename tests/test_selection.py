@@ -8,29 +8,38 @@ import pandas as pd
 import pytest
 
 from conftest import gaussian_blobs as blobs
-from lightning_modules.clustering.selection import (configuration_scores, generalisation_score, regret,
-                                                    run_selection)
+from lightning_modules.clustering import SELECTION_CRITERIA
+from lightning_modules.clustering.criteria import Consensus, Generalisation
+from lightning_modules.clustering.selection import criterion_order, regret, run_selection, run_views
+
+BASE = ("knn_agreement", "balance", "generalisation", "consensus")
 
 
 def test_generalisation_rewards_a_labelling_a_linear_classifier_can_reproduce():
     x, truth = blobs()
-    assert generalisation_score(x, truth) > 0.95
     shuffled = np.random.default_rng(1).permutation(truth)  # the same cluster sizes, no structure
-    assert generalisation_score(x, shuffled) < 0.45  # about 1/4 by chance
-    assert generalisation_score(x, np.zeros(len(truth), int)) == 1.0  # one cluster: trivially reproducible
+    records = [{"method": "m", "k": 4, "seed": 0, "assignments": labels, "knn_agreement": 0.0,
+                "effective_clusters": 4.0} for labels in (truth, shuffled, np.zeros(len(truth), int))]
+    good, noise, single = (Generalisation().score_run(view) for view in run_views(records, x))
+    assert good > 0.95 and noise < 0.45  # about 1/4 by chance
+    assert single == 1.0  # one cluster: trivially reproducible
+
+
+def _configurations() -> pd.DataFrame:
+    """Three configurations' criteria (means over seeds) and labelled metrics, as configuration_scores writes them."""
+    table = pd.DataFrame({"method": ["a", "b", "c"], "k": [5, 10, 20], "seeds": [2, 2, 1],
+                          "knn_agreement": [0.85, 0.7, 0.5], "balance": [0.8, 0.9, 0.95],
+                          "generalisation": [0.6, 0.85, 0.7], "acc": [0.6, 0.8, np.nan], "nmi": [0.5, 0.8, 0.75]})
+    table["consensus"] = Consensus().score_table(table)
+    return table
 
 
 def test_picks_and_regret_by_hand():
-    runs = pd.DataFrame({
-        "method": ["a", "a", "b", "b", "c"], "k": [5, 5, 10, 10, 20], "seed": [0, 1, 0, 1, 0],
-        "knn_agreement": [0.9, 0.8, 0.7, 0.7, 0.5], "effective_clusters": [4.0, 4.0, 9.0, 9.0, 19.0],
-        "generalisation": [0.6, 0.6, 0.9, 0.8, 0.7], "acc": [0.5, 0.7, 0.8, 0.8, np.nan], "nmi": [0.4, 0.6, 0.7, 0.9, 0.75]})
-    configurations = configuration_scores(runs).set_index(["method", "k"])
-    assert configurations.loc[("a", 5), "knn_agreement"] == pytest.approx(0.85)
-    assert configurations.loc[("b", 10), "balance"] == pytest.approx(0.9) and configurations.seeds.tolist() == [2, 2, 1]
+    configurations = _configurations()
     # ranks (1 = best): knn a1 b2 c3; balance c1 b2 a3; generalisation b1 c2 a3 -> means a 7/3, b 5/3, c 2
     assert configurations.consensus.tolist() == pytest.approx([-7 / 3, -5 / 3, -2])
-    picks = regret(configuration_scores(runs)).set_index("criterion")
+    instances = {name: SELECTION_CRITERIA.get(name)() for name in BASE}
+    picks = regret(configurations, instances, list(BASE)).set_index("criterion")
     assert picks.loc["knn_agreement", "method"] == "a"
     assert picks.loc["knn_agreement", "nmi_regret"] == pytest.approx(0.8 - 0.5)  # best NMI: b (0.8)
     assert picks.loc["knn_agreement", "acc_regret"] == pytest.approx(0.8 - 0.6)
@@ -40,10 +49,15 @@ def test_picks_and_regret_by_hand():
 
 
 def test_ties_go_to_the_first_configuration():
-    runs = pd.DataFrame({"method": ["b", "a"], "k": [5, 5], "seed": [0, 0], "knn_agreement": [0.5, 0.5],
-                         "effective_clusters": [5.0, 5.0], "generalisation": [0.9, 0.9], "acc": [0.1, 0.2],
-                         "nmi": [0.1, 0.2]})
-    assert set(regret(configuration_scores(runs)).method) == {"a"}
+    table = pd.DataFrame({"method": ["b", "a"], "k": [5, 5], "seeds": [1, 1], "knn_agreement": [0.5, 0.5],
+                          "acc": [0.1, 0.2], "nmi": [0.1, 0.2]})
+    instances = {"knn_agreement": SELECTION_CRITERIA.get("knn_agreement")()}
+    assert set(regret(table, instances, ["knn_agreement"]).method) == {"a"}
+
+
+def test_the_default_criterion_is_the_first_pick_and_every_registered_one_follows():
+    order = criterion_order("silhouette")
+    assert order[0] == "silhouette" and sorted(order) == SELECTION_CRITERIA.names()
 
 
 def test_the_stage_reads_runs_and_writes_its_record(tmp_path):
@@ -63,9 +77,9 @@ def test_the_stage_reads_runs_and_writes_its_record(tmp_path):
             "nmi": 1.0 if method == "good" else 0.01}))
         run_dirs.append(run)
     record = run_selection(run_dirs, tmp_path / "embeddings.npy", tmp_path / "selection.json",
-                           {"dataset": "d", "backbone": "b"})
+                           {"dataset": "d", "backbone": "b"}, "knn_agreement")
     assert json.loads((tmp_path / "selection.json").read_text())["dataset"] == "d"
     picks = {pick["criterion"]: pick for pick in record["picks"]}
     assert picks["generalisation"]["method"] == "good" and picks["generalisation"]["nmi_regret"] == 0
     with pytest.raises(ValueError, match="no clustering runs"):
-        run_selection([], tmp_path / "embeddings.npy", tmp_path / "none.json", {"dataset": "d"})
+        run_selection([], tmp_path / "embeddings.npy", tmp_path / "none.json", {"dataset": "d"}, "knn_agreement")

@@ -31,6 +31,7 @@ DIFFUSION_COLUMNS = ["dataset", "cond", "method", "k", "seed", "uses_labels", "s
                      "sample_seconds", "feature_backbone"]
 SELECTION_COLUMNS = ["dataset", "backbone", "criterion", "method", "k", "score", "nmi", "best_nmi", "best_nmi_run",
                      "nmi_regret", "acc", "best_acc", "best_acc_run", "acc_regret"]
+SELECTION_CURVE_COLUMNS = ["dataset", "backbone", "criterion", "default", "method", "k", "score", "picked"]
 BOUND_COLUMNS = ["dataset", "backbone", "k_trained", "bound", "clusters_used", "effective_clusters", "seed"]
 
 
@@ -66,6 +67,23 @@ def build_selection_table(selection_files: Iterable[str | Path], out_path: str |
     rows = [{"dataset": record["dataset"], "backbone": record["backbone"], **pick}
             for record in map(read_json, selection_files) for pick in record["picks"]]
     frame = pd.DataFrame.from_records(rows, columns=SELECTION_COLUMNS)
+    write_table(frame, out_path)
+    return frame
+
+
+def build_selection_curves(selection_files: Iterable[str | Path], out_path: str | Path) -> pd.DataFrame:
+    """One row per dataset x backbone x configuration (method, K) x criterion: the criterion's score (the curves
+    the clustering report draws, each pick marked), and whether that criterion picked it."""
+    rows = []
+    for record in map(read_json, selection_files):
+        picked = {(pick["criterion"], pick["method"], pick["k"]) for pick in record["picks"]}
+        for configuration in record["configurations"]:
+            for criterion in record["criteria"]:
+                rows.append({"dataset": record["dataset"], "backbone": record["backbone"], "criterion": criterion,
+                             "default": criterion == record["criteria"][0], "method": configuration["method"],
+                             "k": int(configuration["k"]), "score": configuration[criterion],
+                             "picked": (criterion, configuration["method"], int(configuration["k"])) in picked})
+    frame = pd.DataFrame.from_records(rows, columns=SELECTION_CURVE_COLUMNS)
     write_table(frame, out_path)
     return frame
 

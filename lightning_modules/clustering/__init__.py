@@ -19,6 +19,20 @@ METHODS.register("dec", f"{_HEADS}:DECClustering", needs_knn=False, lightning=Tr
 METHODS.register("turtle", "lightning_modules.clustering.turtle:TURTLE", needs_knn=False, lightning=False, spaces=True)
 
 
+# Label-free criteria that pick a configuration (method, K) of a dataset x backbone: one small class each
+# (lightning_modules/clustering/criteria.py has the contract); `clustering.selection_criterion` names the default
+SELECTION_CRITERIA = Registry("selection criterion")
+_CRITERIA = "lightning_modules.clustering.criteria"
+SELECTION_CRITERIA.register("knn_agreement", f"{_CRITERIA}:KnnAgreement")
+SELECTION_CRITERIA.register("knn_agreement_corrected", f"{_CRITERIA}:KnnAgreementCorrected")
+SELECTION_CRITERIA.register("balance", f"{_CRITERIA}:Balance")
+SELECTION_CRITERIA.register("generalisation", f"{_CRITERIA}:Generalisation")
+SELECTION_CRITERIA.register("silhouette", f"{_CRITERIA}:Silhouette")
+SELECTION_CRITERIA.register("stability", f"{_CRITERIA}:Stability")
+SELECTION_CRITERIA.register("prediction_strength", f"{_CRITERIA}:PredictionStrength")
+SELECTION_CRITERIA.register("gap", f"{_CRITERIA}:GapStatistic")
+SELECTION_CRITERIA.register("consensus", f"{_CRITERIA}:Consensus")
+
 GRID_KEYS = ("k", "seeds", "datasets", "spaces")  # a method's own grid in config; not estimator parameters
 
 
@@ -26,4 +40,4 @@ def estimator_params(method_config: dict) -> dict:
     return {key: value for key, value in method_config.items() if key not in GRID_KEYS}
 
 
-__all__ = ["METHODS", "GRID_KEYS", "estimator_params"]
+__all__ = ["METHODS", "GRID_KEYS", "SELECTION_CRITERIA", "estimator_params"]

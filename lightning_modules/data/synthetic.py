@@ -13,10 +13,13 @@ SPLIT_OFFSETS = {"all": 0, "train": 1, "test": 2}  # each split draws its own sa
 
 def load_synthetic_split(split: str, n_classes: int = 10, dims: int = 32, samples_per_class: int = 100,
                          separation: float = 4.0, imbalance_ratio: float = 1.0, n_superclasses: int | None = None,
-                         seed: int = 0) -> DatasetSplit:
+                         anisotropy: float = 1.0, normalise: bool = False, seed: int = 0) -> DatasetSplit:
     """Class c has samples_per_class * imbalance_ratio^(-c / (n_classes - 1)) samples (largest / smallest =
-    imbalance_ratio) drawn from N(mu_c, I). With n_superclasses, mu_c = superclass centre (spread `separation`)
-    + a class offset (spread separation / 2), so classes of one superclass lie closer together."""
+    imbalance_ratio) drawn from N(mu_c, Σ_c). Σ_c = I, or with `anisotropy` a > 1 a diagonal of standard deviations
+    drawn log-uniformly from [1/a, a] per class and dimension (its own random stream: a = 1 draws the same data as
+    before it existed). With n_superclasses, mu_c = superclass centre (spread `separation`) + a class offset (spread
+    separation / 2), so classes of one superclass lie closer together. `normalise`: every row scaled to unit length,
+    as frozen-backbone embeddings are compared (a mixture on the sphere, like a von Mises-Fisher one)."""
     rng = np.random.default_rng(seed)
     if n_superclasses:
         superclass_of = np.arange(n_classes) % n_superclasses
@@ -29,7 +32,15 @@ def load_synthetic_split(split: str, n_classes: int = 10, dims: int = 32, sample
     counts = np.maximum(1, np.round(samples_per_class * profile)).astype(int)
     sample_rng = np.random.default_rng([seed, SPLIT_OFFSETS[split]])
     labels = np.repeat(np.arange(n_classes), counts)
-    features = (centres[labels] + sample_rng.standard_normal((len(labels), dims))).astype(np.float32)
+    noise = sample_rng.standard_normal((len(labels), dims))
+    if anisotropy != 1.0:
+        log_scale = np.log(anisotropy)
+        scales = np.exp(np.random.default_rng([seed, 99]).uniform(-log_scale, log_scale, (n_classes, dims)))
+        noise *= scales[labels]
+    features = centres[labels] + noise
+    if normalise:
+        features /= np.linalg.norm(features, axis=1, keepdims=True)
+    features = features.astype(np.float32)
     return DatasetSplit(
         images=features, labels=labels, label_names=[f"class{c}" for c in range(n_classes)],
         coarse_labels=None if superclass_of is None else superclass_of[labels],

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from lightning_modules.analysis.claims import check_claims
-from lightning_modules.clustering import METHODS
+from lightning_modules.clustering import METHODS, SELECTION_CRITERIA
 from lightning_modules.clustering.checks import check_clustering
 from lightning_modules.core.checks import ConfigError, registered, validate_schema
 from lightning_modules.core.project import SCHEMA_FILE
@@ -118,7 +118,8 @@ def normalise_backbones(config: dict) -> None:
 @functools.cache
 def assembled_schema(schema_path: str | Path = SCHEMA_FILE) -> dict:
     """The schema file with what the registries declare filled in: every clustering method's settings (its
-    SETTINGS, on the settings group of `$defs` its SETTINGS_BASE names) and the feature networks' names. Read-only:
+    SETTINGS, on the settings group of `$defs` its SETTINGS_BASE names), the feature networks' and the selection
+    criteria's names. Read-only:
     validation copies defaults out of it."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     groups, methods = schema["$defs"], {}
@@ -132,6 +133,7 @@ def assembled_schema(schema_path: str | Path = SCHEMA_FILE) -> dict:
         name: {"$ref": f"#/$defs/methods/{name}"} for name in methods}
     networks = schema["properties"]["diffusion"]["properties"]["metrics"]["properties"]["networks"]
     networks["items"] = {"enum": FEATURE_NETWORKS.names()}
+    schema["properties"]["clustering"]["properties"]["selection_criterion"]["enum"] = SELECTION_CRITERIA.names()
     return schema
 
 

@@ -57,6 +57,8 @@ rule select_clustering:
         files.output(Selection, "selection.json"),
     log:
         files.log("select_clustering", Selection),
+    params:
+        criterion=config["clustering"]["selection_criterion"],
     threads: 1
     conda:
         "../../envs/compute.yaml"

@@ -8,6 +8,7 @@ rule clustering_table:
         runs=report(files.output(Table, "clustering.parquet"), caption="../report/tables.rst", category="Tables"),
         bounds=files.output(Table, "cluster_bounds.parquet"),
         selection=report(files.output(Table, "selection.parquet"), caption="../report/tables.rst", category="Tables"),
+        curves=files.output(Table, "selection_curves.parquet"),
     log:
         files.log("clustering_table"),
     conda:
@@ -21,6 +22,7 @@ rule clustering_report:
         table_path=files.output(Table, "clustering.parquet"),
         bounds_path=files.output(Table, "cluster_bounds.parquet"),
         selection_path=files.output(Table, "selection.parquet"),
+        curves_path=files.output(Table, "selection_curves.parquet"),
         figure_folders=files.figure_folders(),
         template=os.path.join(workflow.basedir, "reports", "clustering.ipynb"),
         tracking=TRACKING,  # where the report is logged

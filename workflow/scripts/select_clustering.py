@@ -9,4 +9,4 @@ from lightning_modules.core.jobs import job_logging
 
 with job_logging(snakemake):
     run_selection([Path(path).parent for path in snakemake.input.metrics], snakemake.input.embeddings,
-                  snakemake.output[0], dict(snakemake.wildcards.items()))
+                  snakemake.output[0], dict(snakemake.wildcards.items()), snakemake.params.criterion)

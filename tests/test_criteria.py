@@ -1,0 +1,85 @@
+"""Every label-free selection criterion on data with an obvious answer: well-separated Gaussian mixtures with
+K = 3, 10 and 50, k-means run at K/2, K and 2K with two seeds (benchmarks.selection's helper, the runs as the
+selection sees them). Where a criterion is known to lean one way, the test says so instead of hiding it."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.selection import kmeans_views
+from conftest import gaussian_blobs
+from lightning_modules.clustering import SELECTION_CRITERIA
+from lightning_modules.clustering.criteria import PredictionStrength, disagreement, same_cluster_chance
+from lightning_modules.clustering.selection import configuration_scores, regret
+
+
+@pytest.fixture(scope="module", params=[3, 10, 50])
+def mixture(request):
+    """(K, the configuration table at K/2, K, 2K, the picks)."""
+    k = request.param
+    x, _ = gaussian_blobs(n_per=30, centres=k, dims=32, spread=8.0, seed=k)
+    views, _ = kmeans_views(x, [max(2, k // 2), k, 2 * k])
+    table, instances = configuration_scores(views)
+    picks = regret(table, instances, SELECTION_CRITERIA.names()).set_index("criterion")
+    return k, table.set_index("k"), picks
+
+
+@pytest.mark.parametrize("criterion", ["knn_agreement_corrected", "silhouette", "stability", "balance"])
+def test_the_true_k_scores_best(mixture, criterion):
+    k, table, _ = mixture
+    assert table.loc[k, criterion] == table[criterion].max()
+
+
+@pytest.mark.parametrize("criterion", ["knn_agreement_corrected", "silhouette", "prediction_strength"])
+def test_the_pick_is_the_true_k(mixture, criterion):
+    k, _, picks = mixture
+    assert picks.loc[criterion, "k"] == k
+
+
+def test_the_gap_statistic_sees_the_structure_and_its_rule_picks_k_while_clusters_are_large(mixture):
+    k, table, picks = mixture
+    assert table.loc[k, "gap"] > table.loc[max(2, k // 2), "gap"]
+    if k <= 10:
+        assert picks.loc["gap", "k"] == k
+    else:  # 30 points a cluster at K = 50: the uniform references' W keeps falling faster, and the rule overshoots
+        assert picks.loc["gap", "k"] >= k
+
+
+def test_the_uncorrected_scores_lean_to_fewer_clusters(mixture):
+    """kNN agreement and the generalisation score: merged clean clusters look as good as the true ones (the bias the
+    chance correction removes), while splitting them is seen."""
+    k, table, picks = mixture
+    for criterion in ("knn_agreement", "generalisation"):
+        assert table.loc[max(2, k // 2), criterion] >= table.loc[k, criterion] - 0.005 > table.loc[2 * k, criterion]
+        assert picks.loc[criterion, "k"] <= k
+
+
+def test_chance_agreement_and_matched_disagreement_by_hand():
+    assert same_cluster_chance(np.array([0, 0, 1, 1])) == pytest.approx(2 * 2 / (4 * 3))  # 2 x (2 x 1) / 12
+    assert same_cluster_chance(np.zeros(5, int)) == 1.0
+    assert disagreement(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0])) == 0.0  # relabelled: no disagreement
+    assert disagreement(np.array([0, 0, 1, 1]), np.array([0, 1, 2, 3])) == pytest.approx(0.5)  # 2 of 4 matched
+
+
+def test_prediction_strength_takes_the_largest_k_above_its_threshold():
+    table = pd.DataFrame({"method": ["a"] * 3 + ["b"], "k": [2, 5, 9, 3], "ps": [1.0, 0.85, 0.4, 0.7]})
+    assert PredictionStrength().pick(table, "ps") == 1  # a: K = 5 (largest >= 0.8); b: none, its best 0.7 < 0.85
+
+
+def test_the_benchmark_runs_and_the_schema_default_is_its_choice(tmp_path, monkeypatch):
+    """`benchmarks.selection --quick` end to end; the committed full run's choice is the schema's default."""
+    import json
+    import sys
+
+    import benchmarks.selection as benchmark
+    from lightning_modules.core.checks import schema_defaults
+
+    monkeypatch.setattr(benchmark, "QUICK_RESULT", tmp_path / "selection-quick.json")
+    monkeypatch.setattr(sys, "argv", ["selection", "--quick"])
+    benchmark.main()
+    record = json.loads((tmp_path / "selection-quick.json").read_text())
+    assert {pick["dataset"] for pick in record["picks"]} == {"digits-012", "iris", "mixture-k5-r1-sep0.3"}
+    assert set(record["development"]).isdisjoint(record["held_out"])
+    committed = json.loads(benchmark.RESULT.read_text())
+    assert len(committed["development"]) + len(committed["held_out"]) >= 30
+    assert schema_defaults("clustering")["selection_criterion"] == committed["default"]
