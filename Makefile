@@ -17,7 +17,7 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 # a sweep's ledger of the papers' findings (config/claims.yaml: the CPU sweep designed to decide them; ~40 min)
 CLAIMS_CONFIG ?= config/claims.yaml
 
-.PHONY: run demo dry-run claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install
+.PHONY: run demo dry-run claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install wordnet
 
 install: $(INSTALLED)
 
@@ -112,6 +112,13 @@ mlflow-server: $(INSTALLED)
 
 mlflow-ui: $(INSTALLED)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS)/mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+
+# WordNet's database, the neglabel OOD scorer's corpus of negative labels (Debian's wordnet-base in /usr/share/wordnet;
+# apt-get needs root): `make wordnet` once before a sweep that scores with neglabel
+WORDNET_DIR = /usr/share/wordnet
+wordnet:
+	@test -f $(WORDNET_DIR)/data.noun || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends wordnet-base || { apt-get update && apt-get install -y --no-install-recommends wordnet-base; }; }
 
 clean:
 	rm -rf $(RESULTS) .snakemake

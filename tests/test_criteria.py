@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.selection import kmeans_views
+from benchmarks.selection import method_views
 from conftest import gaussian_blobs
 from lightning_modules.clustering import SELECTION_CRITERIA
-from lightning_modules.clustering.criteria import PredictionStrength, disagreement, same_cluster_chance
+from lightning_modules.clustering.criteria import (KeptClustersKnee, MeanRank, Parsimonious, PredictionStrength,
+                                                   disagreement, same_cluster_chance, subsample)
 from lightning_modules.clustering.selection import configuration_scores, regret
 
 
@@ -18,19 +19,21 @@ def mixture(request):
     """(K, the configuration table at K/2, K, 2K, the picks)."""
     k = request.param
     x, _ = gaussian_blobs(n_per=30, centres=k, dims=32, spread=8.0, seed=k)
-    views, _ = kmeans_views(x, [max(2, k // 2), k, 2 * k])
+    views, _ = method_views(x, [max(2, k // 2), k, 2 * k])
     table, instances = configuration_scores(views)
     picks = regret(table, instances, SELECTION_CRITERIA.names()).set_index("criterion")
     return k, table.set_index("k"), picks
 
 
-@pytest.mark.parametrize("criterion", ["knn_agreement_corrected", "silhouette", "stability", "balance"])
+@pytest.mark.parametrize("criterion", ["knn_agreement_corrected", "silhouette", "umap_silhouette", "stability",
+                                       "balance"])
 def test_the_true_k_scores_best(mixture, criterion):
     k, table, _ = mixture
     assert table.loc[k, criterion] == table[criterion].max()
 
 
-@pytest.mark.parametrize("criterion", ["knn_agreement_corrected", "silhouette", "prediction_strength"])
+@pytest.mark.parametrize("criterion", ["knn_agreement_corrected", "silhouette", "umap_silhouette",
+                                       "prediction_strength"])
 def test_the_pick_is_the_true_k(mixture, criterion):
     k, _, picks = mixture
     assert picks.loc[criterion, "k"] == k
@@ -64,6 +67,39 @@ def test_chance_agreement_and_matched_disagreement_by_hand():
 def test_prediction_strength_takes_the_largest_k_above_its_threshold():
     table = pd.DataFrame({"method": ["a"] * 3 + ["b"], "k": [2, 5, 9, 3], "ps": [1.0, 0.85, 0.4, 0.7]})
     assert PredictionStrength().pick(table, "ps") == 1  # a: K = 5 (largest >= 0.8); b: none, its best 0.7 < 0.85
+
+
+def test_k_means_keeps_every_cluster_so_the_knee_does_not_score_it(mixture):
+    _, table, picks = mixture
+    assert (table.clusters_used == table.index).all() and table.kept_clusters_knee.isna().all()
+    assert pd.isna(picks.loc["kept_clusters_knee", "k"])  # reported as not scored, not as a pick
+
+
+def test_the_knee_of_the_kept_clusters_by_hand():
+    """A head keeps K clusters up to 10, then about 10 (the knee); k-means keeps every one (no knee); a head that
+    still keeps 95% at its largest K has not saturated (no knee)."""
+    k = [2, 5, 10, 20, 40]
+    table = pd.DataFrame({"method": ["head"] * 5 + ["kmeans"] * 5 + ["wide"] * 5, "k": k * 3,
+                          "clusters_used": [2, 5, 10, 11, 12] + k + [2, 5, 10, 19, 38]})
+    scores = KeptClustersKnee().score_table(table)
+    # Kneedle by hand at K = 10: used (10 - 2) / (12 - 2) = 0.8, K (10 - 2) / 38 = 0.2105
+    assert scores[2] == pytest.approx(0.8 - 8 / 38) and scores[:5].idxmax() == 2
+    assert scores[5:].isna().all()
+
+
+def test_the_parsimony_rule_and_the_mean_rank_by_hand():
+    table = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 2, "k": [2, 4, 8, 16, 2, 4],
+                          "s": [0.1, 0.85, 0.9, 1.0, 0.5, 0.95], "t": [4.0, 3.0, 2.0, 1.0, 0.0, 5.0]})
+    # a holds the best score (1.0 at K = 16); its range is 0.9: within 0.2 x 0.9 of the best, the smallest K is 4
+    assert Parsimonious("s", 0.2).pick(table, "s") == 1
+    assert Parsimonious("s", 0.05).pick(table, "s") == 3  # within 0.045: K = 16 alone
+    # ranks (1 = best): s 6,4,3,1,5,2; t 2,3,4,5,6,1 -> means 4, 3.5, 3.5, 3, 5.5, 1.5
+    assert MeanRank("s", "t").score_table(table).tolist() == [-4.0, -3.5, -3.5, -3.0, -5.5, -1.5]
+
+
+def test_subsamples_spread_over_the_sample():
+    positions = subsample(4000, 1000)
+    assert len(np.unique(positions)) == 1000 and positions.min() < 40 and positions.max() > 3960
 
 
 def test_the_benchmark_runs_and_the_schema_default_is_its_choice(tmp_path, monkeypatch):

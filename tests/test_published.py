@@ -128,3 +128,23 @@ def test_paper_yaml_runs_every_published_setting():
     report = reproduction({stage: pd.DataFrame(r) for stage, r in rows.items()})
     missing = report[report["status"] == "not run in this sweep"]
     assert missing.empty, f"published settings config/paper.yaml does not run: {sorted(set(missing['id']))}"
+
+
+def test_a_second_source_is_reported_beside_the_first_and_the_table_keeps_the_first(tmp_path):
+    """C-EDM's released TEMI clustering of CIFAR-10 is a second source for the TEMI paper's setting: the
+    reproduction report lists both, the table's published_acc is the first's."""
+    entries = load_published()
+    first, second = (next(e for e in entries if e.id == name)
+                     for name in ("temi-cifar10-dino-vitb16", "cedm-released-temi-cifar10-dino-vitb16"))
+    assert second.second_source_of == first.id and second.setting == first.setting
+    row = pd.DataFrame([{"dataset": "cifar10", "backbone": "vit_base_patch16_224.dino", "method": "temi", "k": 10,
+                         "acc": 0.946, "nmi": 0.886, "ari": 0.886}])
+    row["backbone"] = first.table_setting["backbone"]
+    report = reproduction({"clustering": row}, [first, second]).set_index(["id", "metric"])
+    assert report.loc[(first.id, "acc"), "published"] == 94.5 and report.loc[(second.id, "acc"), "published"] == 94.594
+    assert annotate(row, "clustering", [first, second]).published_acc.iloc[0] == 94.5
+    bad = tmp_path / "published.yaml"
+    bad.write_text("entries:\n  - {id: b, second_source_of: a, paper: p, source: s, stage: clustering,"
+                   " setting: {dataset: d}, values: {acc: 1}, unit: percent}\n")
+    with pytest.raises(ValueError, match=r"entries\[0\] \(b\): second_source_of must name an earlier entry"):
+        load_published(bad)

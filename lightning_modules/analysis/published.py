@@ -41,6 +41,7 @@ class Published:
     tolerance_source: str
     best_over: str | None = None
     note: str = ""
+    second_source_of: str | None = None  # another source for the setting of this earlier entry (both are reported)
     table_setting: dict = field(default_factory=dict)  # the setting with backbone specs as the tables' slugs
 
 
@@ -74,13 +75,17 @@ def load_published(path=PUBLISHED_FILE) -> list[Published]:
         if raw["id"] in seen:
             raise ValueError(f"{where}: the id '{raw['id']}' is used twice")
         seen.add(raw["id"])
+        first = next((e for e in entries if e.id == raw.get("second_source_of")), None)
+        if "second_source_of" in raw and (first is None or (first.stage, first.setting) != (raw["stage"], raw["setting"])):
+            raise ValueError(f"{where}: second_source_of must name an earlier entry of the same stage and setting")
         tolerance = raw.get("tolerance", (defaults.get("tolerance") or {}).get(raw["unit"]))
         entries.append(Published(
             id=raw["id"], paper=raw["paper"], source=raw["source"], stage=raw["stage"], setting=raw["setting"],
             values={metric: float(value) for metric, value in raw["values"].items()}, unit=raw["unit"],
             tolerance=float(tolerance),
             tolerance_source=raw.get("tolerance_source", defaults.get("tolerance_source", "")),
-            best_over=raw.get("best_over"), note=raw.get("note", ""), table_setting=_table_setting(raw["setting"])))
+            best_over=raw.get("best_over"), note=raw.get("note", ""), second_source_of=raw.get("second_source_of"),
+            table_setting=_table_setting(raw["setting"])))
     return entries
 
 
@@ -140,8 +145,10 @@ def reproduction(tables: dict[str, pd.DataFrame], entries: list[Published] | Non
 
 def annotate(frame: pd.DataFrame, stage: str, entries: list[Published] | None = None) -> pd.DataFrame:
     """`published_<metric>` and `delta_<metric>` (the row's value in the published unit minus the published one)
-    for every metric with a published number of this stage; NaN on rows of no published setting."""
-    entries = [e for e in (load_published() if entries is None else entries) if e.stage == stage]
+    for every metric with a published number of this stage; NaN on rows of no published setting. A setting with a
+    second source shows its first (`reproduction` reports both)."""
+    entries = [e for e in (load_published() if entries is None else entries)
+               if e.stage == stage and e.second_source_of is None]
     frame = frame.copy()
     for metric in dict.fromkeys(metric for entry in entries for metric in entry.values):
         frame[f"published_{metric}"] = np.nan

@@ -28,10 +28,13 @@ SELECTION_CRITERIA.register("knn_agreement_corrected", f"{_CRITERIA}:KnnAgreemen
 SELECTION_CRITERIA.register("balance", f"{_CRITERIA}:Balance")
 SELECTION_CRITERIA.register("generalisation", f"{_CRITERIA}:Generalisation")
 SELECTION_CRITERIA.register("silhouette", f"{_CRITERIA}:Silhouette")
+SELECTION_CRITERIA.register("umap_silhouette", f"{_CRITERIA}:UmapSilhouette")
 SELECTION_CRITERIA.register("stability", f"{_CRITERIA}:Stability")
 SELECTION_CRITERIA.register("prediction_strength", f"{_CRITERIA}:PredictionStrength")
 SELECTION_CRITERIA.register("gap", f"{_CRITERIA}:GapStatistic")
+SELECTION_CRITERIA.register("kept_clusters_knee", f"{_CRITERIA}:KeptClustersKnee")
 SELECTION_CRITERIA.register("consensus", f"{_CRITERIA}:Consensus")
+SELECTION_CRITERIA.register("agreement_generalisation", f"{_CRITERIA}:AgreementGeneralisation")
 
 GRID_KEYS = ("k", "seeds", "datasets", "spaces")  # a method's own grid in config; not estimator parameters
 

@@ -35,6 +35,12 @@ class RunView:
         return np.asarray(self.assignments)[self.rows]
 
 
+def subsample(n: int, size: int) -> np.ndarray:
+    """`size` of the sample's n positions, spread over it (the sample's rows are sorted by index, and a data set's
+    rows are often sorted by class: its first rows would be its first classes)."""
+    return np.sort(np.random.default_rng(0).permutation(n)[:size])
+
+
 class Criterion:
     table_level = False  # True: scores the configuration table (score_table), not runs
 
@@ -113,6 +119,42 @@ class Silhouette(Criterion):
         return float(silhouette_score(run.x, y, metric="cosine"))
 
 
+class UmapSilhouette(Criterion):
+    """The silhouette on a UMAP of ROWS rows of the sample, which Lowe et al. (arXiv 2406.02465) report tracks
+    AMI where the silhouette in the encoder's own space does not. UMAP as their recommended code sets it
+    (n_neighbors 30, min_dist 0, Euclidean silhouette in the reduced space); COMPONENTS of their 5 to 100, and ROWS
+    rows, keep it to seconds on CPU. One map per sample, shared by every configuration."""
+
+    ROWS = 1000
+    COMPONENTS = 10
+
+    def __init__(self):
+        self.maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id of the sample's array -> (positions, map)
+
+    def reduced(self, run: RunView) -> tuple[np.ndarray, np.ndarray]:
+        if id(run.x) not in self.maps:
+            import warnings
+
+            import umap
+
+            positions = subsample(len(run.x), self.ROWS)
+            with warnings.catch_warnings():  # the seed is deliberate: UMAP's note that it runs single-threaded
+                warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+                reduced = umap.UMAP(n_neighbors=30, min_dist=0.0, n_components=self.COMPONENTS,
+                                    random_state=0).fit_transform(run.x[positions])
+            self.maps[id(run.x)] = positions, reduced
+        return self.maps[id(run.x)]
+
+    def score_run(self, run: RunView) -> float:
+        from sklearn.metrics import silhouette_score
+
+        positions, reduced = self.reduced(run)
+        y = run.sample_assignments[positions]
+        if not 2 <= len(np.unique(y)) < len(y):
+            return 0.0
+        return float(silhouette_score(reduced, y))
+
+
 def disagreement(a: np.ndarray, b: np.ndarray) -> float:
     """Share of rows two labellings disagree on after the best one-to-one matching of their clusters (Hungarian)."""
     from scipy.optimize import linear_sum_assignment
@@ -185,7 +227,7 @@ def within_dispersion(x: np.ndarray, labels: np.ndarray) -> float:
 
 
 class GapStatistic(Criterion):
-    """The gap statistic (Tibshirani, Walther & Hastie 2001) on the first ROWS of the sample: Gap(K) = the mean
+    """The gap statistic (Tibshirani, Walther & Hastie 2001) on ROWS rows of the sample: Gap(K) = the mean
     log W_K of REFERENCES uniform samples in the sample's principal-axes box, k-means clustered at K, minus the
     run's log W_K (means over seeds). Its pick, per method: the smallest K of the grid with Gap(K) ≥ Gap(K') − s_K'
     for the next K' (s: the references' standard deviation × √(1 + 1/REFERENCES)); across methods, the largest gap.
@@ -200,8 +242,9 @@ class GapStatistic(Criterion):
     def score(self, runs: list[RunView]) -> float:
         from lightning_modules.clustering.kmeans import LloydKMeans
 
-        x, k = runs[0].x[:self.ROWS].astype(np.float64), runs[0].k
-        log_w = np.mean([np.log(within_dispersion(x, run.sample_assignments[:self.ROWS])) for run in runs])
+        positions, k = subsample(len(runs[0].x), self.ROWS), runs[0].k
+        x = runs[0].x[positions].astype(np.float64)
+        log_w = np.mean([np.log(within_dispersion(x, run.sample_assignments[positions])) for run in runs])
         centred = x - x.mean(axis=0)
         axes = np.linalg.svd(centred, full_matrices=False)[2]
         projected = centred @ axes.T
@@ -228,11 +271,70 @@ class GapStatistic(Criterion):
         return int(best)
 
 
-class Consensus(Criterion):
-    """The mean rank of kNN agreement, balance and the generalisation score (higher is better)."""
+class MeanRank(Criterion):
+    """The mean rank of other criteria's scores over the configurations (higher is better; a criterion without a
+    score for a configuration is left out of its mean)."""
 
     table_level = True
-    OF = ("knn_agreement", "balance", "generalisation")
+    OF: tuple[str, ...] = ()
+
+    def __init__(self, *of: str):
+        self.of = of or self.OF
 
     def score_table(self, table: pd.DataFrame) -> pd.Series:
-        return -table[list(self.OF)].rank(ascending=False, method="average").mean(axis=1)
+        return -table[list(self.of)].rank(ascending=False, method="average").mean(axis=1)
+
+
+class Consensus(MeanRank):
+    """The mean rank of kNN agreement, balance and the generalisation score."""
+
+    OF = ("knn_agreement", "balance", "generalisation")
+
+
+class AgreementGeneralisation(MeanRank):
+    """The mean rank of chance-corrected kNN agreement and TURTLE's generalisation score: the candidate of lowest
+    mean ACC regret on benchmarks/selection.py's development half (its family: every criterion, each with a
+    parsimony rule, and the mean rank of every pair)."""
+
+    OF = ("knn_agreement_corrected", "generalisation")
+
+
+class Parsimonious(Criterion):
+    """Another criterion's scores with a parsimony rule for the pick: the method of the best score, and of its K
+    the smallest whose score is within `tolerance` x (that method's range of scores) of its best — the 1-SE rule's
+    idea, for criteria whose curve flattens past the true K."""
+
+    table_level = True
+
+    def __init__(self, base: str, tolerance: float):
+        self.base, self.tolerance = base, tolerance
+
+    def score_table(self, table: pd.DataFrame) -> pd.Series:
+        return table[self.base]
+
+    def pick(self, table: pd.DataFrame, name: str) -> int:
+        method = table.loc[table[name].idxmax(), "method"]
+        scores = table[name][table.method == method].replace(-np.inf, np.nan)
+        near = scores[scores >= scores.max() - self.tolerance * (scores.max() - scores.min())]
+        return int(table.loc[near.index, "k"].idxmin())
+
+
+class KeptClustersKnee(Criterion):
+    """The knee of the clusters a method keeps as K grows (what the upper cluster bound measures,
+    clustering/bound.py, read from the sweep's own runs): per method, the Kneedle difference (Satopää et al. 2011)
+    of `clusters_used` (the table's mean over seeds) against K, both scaled to [0, 1]; its largest value is the
+    knee. A method that keeps SATURATED or more of the clusters at its largest K (k-means keeps them all) has no
+    knee: not scored (NaN). Written here, not with the `kneed` package: one line of arithmetic."""
+
+    table_level = True
+    SATURATED = 0.9
+
+    def score_table(self, table: pd.DataFrame) -> pd.Series:
+        scores = pd.Series(np.nan, index=table.index)
+        for _, group in table.groupby("method", sort=False):
+            group = group.sort_values("k")
+            k, used = group.k.to_numpy(float), group.clusters_used.to_numpy(float)
+            if len(group) < 3 or used[-1] >= self.SATURATED * k[-1] or used.max() == used.min():
+                continue
+            scores[group.index] = (used - used.min()) / (used.max() - used.min()) - (k - k.min()) / (k.max() - k.min())
+        return scores

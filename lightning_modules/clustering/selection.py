@@ -49,9 +49,10 @@ def run_views(records: list[dict], embeddings: np.ndarray, seed: int = 0) -> lis
 
 def configuration_scores(views: list[RunView], labelled: pd.DataFrame | None = None,
                          criteria: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Per (method, k) in that order: each criterion's score, the seeds, and (for the regret only) the means of the
-    labelled metrics in `labelled` (columns method, k, seed, acc, nmi). Returns the table and the criteria objects
-    that scored it (a criterion with its own pick rule keeps what it needs for it)."""
+    """Per (method, k) in that order: each criterion's score, the seeds, the clusters used (label-free; mean over
+    seeds) and (for the regret only) the means of the labelled metrics in `labelled` (columns method, k, seed, acc,
+    nmi). Returns the table and the criteria objects that scored it (a criterion with its own pick rule keeps what
+    it needs for it)."""
     criteria = criteria or SELECTION_CRITERIA.names()
     instances = {name: SELECTION_CRITERIA.get(name)() for name in criteria}
     groups: dict[tuple[str, int], list[RunView]] = {}
@@ -59,7 +60,8 @@ def configuration_scores(views: list[RunView], labelled: pd.DataFrame | None = N
         groups.setdefault((view.method, view.k), []).append(view)
     rows = []
     for (method, k), runs in groups.items():
-        row = {"method": method, "k": k, "seeds": len(runs)}
+        row = {"method": method, "k": k, "seeds": len(runs),
+               "clusters_used": float(np.mean([len(np.unique(run.assignments)) for run in runs]))}
         row.update({name: criterion.score(runs) for name, criterion in instances.items() if not criterion.table_level})
         rows.append(row)
     table = pd.DataFrame(rows)

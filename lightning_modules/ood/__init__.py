@@ -29,6 +29,7 @@ OOD_SCORERS.register("mahalanobis-pp", "lightning_modules.ood.mahalanobis:Mahala
 OOD_SCORERS.register("relative-mahalanobis-pp", "lightning_modules.ood.mahalanobis:RelativeMahalanobis",
                      params={"normalise": True}, labels="classes")
 OOD_SCORERS.register("zeroshot-msp", "lightning_modules.ood.zeroshot:ZeroShotMSP", config="zeroshot", text=True)
+OOD_SCORERS.register("neglabel", "lightning_modules.ood.neglabel:NegLabel", config="neglabel", text=True)
 OOD_SCORERS.register("selfdistill", "lightning_modules.ood.self_distillation:SelfDistillation",
                      config="self_distillation", negatives=True)
 
