@@ -75,7 +75,19 @@ localrules:
     finish_sweep,
 
 
+# Every artifact a user reads, not only the sweep's last marker: Snakemake does not redo a missing file whose
+# consumers are up to date, so a deleted table, report, figure folder or run comes back only when it is asked for.
 rule all:
     input:
         files.results(layout.TRACKING_SWEEP),  # after every report and the reconciled store: the sweep's last job
+        files.sweep_reports(),
+        rules.clustering_table.output,
+        rules.claims.output,
+        rules.ood_table.output if files.ood_pairs else [],
+        rules.diffusion_table.output if config["diffusion"]["datasets"] else [],
+        files.figure_folders(),
+        files.clustering_run_files("metrics.json"),
+        files.ood_run_files("metrics.json"),
+        files.ood_probe_files("probe.json"),
+        files.diffusion_run_files("metrics.json"),
     default_target: True

@@ -1,10 +1,25 @@
-"""Debian packages a test needs (SLURM, Chromium), installed with apt-get where missing: the tests that need
-them skip with the one-line reason where that cannot be done."""
+"""What a test needs from the machine (Debian packages: SLURM, Chromium, WordNet; root; a tmpfs): packages are
+installed with apt-get where missing. Where a set-up cannot be done the test skips with the one-line reason, and
+under CI (`CI=true`, which .ci/run sets) it fails naming the step: CI cannot go green by skipping."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+
+import pytest
+
+
+def unavailable(step: str) -> None:
+    """A set-up step failed: skip with `step` as the reason here; fail under CI."""
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"set-up failed under CI: {step}", pytrace=False)
+    pytest.skip(step)
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        unavailable(f"{what} needs root (CI runs as root)")
 
 
 def apt_install(packages, what: str, timeout: int = 900) -> str | None:

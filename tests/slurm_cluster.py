@@ -17,6 +17,10 @@ from debian import apt_install
 
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
+GRES_CONF = SLURM_CONF.with_name("gres.conf")
+# the node's declared GPUs: a GRES of this name on a device file every machine has (no real GPU behind it; slurmd
+# only checks the file exists), so that jobs asking for `--gpus` are scheduled and see their allocation
+FAKE_GPU_DEVICE = "/dev/null"
 
 
 class SlurmUnavailable(RuntimeError):
@@ -60,14 +64,15 @@ def _stop(pid: int | None, seconds: float = 10) -> None:
 
 
 class SingleNodeSlurm:
-    """`with SingleNodeSlurm(folder) as cluster:` a running one-node cluster with partition `debug`."""
+    """`with SingleNodeSlurm(folder, gpus=1) as cluster:` a running one-node cluster with partition `debug`, its
+    node declaring `gpus` GPUs (GRES `gpu`, FAKE_GPU_DEVICE)."""
 
     partition = "debug"
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, gpus: int = 0):
+        self.folder, self.gpus = Path(folder), gpus
         self.pid_files: list[Path] = []
-        self.previous_conf: bytes | None = None
+        self.previous: dict[Path, bytes | None] = {}
 
     def __enter__(self) -> "SingleNodeSlurm":
         ensure_installed()
@@ -93,14 +98,13 @@ class SingleNodeSlurm:
             "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
             "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
             "JobCompType=jobcomp/none", "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory",
-            "MinJobAge=300", "ReturnToService=2", "SchedulerType=sched/builtin",
-            node,
+            "MinJobAge=3600", "ReturnToService=2", "SchedulerType=sched/builtin",
+            *(["GresTypes=gpu"] if self.gpus else []),
+            node + (f" Gres=gpu:{self.gpus}" if self.gpus else ""),
             f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4",
         ]) + "\n"
-        if SLURM_CONF.exists():
-            self.previous_conf = SLURM_CONF.read_bytes()
-        SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
-        SLURM_CONF.write_text(conf)
+        self._write(SLURM_CONF, conf)
+        self._write(GRES_CONF, "".join(f"Name=gpu File={FAKE_GPU_DEVICE}\n" for _ in range(self.gpus)) or None)
         _run("slurmctld", "-i")
         self.pid_files.append(self.folder / "slurmctld.pid")
         _run("slurmd")
@@ -130,10 +134,21 @@ class SingleNodeSlurm:
         for pid_file in reversed(self.pid_files):
             _stop(_pid(pid_file))
         self.pid_files.clear()
-        if self.previous_conf is not None:
-            SLURM_CONF.write_bytes(self.previous_conf)
+        for path, previous in self.previous.items():
+            if previous is not None:
+                path.write_bytes(previous)
+            else:
+                path.unlink(missing_ok=True)
+        self.previous.clear()
+
+    def _write(self, path: Path, text: str | None) -> None:
+        """Write (None: remove) one of SLURM's config files, keeping what was there for __exit__."""
+        self.previous.setdefault(path, path.read_bytes() if path.exists() else None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            path.unlink(missing_ok=True)
         else:
-            SLURM_CONF.unlink(missing_ok=True)
+            path.write_text(text)
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from debian import apt_install
+from debian import apt_install, unavailable
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +40,7 @@ def _install_chromium() -> None:
         return
     reason = apt_install(PACKAGES, "Chromium")
     if reason:
-        pytest.skip(reason)
+        unavailable(reason)
 
 
 @pytest.fixture(scope="module")

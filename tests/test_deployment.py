@@ -5,6 +5,7 @@ import tomllib
 
 import pytest
 import yaml
+from packaging.version import Version
 
 from conftest import REPO
 
@@ -27,7 +28,7 @@ def test_env_pip_lines_are_pyproject_requirements(env_file):
         assert known.get(name) == requirement, f"{env_file.name}: '{requirement}' but pyproject.toml has '{known.get(name)}'"
     python = next(item for item in env["dependencies"] if isinstance(item, str) and item.startswith("python="))
     minimum = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"].lstrip(">=")
-    assert python.split("=")[1] >= minimum
+    assert Version(python.split("=")[1]) >= Version(minimum), f"{env_file.name}: {python}, pyproject needs {minimum}"
 
 
 def test_compute_env_holds_every_runtime_requirement_but_the_report_tools():

@@ -3,7 +3,6 @@ and says the disk is full; once space is freed the same command finishes with ex
 undisturbed run (nothing half-written is taken for done: checkpoints, artifacts, tables)."""
 
 import errno
-import os
 import subprocess
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 import yaml
 
 from conftest import SMALL_HEAD, finished_sweep, run_workflow
+from debian import require_root, unavailable
 from lightning_modules.core.io import save_npy, save_torch
 from lightning_modules.core.jobs import error_line
 
@@ -28,16 +28,17 @@ TIMES = ["seconds"]  # wall-clock columns: the only ones allowed to differ
 
 
 def mount_tmpfs(folder, size: str):
+    require_root("mounting a small tmpfs")
     folder.mkdir(parents=True, exist_ok=True)
     try:
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True,
                        capture_output=True, text=True)
     except (OSError, subprocess.CalledProcessError) as error:
-        pytest.skip(f"cannot mount a tmpfs here ({getattr(error, 'stderr', '') or error}); needs root")
+        unavailable(f"cannot mount a tmpfs here ({getattr(error, 'stderr', '') or error})")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
 def test_a_full_disk_is_one_line_and_the_rerun_finishes_as_an_undisturbed_run(tmp_path):
+    require_root("mounting a small tmpfs")
     (tmp_path / "reference").mkdir()
     reference = finished_sweep(tmp_path / "reference", CONFIG)
     work = tmp_path / "full"
@@ -64,7 +65,6 @@ def test_a_full_disk_is_one_line_and_the_rerun_finishes_as_an_undisturbed_run(tm
         subprocess.run(["umount", "-l", str(results)], capture_output=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
 @pytest.mark.parametrize("name, save", [("rows.npy", save_npy), ("model.pt", save_torch)])
 def test_an_artifact_that_does_not_fit_is_a_full_disk_naming_its_path(tmp_path, name, save):
     # numpy's own error for the short write carries no errno ("N requested and M written"), torch's zip writer

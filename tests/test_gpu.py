@@ -1,5 +1,11 @@
 """GPU checks (`make test-gpu`, marker `gpu`): where a CUDA GPU and faiss-gpu exist, the GPU paths against their
-CPU references. Without them every test skips with the reason."""
+CPU references, each checking that CUDA did the work. Without them every test skips with the reason (CI has no GPU:
+these are the only tests that may skip there)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,15 +52,38 @@ def test_gpu_kmeans_matches_the_cpu_lloyd_loop_from_the_same_start():
     assert on_gpu.inertia_ == pytest.approx(on_cpu.inertia_, rel=1e-3)
 
 
-@needs_cuda
-def test_one_head_epoch_on_the_gpu():
+def cuda_used(work) -> int:
+    """Run `work()`; the most bytes CUDA held meanwhile (0: it ran on the CPU)."""
+    torch.cuda.reset_peak_memory_stats()
+    work()
+    return torch.cuda.max_memory_allocated()
+
+
+def without_gpu(function: str, *paths) -> None:
+    """Call this file's `function(*paths)` in a process that sees no GPU: the same code's CPU result."""
+    call = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_gpu; test_gpu.{function}(*{[str(p) for p in paths]!r})"
+    subprocess.run([sys.executable, "-c", call], env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, check=True, timeout=600)
+
+
+def fit_one_head_epoch(rows_path, probs_path) -> None:
     from lightning_modules.clustering.heads.estimator import TEMIClustering
     from lightning_modules.search.neighbours import knn_graph
 
-    x = clustered(n=4000)
+    x = np.load(rows_path)
     neighbours, _ = knn_graph(x, 10, use_gpu=False)
     model = TEMIClustering(50, epochs=1, batch_size=256, n_heads=4, progress=False).fit(x, neighbours)
-    assert model.probs_.shape == (4000, 50) and np.isfinite(model.probs_).all()
+    np.save(probs_path, model.probs_)
+
+
+@needs_cuda
+def test_one_head_epoch_on_the_gpu_matches_the_cpu(tmp_path):
+    np.save(tmp_path / "rows.npy", clustered(n=4000))
+    assert cuda_used(lambda: fit_one_head_epoch(tmp_path / "rows.npy", tmp_path / "gpu.npy")) > 0
+    without_gpu("fit_one_head_epoch", tmp_path / "rows.npy", tmp_path / "cpu.npy")
+    on_gpu, on_cpu = np.load(tmp_path / "gpu.npy"), np.load(tmp_path / "cpu.npy")
+    assert on_gpu.shape == (4000, 50) and np.isfinite(on_gpu).all()
+    # same seed, same batches: only float rounding differs between the devices
+    assert np.mean(on_gpu.argmax(1) == on_cpu.argmax(1)) >= 0.95 and np.abs(on_gpu - on_cpu).max() < 0.05
 
 
 @needs_cuda
@@ -65,7 +94,10 @@ def test_embedding_extraction_under_autocast_matches_float32():
     torch.manual_seed(0)
     model, transform = build_backbone("timm/vit_tiny_patch16_224", pretrained=False)
     images = np.random.default_rng(0).random((16, 3, 32, 32), dtype=np.float32)
-    mixed = embed_images(model, transform, images, batch_size=8, progress=False)
+    embedded = {}
+    assert cuda_used(lambda: embedded.update(mixed=embed_images(model, transform, images, batch_size=8,
+                                                                progress=False))) > 0
+    mixed = embedded["mixed"]
     with torch.no_grad():
         reference = torch.cat([model.float().cpu()(torch.stack([transform(torch.from_numpy(i)) for i in images[s:s + 8]]))
                                for s in (0, 8)]).numpy()
@@ -75,9 +107,11 @@ def test_embedding_extraction_under_autocast_matches_float32():
 
 @needs_cuda
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_edm_trains_samples_and_resumes_on_the_gpu(tmp_path, digits_pixels, precision):
-    """The diffusion job's path on a GPU, at both precisions: training, EMA, Heun sampling and the scores."""
+def test_edm_trains_samples_and_resumes_on_the_gpu(tmp_path, monkeypatch, digits_pixels, precision):
+    """The diffusion job's path on a GPU, at both precisions: training, EMA, Heun sampling and the scores; a run
+    killed after step 12 resumes from its step-8 checkpoint and ends with the uninterrupted run's samples."""
     from lightning_modules.data import DatasetSplit
+    from lightning_modules.diffusion.model import EDMDenoiser
     from lightning_modules.diffusion.run import train_diffusion
     from lightning_modules.diffusion.scoring import feature_networks
 
@@ -89,6 +123,25 @@ def test_edm_trains_samples_and_resumes_on_the_gpu(tmp_path, digits_pixels, prec
               "strategy": "auto", "precision": precision, "n_samples": 64, "guidance": 0.5,
               "sample_labels": "empirical", "metrics": {"networks": ["backbone"], "kid_subsets": 10, "kid_subset_size": 16}}
     networks = feature_networks(params["metrics"], {"spec": "pixels"}, device="cuda")
-    record = train_diffusion(data, "class", tmp_path, params, networks, progress=False)
-    assert record["train_steps"] == 16 and np.isfinite(record["fd_backbone"])
-    assert np.load(tmp_path / "samples.npy").shape == (64, 1, 8, 8)
+    records = {}
+    assert cuda_used(lambda: records.update(whole=train_diffusion(data, "class", tmp_path / "whole", params, networks,
+                                                                  progress=False))) > 0
+    assert records["whole"]["train_steps"] == 16 and np.isfinite(records["whole"]["fd_backbone"])
+    assert np.load(tmp_path / "whole" / "samples.npy").shape == (64, 1, 8, 8)
+
+    original = EDMDenoiser.training_step
+
+    def killed_after_step_12(self, batch, batch_idx):
+        if self.global_step == 12:
+            raise RuntimeError("killed")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(EDMDenoiser, "training_step", killed_after_step_12)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_diffusion(data, "class", tmp_path / "resumed", params, networks, progress=False)
+    assert torch.load(tmp_path / "resumed" / ".checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 8
+    monkeypatch.setattr(EDMDenoiser, "training_step", original)
+    resumed = train_diffusion(data, "class", tmp_path / "resumed", params, networks, progress=False)
+    assert resumed["train_steps"] == 16
+    np.testing.assert_allclose(np.load(tmp_path / "resumed" / "samples.npy"), np.load(tmp_path / "whole" / "samples.npy"),
+                               atol=1e-3)

@@ -124,12 +124,12 @@ def test_debians_wordnet_gives_the_official_corpus_size():
     comment: "15% -> 10000")."""
     from pathlib import Path
 
-    from debian import apt_install
+    from debian import apt_install, unavailable
 
     if not Path("/usr/share/wordnet/data.noun").is_file():
         reason = apt_install(["wordnet-base"], "WordNet (wordnet-base)")
         if reason:
-            pytest.skip(reason)
+            unavailable(reason)
     nouns, adjectives = wordnet_corpus("/usr/share/wordnet")
     assert nouns[:2] == ["entity", "physical entity"] and 55_000 < len(nouns) < 62_000
     assert 11_000 < len(adjectives) < 13_500 and len(set(nouns) | set(adjectives)) == len(nouns) + len(adjectives)

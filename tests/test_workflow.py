@@ -1,6 +1,7 @@
 """End to end: the real Snakefile on a tiny config, in a temporary folder."""
 
 import json
+import shutil
 
 import nbformat
 import numpy as np
@@ -10,6 +11,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import SMALL_HEAD, finished_sweep, run_workflow
+from lightning_modules.analysis.claims.ledger import VERDICTS
 from lightning_modules.analysis.reporting import end_message
 from lightning_modules.services.tracking import PARENT_TAG, ROLE_TAG
 
@@ -139,7 +141,10 @@ def test_the_sweeps_mlflow_run_spans_the_sweep_and_carries_its_headlines(sweep):
     assert abs(duration - span) <= max(5.0, 0.1 * span), (duration, span)
     selection = pd.read_parquet(sweep / "results" / "tables" / "selection.parquet").iloc[0]
     assert parent.data.metrics["pick_acc.digits.pixels"] == pytest.approx(selection.acc)
-    assert parent.data.metrics["claims_supported"] + parent.data.metrics["claims_not_testable"] <= 13
+    ledger = pd.read_parquet(sweep / "results" / "tables" / "claims.parquet")
+    counts = {f"claims_{verdict.replace(' ', '_')}": float((ledger.verdict == verdict).sum()) for verdict in VERDICTS}
+    assert sum(counts.values()) == len(ledger) == 13
+    assert {name: value for name, value in parent.data.metrics.items() if name.startswith("claims_")} == counts
     assert "clustering: label-free pick" in parent.data.tags["mlflow.note.content"]
     assert "reports/clustering/clustering.html" in parent.data.tags["mlflow.note.content"]
     record = json.loads((sweep / "results" / "tracking" / "sweep.json").read_text())
@@ -212,6 +217,40 @@ def test_snakemake_report_holds_the_reports_and_tables_with_captions(sweep):
     html = (sweep / "report.html").read_text(errors="replace")
     assert "clustering.html" in html and "clustering.parquet" in html and "who beats k-means" in html
     assert "Could not detect mimetype" not in result.stderr
+
+
+def without_timing(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns="seconds").sort_values(["method", "k", "seed"]).reset_index(drop=True)
+
+
+def test_a_deleted_result_is_rebuilt_by_the_same_command(sweep):
+    """A table, the ledger, a report, a figure folder and one run's folder, deleted, come back from the plain command
+    with the same content (the run's own timing aside): the default target asks for every artifact a user reads.
+    Last of the tests on `sweep`: the rerun's jobs log to its store again."""
+    results = sweep / "results"
+    table, ledger = results / "tables" / "clustering.parquet", results / "tables" / "claims.parquet"
+    report, figures = results / "reports" / "clustering.html", results / "digits" / "pixels" / "figures"
+    run = results / "digits" / "pixels" / "clusters" / "kmeans" / "k5" / "seed0"
+    before = {"table": without_timing(pd.read_parquet(table)), "ledger": pd.read_parquet(ledger),
+              "record": {k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if k != "seconds"},
+              "assignments": np.load(run / "assignments.npy"), "figures": sorted(p.name for p in figures.iterdir()),
+              "gallery": (figures / "gallery.json").read_text()}
+    for path in (table, ledger, report):
+        path.unlink()
+    for folder in (figures, run):
+        shutil.rmtree(folder)
+    result = run_workflow(sweep)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run / "metrics.json").read_text())
+    assert {k: v for k, v in record.items() if k != "seconds"} == before["record"]
+    np.testing.assert_array_equal(np.load(run / "assignments.npy"), before["assignments"])
+    pd.testing.assert_frame_equal(without_timing(pd.read_parquet(table)), before["table"])
+    pd.testing.assert_frame_equal(pd.read_parquet(ledger), before["ledger"])
+    assert sorted(p.name for p in figures.iterdir()) == before["figures"]
+    assert (figures / "gallery.json").read_text() == before["gallery"]
+    assert "data:image/png;base64" in report.read_text()
+    again = run_workflow(sweep)
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_a_random_timm_vit_on_a_generated_image_folder(tmp_path):
