@@ -11,6 +11,7 @@ RESULTS ?= results
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 MLFLOW_SERVER_FLAGS ?=
+MLFLOW_DATABASE ?=
 # pip on these machines warns about every package its local index lacks; keep real messages only.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
@@ -106,9 +107,10 @@ test-browser: $(INSTALLED)
 # requests without credentials are refused; jobs read theirs from the owner-only file the server prints
 # (export CLUSTERLAB_TRACKING_CREDENTIALS=$(RESULTS)/tracking-auth/credentials). Binds 127.0.0.1 unless MLFLOW_HOST
 # says otherwise; runs, artifacts and users are kept under $(RESULTS)/. MLFLOW_SERVER_FLAGS=--no-auth serves without
-# authentication, on loopback only (add --insecure to force it elsewhere).
+# authentication, on loopback only (add --insecure to force it elsewhere). MLFLOW_DATABASE=postgresql://user@host:port/db
+# keeps the runs in PostgreSQL instead of $(RESULTS)/mlflow.db (the password from PGPASSWORD or ~/.pgpass, not the URL).
 mlflow-server: $(INSTALLED)
-	$(BIN)/python -m lightning_modules.services.tracking_server --results $(RESULTS) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(MLFLOW_SERVER_FLAGS)
+	$(BIN)/python -m lightning_modules.services.tracking_server --results $(RESULTS) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(if $(MLFLOW_DATABASE),--database '$(MLFLOW_DATABASE)') $(MLFLOW_SERVER_FLAGS)
 
 mlflow-ui: $(INSTALLED)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS)/mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)

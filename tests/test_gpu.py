@@ -61,8 +61,10 @@ def cuda_used(work) -> int:
 
 def without_gpu(function: str, *paths) -> None:
     """Call this file's `function(*paths)` in a process that sees no GPU: the same code's CPU result."""
-    call = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_gpu; test_gpu.{function}(*{[str(p) for p in paths]!r})"
-    subprocess.run([sys.executable, "-c", call], env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, check=True, timeout=600)
+    call = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_gpu; "
+            f"test_gpu.{function}(*{[str(p) for p in paths]!r})")
+    subprocess.run([sys.executable, "-c", call], env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, check=True,
+                   timeout=600)
 
 
 def fit_one_head_epoch(rows_path, probs_path) -> None:
@@ -143,5 +145,5 @@ def test_edm_trains_samples_and_resumes_on_the_gpu(tmp_path, monkeypatch, digits
     monkeypatch.setattr(EDMDenoiser, "training_step", original)
     resumed = train_diffusion(data, "class", tmp_path / "resumed", params, networks, progress=False)
     assert resumed["train_steps"] == 16
-    np.testing.assert_allclose(np.load(tmp_path / "resumed" / "samples.npy"), np.load(tmp_path / "whole" / "samples.npy"),
-                               atol=1e-3)
+    np.testing.assert_allclose(np.load(tmp_path / "resumed" / "samples.npy"),
+                               np.load(tmp_path / "whole" / "samples.npy"), atol=1e-3)

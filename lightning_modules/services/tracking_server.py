@@ -12,7 +12,13 @@ What it trusts and keeps where (all under `<results>/tracking-auth/`, a 0700 fol
 A request without valid credentials is refused (401). Binding an address other than loopback without auth is
 refused unless `--insecure` says so.
 
-    python -m lightning_modules.services.tracking_server --results results --host 127.0.0.1 --port 5000 [--no-auth]
+The runs' store is `<results>/mlflow.db` (SQLite, the embedded default) or the database `--database` names: for a
+lab's server PostgreSQL (`postgresql://user@host:port/db`; the `server` extra installs its driver), whose password
+comes from libpq's own places (PGPASSWORD, ~/.pgpass), never the URL on a command line. The store's address reaches
+MLflow through its environment (MLFLOW_BACKEND_STORE_URI), not the process's arguments.
+
+    python -m lightning_modules.services.tracking_server --results results --host 127.0.0.1 --port 5000 \
+        [--database postgresql://mlflow@127.0.0.1:5432/mlflow] [--no-auth]
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+
+from lightning_modules.core.layout import TRACKING_DATABASE
 
 AUTH_DIR = "tracking-auth"
 ADMIN = "admin"
@@ -81,10 +89,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def backend_store(results_dir, database: str | None = None) -> str:
+    """The runs' store: `database` when given, else SQLite in the results folder."""
+    return database or f"sqlite:///{Path(results_dir).resolve() / TRACKING_DATABASE}"
+
+
 def server_command(results_dir, host: str, port: int, auth: bool) -> list[str]:
+    """`mlflow server` without the store's address (it goes in MLFLOW_BACKEND_STORE_URI: it may carry a password)."""
     results = Path(results_dir).resolve()
     command = [shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow")), "server",
-               "--backend-store-uri", f"sqlite:///{results / 'mlflow.db'}",
                "--artifacts-destination", str(results / "mlartifacts"), "--host", host, "--port", str(port)]
     return command + (["--app-name", "basic-auth"] if auth else [])
 
@@ -94,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default="results")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--database", help="the runs' store (SQLAlchemy URL, e.g. postgresql://user@host:port/db); "
+                                           "default: SQLite in --results")
     parser.add_argument("--no-auth", action="store_true", help="serve without authentication (loopback only)")
     parser.add_argument("--insecure", action="store_true", help="allow --no-auth on a non-loopback address")
     args = parser.parse_args(argv)
@@ -103,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     Path(args.results).mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store(args.results, args.database)}
     if not args.no_auth:
         env.update(prepare_auth(args.results))
         print(f"tracking server with authentication; jobs read their credentials from "
