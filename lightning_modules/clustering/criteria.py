@@ -123,10 +123,12 @@ class UmapSilhouette(Criterion):
     """The silhouette on a UMAP of ROWS rows of the sample, which Lowe et al. (arXiv 2406.02465) report tracks
     AMI where the silhouette in the encoder's own space does not. UMAP as their recommended code sets it
     (n_neighbors 30, min_dist 0, Euclidean silhouette in the reduced space); COMPONENTS of their 5 to 100, and ROWS
-    rows, keep it to seconds on CPU. One map per sample, shared by every configuration."""
+    rows, keep it to seconds on CPU. One map per sample, shared by every configuration. A sample of no more rows
+    than N_NEIGHBORS is not scored (NaN): no neighbourhood of that size exists, and the spectral start fails."""
 
     ROWS = 1000
     COMPONENTS = 10
+    N_NEIGHBORS = 30
 
     def __init__(self):
         self.maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id of the sample's array -> (positions, map)
@@ -140,7 +142,7 @@ class UmapSilhouette(Criterion):
             positions = subsample(len(run.x), self.ROWS)
             with warnings.catch_warnings():  # the seed is deliberate: UMAP's note that it runs single-threaded
                 warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-                reduced = umap.UMAP(n_neighbors=30, min_dist=0.0, n_components=self.COMPONENTS,
+                reduced = umap.UMAP(n_neighbors=self.N_NEIGHBORS, min_dist=0.0, n_components=self.COMPONENTS,
                                     random_state=0).fit_transform(run.x[positions])
             self.maps[id(run.x)] = positions, reduced
         return self.maps[id(run.x)]
@@ -148,6 +150,8 @@ class UmapSilhouette(Criterion):
     def score_run(self, run: RunView) -> float:
         from sklearn.metrics import silhouette_score
 
+        if len(run.x) <= self.N_NEIGHBORS:
+            return float("nan")
         positions, reduced = self.reduced(run)
         y = run.sample_assignments[positions]
         if not 2 <= len(np.unique(y)) < len(y):

@@ -94,7 +94,9 @@ def regret(configurations: pd.DataFrame, instances: dict, order: list[str]) -> p
             row[f"best_{metric}_run"] = None if best is None else f"{best.method} k{int(best.k)}"
             row[f"{metric}_regret"] = row[f"best_{metric}"] - row[metric]
         rows.append(row)
-    return pd.DataFrame(rows)
+    picks = pd.DataFrame(rows)
+    picks["k"] = pd.Series([row["k"] for row in rows], dtype=object)  # K stays an integer beside a criterion's None
+    return picks
 
 
 def select_runs(run_dirs: list, embeddings: np.ndarray, default: str, seed: int = 0) -> dict:
