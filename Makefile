@@ -82,7 +82,7 @@ bench-scale: $(INSTALLED)
 	$(BIN)/python -m benchmarks.scale
 
 # The reliability table: bad inputs tried and handled, kill points resumed exactly, tracking faults without a
-# lost run, 200 clients on the tracking server (~20 min; results/bench/reliability.json, tracking_load.json)
+# lost run (~6 min; results/bench/reliability.json)
 reliability: $(INSTALLED)
 	$(BIN)/python -m benchmarks.reliability
 

@@ -1,4 +1,4 @@
-"""The reliability figures in one table, from one command (`make reliability`, ~20 minutes on 2 cores):
+"""The reliability figures in one table, from one command (`make reliability`, ~6 minutes on 2 cores):
 
     .venv/bin/python -m benchmarks.reliability
 
@@ -12,10 +12,7 @@ Runs the tests that try faults on purpose and counts what they tried and what wa
   each test asserts that no run is lost (runs lost = 0 when it passes);
 - left-behind files: empty, truncated, foreign and other-data checkpoints, a checkpoint write failing mid-way,
   and a real full disk (a small tmpfs under results/, where mount is allowed);
-- tracking access: the shared server's authentication (tests/test_tracking_server.py);
-- tracking load: 200 concurrent clients on the shared server, PostgreSQL and SQLite side by side, and the server
-  killed and restarted mid-load (tests/test_tracking_load.py, which writes its latencies to
-  results/bench/tracking_load.json; ~10 more minutes).
+- tracking access: the shared server's authentication (tests/test_tracking_server.py).
 Writes results/bench/reliability.json."""
 
 from __future__ import annotations
@@ -41,7 +38,6 @@ CATEGORIES = {
                         "tests/test_tracking.py::test_reconciliation_makes_the_store_mirror_the_results_exactly"],
     "left-behind files": ["tests/test_checkpoints.py", "tests/test_full_disk.py"],
     "tracking access": ["tests/test_tracking_server.py"],
-    "tracking load": ["-m", "load", "tests/test_tracking_load.py"],
 }
 def run_category(targets: list[str]) -> list[tuple[str, int, bool]]:
     """(test case, cases it tried, passed) of every test the targets collect; a fuzz test records how many
@@ -72,20 +68,12 @@ def main() -> None:
                                     "undisturbed result reached; a full disk is one line and, once space is freed, "
                                     "the rerun gives the undisturbed tables",
                "tracking access": "the shared server refuses requests without credentials (401) and a read-only "
-                                  "user's writes (403); secrets owner-only; no auth beyond loopback refused",
-               "tracking load": "every client's run in the store once, FINISHED with its steps and artifact: "
-                                "lost 0, duplicated 0 (PostgreSQL, SQLite, a restart mid-load)"}
+                                  "user's writes (403); secrets owner-only; no auth beyond loopback refused"}
     for category, row in rows.items():
         print(f"{category:<18}{row['tried']:>8}{row['handled']:>9}   {meaning[category]}")
         for name in row["failed"]:
             print(f"{'':<18}FAILED {name}")
     out = Path("results/bench")
-    load = out / "tracking_load.json"
-    if load.exists():
-        print(f"\n{'store':<42}{'clients':>8}{'calls':>8}{'p50 ms':>8}{'p95 ms':>8}{'retries':>8}{'lost':>6}{'dup':>5}")
-        for store, row in json.loads(load.read_text()).items():
-            print(f"{store:<42}{row['clients']:>8}{row['calls']:>8}{row['p50_ms']:>8}{row['p95_ms']:>8}"
-                  f"{row['retries']:>8}{row['runs_lost']:>6}{row['runs_duplicated']:>5}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "reliability.json").write_text(json.dumps(rows, indent=2) + "\n")
     if any(row["failed"] for row in rows.values()):
