@@ -18,15 +18,34 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 # a sweep's ledger of the papers' findings (config/claims.yaml: the CPU sweep designed to decide them; ~40 min)
 CLAIMS_CONFIG ?= config/claims.yaml
 
-.PHONY: run demo dry-run claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install wordnet
+.PHONY: lock run demo dry-run claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install wordnet
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+# Installs from the lock (envs/requirements-$(ACCELERATOR).txt: every package pinned with its hashes), then this
+# project without dependencies, then `pip check`. ACCELERATOR=gpu on GPU nodes: faiss-gpu instead of faiss-cpu.
+ACCELERATOR ?= cpu
+LOCK := envs/requirements-$(ACCELERATOR).txt
+PIP_VERSION := 26.3
+
+$(INSTALLED): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | $(QUIET_PIP)
-	$(BIN)/python -m pip install --quiet -e '.[test]' 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION) 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK) 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip install --quiet --no-deps -e . 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip check
+	$(BIN)/python envs/lock.py check --installed $(ACCELERATOR)
 	touch $@
+
+# Re-resolve the locks after an edit of pyproject.toml's requirements (uv keeps every pin still allowed; `uv pip
+# compile --upgrade` by hand moves them all), and pin the conda files' pip lines to the same versions
+lock: $(BIN)/uv
+	$(BIN)/python envs/lock.py compile
+
+# what `make lock` needs, at the lock's versions (the lock may be stale then, so not the whole environment)
+$(BIN)/uv:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $$(grep -o -E '^(uv|packaging|pyyaml)==[^ ]+' $(LOCK)) 2>&1 | $(QUIET_PIP)
 
 SNAKEMAKE = $(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
 

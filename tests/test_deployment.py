@@ -1,42 +1,93 @@
-"""The conda environment files agree with pyproject.toml, and every rule with a script names one."""
+"""The locked environment (envs/requirements-*.txt), the conda files pinned from it, the one package that provides
+faiss, and every rule with a script naming a conda environment."""
 
+import importlib.metadata
+import importlib.util
 import re
 import tomllib
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from conftest import REPO
 
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
+spec = importlib.util.spec_from_file_location("envs_lock", REPO / "envs" / "lock.py")
+lock = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lock)
 
 
-def pyproject_requirements() -> dict[str, str]:
-    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    x86 = [d.split(";")[0].strip() for d in dependencies if "aarch64" not in d]  # conda envs target x86_64 nodes
-    return {re.split(r"[<>=!~ []", requirement)[0].lower(): requirement for requirement in x86}
+def test_the_locks_pin_every_requirement_of_pyproject_within_its_range_on_both_machines():
+    assert lock.check() == []
+
+
+def test_a_requirement_the_lock_does_not_satisfy_is_named(tmp_path, monkeypatch):
+    pyproject = (REPO / "pyproject.toml").read_text().replace('"scipy>=1.11"', '"scipy>=99"')
+    monkeypatch.setattr(lock, "REPO", tmp_path)
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    problems = lock.disagreements("cpu", {"platform_machine": "x86_64", "sys_platform": "linux"})
+    assert len(problems) == 1 and "scipy==" in problems[0] and "scipy>=99" in problems[0] and "make lock" in problems[0]
+
+
+def test_this_environment_is_the_lock():
+    accelerator = "gpu" if "faiss-gpu" in faiss_owners() else "cpu"
+    assert lock.installed_disagreements(accelerator) == []
+
+
+def test_the_lock_reader_keeps_markers_and_drops_hashes(tmp_path):
+    path = tmp_path / "requirements.txt"
+    path.write_text("# header\ntorch==2.9.1 ; platform_machine == 'aarch64' \\\n    --hash=sha256:ab \\\n"
+                    "    --hash=sha256:cd\n    # via clusterlab\ntorch==2.14.1 ; platform_machine == 'x86_64' \\\n"
+                    "    --hash=sha256:ef\n")
+    assert lock.pins_for(path, {"platform_machine": "aarch64"}) == {"torch": "2.9.1"}
+    assert lock.pins_for(path, {"platform_machine": "x86_64"}) == {"torch": "2.14.1"}
+
+
+def faiss_owners() -> list[str]:
+    return importlib.metadata.packages_distributions()["faiss"]
+
+
+def test_one_installed_package_provides_faiss():
+    owners = faiss_owners()
+    assert len(owners) == 1 and owners[0] in {"faiss-cpu", "faiss-gpu"}, owners
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_no_lock_installs_both_faiss_packages(machine):
+    for accelerator in lock.ACCELERATORS:
+        pinned = lock.pins_for(lock.lock_path(accelerator), {"platform_machine": machine, "sys_platform": "linux"})
+        assert len({"faiss-cpu", "faiss-gpu"} & set(pinned)) == 1, (accelerator, machine)
+    gpu = lock.pins_for(lock.lock_path("gpu"), {"platform_machine": "x86_64", "sys_platform": "linux"})
+    assert "faiss-gpu" in gpu or machine == "aarch64"
+
+
+def pyproject_names() -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return {canonicalize_name(Requirement(r).name) for r in project["dependencies"] + project["optional-dependencies"]["cpu"]}
 
 
 @pytest.mark.parametrize("env_file", ENVS, ids=[p.name for p in ENVS])
-def test_env_pip_lines_are_pyproject_requirements(env_file):
+def test_env_pip_lines_are_pyproject_requirements_at_the_locked_version(env_file):
+    pinned = lock.pins_for(lock.lock_path("cpu"), lock.CONDA_TARGET)
+    for line in lock.conda_pip_lines(env_file):
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name in pyproject_names(), f"{env_file.name}: {line} is not a requirement of pyproject.toml"
+        assert str(requirement.specifier) == f"=={pinned[name]}", f"{env_file.name}: {line}, the lock has {pinned[name]}"
     env = yaml.safe_load(env_file.read_text())
-    pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
-    known = pyproject_requirements()
-    for requirement in pip:
-        name = re.split(r"[<>=!~ []", requirement)[0].lower()
-        assert known.get(name) == requirement, f"{env_file.name}: '{requirement}' but pyproject.toml has '{known.get(name)}'"
     python = next(item for item in env["dependencies"] if isinstance(item, str) and item.startswith("python="))
     minimum = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"].lstrip(">=")
     assert Version(python.split("=")[1]) >= Version(minimum), f"{env_file.name}: {python}, pyproject needs {minimum}"
 
 
 def test_compute_env_holds_every_runtime_requirement_but_the_report_tools():
-    compute = {re.split(r"[<>=!~ []", r)[0].lower() for r in yaml.safe_load((REPO / "envs" / "compute.yaml").read_text())
-               ["dependencies"][-1]["pip"]}
+    compute = {canonicalize_name(Requirement(r).name) for r in lock.conda_pip_lines(REPO / "envs" / "compute.yaml")}
     reporting_only = {"seaborn", "matplotlib", "papermill", "nbconvert", "nbformat", "ipykernel"}
-    missing = set(pyproject_requirements()) - compute - reporting_only - {"snakemake-executor-plugin-slurm",
-                                                                         "snakemake-logger-plugin-rich"}
+    missing = pyproject_names() - compute - reporting_only - {"snakemake-executor-plugin-slurm",
+                                                             "snakemake-logger-plugin-rich"}
     assert not missing
 
 
