@@ -101,7 +101,7 @@ bench-scale: $(INSTALLED)
 	$(BIN)/python -m benchmarks.scale
 
 # The reliability table: bad inputs tried and handled, kill points resumed exactly, tracking faults without a
-# lost run (~6 min; results/bench/reliability.json)
+# lost run, 200 concurrent tracking clients (~13 min; results/bench/reliability.json)
 reliability: $(INSTALLED)
 	$(BIN)/python -m benchmarks.reliability
 

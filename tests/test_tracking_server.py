@@ -92,3 +92,19 @@ def test_a_credentials_file_others_can_read_is_refused(tmp_path):
     os.chmod(path, 0o644)
     with pytest.raises(PermissionError, match="chmod 600"):
         tracking_server.read_credentials(path)
+
+
+def test_every_handler_thread_has_a_database_connection_within_postgresqls_default_limit():
+    import anyio
+    import anyio.to_thread
+
+    async def handler_threads() -> int:  # the pool MLflow's server runs its Flask handlers on
+        return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+
+    pool = tracking_server.pool_environment()
+    command = tracking_server.server_command("results", "127.0.0.1", 5000, auth=True)
+    workers = int(command[command.index("--workers") + 1])
+    assert int(pool["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) == tracking_server.HANDLER_THREADS == anyio.run(handler_threads)
+    assert pool["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] == "0"
+    # PostgreSQL's default max_connections (100) less the 3 it reserves for superusers
+    assert workers * tracking_server.HANDLER_THREADS <= 97

@@ -40,6 +40,13 @@ AUTH_DIR = "tracking-auth"
 # basic_auth.ini: "a ~3x throughput improvement"); the cost: a changed password still works on other workers until
 # then. tests/test_tracking_load.py measured the server without it at p50 27 s per call under 200 clients.
 AUTH_CACHE_SECONDS = 60
+# Each server worker runs MLflow's Flask handlers on anyio's thread pool (40 threads); SQLAlchemy's default pool
+# (5 + 10 overflow) made the other 25 wait, and a request that waited 30 s failed as BAD_REQUEST, which clients do not
+# retry: 15 of 200 clients gave up on PostgreSQL (tests/test_tracking_load.py, 2026-12-06). A connection per thread
+# ends that; the database must then allow WORKERS x HANDLER_THREADS connections (PostgreSQL's default
+# max_connections, 100, holds 2 workers: raise it before adding workers).
+HANDLER_THREADS = 40
+WORKERS = 2
 ADMIN = "admin"
 CREDENTIALS_ENV = "CLUSTERLAB_TRACKING_CREDENTIALS"
 
@@ -100,12 +107,18 @@ def backend_store(results_dir, database: str | None = None) -> str:
     return database or f"sqlite:///{Path(results_dir).resolve() / TRACKING_DATABASE}"
 
 
-def server_command(results_dir, host: str, port: int, auth: bool) -> list[str]:
+def server_command(results_dir, host: str, port: int, auth: bool, workers: int = WORKERS) -> list[str]:
     """`mlflow server` without the store's address (it goes in MLFLOW_BACKEND_STORE_URI: it may carry a password)."""
     results = Path(results_dir).resolve()
     command = [shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow")), "server",
-               "--artifacts-destination", str(results / "mlartifacts"), "--host", host, "--port", str(port)]
+               "--artifacts-destination", str(results / "mlartifacts"), "--host", host, "--port", str(port),
+               "--workers", str(workers)]
     return command + (["--app-name", "basic-auth"] if auth else [])
+
+
+def pool_environment() -> dict[str, str]:
+    """SQLAlchemy's pool per worker: a connection for every handler thread, none waited for (see HANDLER_THREADS)."""
+    return {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(HANDLER_THREADS), "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "0"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--database", help="the runs' store (SQLAlchemy URL, e.g. postgresql://user@host:port/db); "
                                            "default: SQLite in --results")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"server processes; the database must allow workers x {HANDLER_THREADS} connections")
     parser.add_argument("--no-auth", action="store_true", help="serve without authentication (loopback only)")
     parser.add_argument("--insecure", action="store_true", help="allow --no-auth on a non-loopback address")
     args = parser.parse_args(argv)
@@ -124,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     Path(args.results).mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store(args.results, args.database)}
+    env = {**pool_environment(), **os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store(args.results, args.database)}
     if not args.no_auth:
         env.update(prepare_auth(args.results))
         print(f"tracking server with authentication; jobs read their credentials from "
               f"{auth_folder(args.results) / 'credentials'} (export {CREDENTIALS_ENV}=that path)", flush=True)
-    command = server_command(args.results, args.host, args.port, auth=not args.no_auth)
+    command = server_command(args.results, args.host, args.port, auth=not args.no_auth, workers=args.workers)
     os.execve(command[0], command, env)
     return 0  # not reached
 
