@@ -18,8 +18,9 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 # a sweep's ledger of the papers' findings (config/claims.yaml: the CPU sweep designed to decide them; ~40 min)
 CLAIMS_CONFIG ?= config/claims.yaml
 
-.PHONY: lock run demo dry-run claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install wordnet
+.PHONY: docs lock run demo dry-run claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install wordnet
 
+# The locked environment in .venv (every other target runs this first)
 install: $(INSTALLED)
 
 # Installs from the lock (envs/requirements-$(ACCELERATOR).txt: every package pinned with its hashes), then this
@@ -87,8 +88,14 @@ reconcile: $(INSTALLED)
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) --allowed-rules reconcile_tracking --forcerun reconcile_tracking -- $(RESULTS)/tracking/reconciled.json
 	@cat $(RESULTS)/tracking/reconciled.json
 
+# The test suite (~15 min here); the SLURM, browser, GPU and load tests are their own targets
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
+
+# The documentation site from docs/ into site/ (MkDocs with Material), its reference pages generated from the schema,
+# the registries, the layout and this Makefile (lightning_modules/workflow/reference.py); warnings are errors
+docs: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Every benchmark in turn (benchmarks/all.py), each announced with what it measures and timed (~23 min)
 bench: $(INSTALLED)
@@ -131,15 +138,17 @@ test-browser: $(INSTALLED)
 mlflow-server: $(INSTALLED)
 	$(BIN)/python -m lightning_modules.services.tracking_server --results $(RESULTS) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(if $(MLFLOW_DATABASE),--database '$(MLFLOW_DATABASE)') $(MLFLOW_SERVER_FLAGS)
 
+# The MLflow UI on the local store of a results folder (no authentication: loopback only)
 mlflow-ui: $(INSTALLED)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RESULTS)/mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
 
+WORDNET_DIR = /usr/share/wordnet
 # WordNet's database, the neglabel OOD scorer's corpus of negative labels (Debian's wordnet-base in /usr/share/wordnet;
 # apt-get needs root): `make wordnet` once before a sweep that scores with neglabel
-WORDNET_DIR = /usr/share/wordnet
 wordnet:
 	@test -f $(WORDNET_DIR)/data.noun || { export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y --no-install-recommends wordnet-base || { apt-get update && apt-get install -y --no-install-recommends wordnet-base; }; }
 
+# Delete the results and Snakemake's state (the environment stays)
 clean:
 	rm -rf $(RESULTS) .snakemake

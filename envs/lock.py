@@ -20,9 +20,9 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 ENVS = REPO / "envs"
-# faiss comes from exactly one of these extras (both wheels write the module `faiss`); `test` and `server` go in both
+# faiss comes from exactly one of these extras (both wheels write the module `faiss`); the others go in both
 ACCELERATORS = ("cpu", "gpu")
-SHARED_EXTRAS = ("test", "server")
+SHARED_EXTRAS = ("test", "server", "docs")
 # conda files target the x86-64 Linux nodes a lab's GPU cluster has
 CONDA_TARGET = {"platform_machine": "x86_64", "sys_platform": "linux", "python_version": "3.11",
                 "python_full_version": "3.11.7"}
