@@ -1,7 +1,7 @@
 """A 2-D map of one embedding artifact, computed once (its own rule) and drawn by the clustering figures.
 
 Methods: t-SNE through openTSNE (the default) and UMAP through umap-learn, both with their default settings.
-`benchmarks/embedding_map.py` (README) measured equal trustworthiness (0.99 on the digits, 0.998 at 100k points);
+`benchmarks/embedding_map.py` (docs/demo.md) measured equal trustworthiness (0.99 on the digits, 0.998 at 100k points);
 openTSNE needs no JIT compilation, which costs UMAP ~15 s in every fresh job (the demo's case), while UMAP was 1.4x
 faster at 100k points. Above `max_points` rows the map is of a random sample (its rows are saved beside the
 coordinates): a map of millions of points is one ink blot anyway.
