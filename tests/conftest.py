@@ -46,6 +46,16 @@ def project_copy(folder: Path) -> Path:
     return copy
 
 
+def code_blocks(page: Path) -> list[tuple[str, str, str]]:
+    """(language, title, text) of every fenced code block of a Markdown page, in order (`title="..."` as Material
+    writes a file name on a block)."""
+    import re
+
+    return [(match.group(1), match.group(2) or "", match.group(3))
+            for match in re.finditer(r'^```(\w+)(?: title="([^"]+)")?\n(.*?)^```$', page.read_text(),
+                                     flags=re.MULTILINE | re.DOTALL)]
+
+
 def run_copy(copy: Path, workdir: Path, config: dict, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the workflow of a project copy in `workdir` on `config`, its jobs importing the copy's code."""
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))

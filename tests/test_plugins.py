@@ -1,6 +1,7 @@
 """A new method is one file and one register line: a copy of the project gains a toy clustering method with a
-setting, a toy OOD scorer and a toy diffusion conditioner, each as a contributor would add it, and a tiny sweep
-runs them end to end into the tables, the MLflow store and the reports."""
+setting, a toy OOD scorer and a toy diffusion conditioner, exactly as the tutorial docs/tutorials/add-a-plugin.md
+tells a contributor (its blocks are read from the page), and a tiny sweep runs them end to end into the tables,
+the MLflow store and the reports."""
 
 from __future__ import annotations
 
@@ -10,49 +11,15 @@ import sqlite3
 import numpy as np
 import pandas as pd
 
-from conftest import project_copy, run_copy
+from conftest import REPO, code_blocks, project_copy, run_copy
 
-PLUGINS = {  # file -> (its text, the package whose __init__ gets the register line, the register line)
-    "lightning_modules/clustering/stripes.py": ('''"""Stripes: row i goes to cluster (i + offset) mod K. A toy method."""
-
-import numpy as np
+RECIPE = REPO / "docs" / "tutorials" / "add-a-plugin.md"  # the tutorial's blocks are this test's plug-ins
 
 
-class Stripes:
-    SETTINGS_BASE = "grid"
-    SETTINGS = {"offset": {"type": "integer", "minimum": 0, "default": 0, "description": "the first row's cluster"}}
+def plugins() -> dict[str, str]:
+    """file -> text of the tutorial's named blocks: a new file, or (an `__init__.py`) the line added at its end."""
+    return {title: text for _, title, text in code_blocks(RECIPE) if title}
 
-    def __init__(self, n_clusters, seed=0, offset=0):
-        self.n_clusters, self.offset = n_clusters, offset
-
-    def fit_predict(self, embeddings, **inputs):
-        return (np.arange(len(embeddings)) + self.offset) % self.n_clusters
-''', "lightning_modules/clustering/__init__.py",
-        'METHODS.register("stripes", "lightning_modules.clustering.stripes:Stripes", small=True)'),
-    "lightning_modules/ood/centre_distance.py": ('''"""Closeness to the ID training mean. A toy scorer."""
-
-import numpy as np
-
-from lightning_modules.ood.base import OODScorer
-
-
-class CentreDistance(OODScorer):
-    def fit(self, embeddings, labels=None, **context):
-        self.centre_ = np.asarray(embeddings, dtype=np.float64).mean(axis=0)
-        return self
-
-    def score(self, x):
-        return -np.linalg.norm(np.asarray(x, dtype=np.float64) - self.centre_, axis=1)
-''', "lightning_modules/ood/__init__.py",
-        'OOD_SCORERS.register("centre-distance", "lightning_modules.ood.centre_distance:CentreDistance")'),
-    "lightning_modules/diffusion/parity.py": ('''"""Conditioning on the class label's parity. A toy conditioner."""
-
-
-def parity_conditioning(data, assignments=None, k=None):
-    return data.labels % 2, 2
-''', "lightning_modules/diffusion/__init__.py",
-        'CONDITIONERS.register("parity", "lightning_modules.diffusion.parity:parity_conditioning", fit_labels="classes")'),
-}
 
 SWEEP = {
     "sweep": "plugins",
@@ -75,10 +42,13 @@ SWEEP = {
 
 def test_a_new_method_scorer_and_conditioner_are_one_file_and_one_register_line_each(tmp_path):
     copy = project_copy(tmp_path)
-    for path, (text, package, register) in PLUGINS.items():
-        (copy / path).write_text(text)
-        init = copy / package
-        init.write_text(init.read_text() + "\n" + register + "\n")
+    recipe = plugins()
+    assert len(recipe) == 6, sorted(recipe)  # three files, three register lines
+    for path, text in recipe.items():
+        if path.endswith("__init__.py"):
+            (copy / path).write_text((copy / path).read_text() + "\n" + text)
+        else:
+            (copy / path).write_text(text)
     work = tmp_path / "work"
     work.mkdir()
     done = run_copy(copy, work, SWEEP)
