@@ -1,6 +1,8 @@
 """What a researcher sees after `make demo`, in a real browser (Debian's Chromium, headless, driven by Selenium):
 every HTML report renders its figures with no error text, and the MLflow UI, served on 127.0.0.1, opens the
-sweep's experiment on its runs table with the sweep's runs nested under the sweep's parent run.
+sweep's experiment on its runs table with the sweep's runs nested under the sweep's parent run. The docs site, as
+`make docs` builds it, opens on a tutorial and a generated reference page: they render, their images load and
+every internal link answers.
 
 `make test-browser` (in CI). Runs the embedded default sweep from nothing first, like `make demo`, and writes
 screenshots and the demo's time to test-output/browser/. Skipped, with the reason, where Chromium cannot be
@@ -179,3 +181,40 @@ def test_mlflow_ui_lists_the_sweeps_runs_under_its_parent_run(browser, demo, mlf
     _wait_for(browser, lambda: all(run.info.run_name in _page_text(browser) for run in newest),
               what="the sweep's newest runs")
     browser.save_screenshot(str(OUTPUT / "mlflow-runs-expanded.png"))
+
+
+@pytest.fixture(scope="module")
+def docs_site(tmp_path_factory):
+    """The docs site as `make docs` builds it, served on 127.0.0.1 (MkDocs' directory URLs need a server)."""
+    import functools
+    import http.server
+    import threading
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    site = tmp_path_factory.mktemp("docs") / "site"
+    done = subprocess.run([str(Path(sys.executable).with_name("mkdocs")), "build", "--strict", "--quiet",
+                           "--site-dir", str(site)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("page, expected", [("tutorials/own-features/", "make run CONFIG=my-sweep.yaml"),
+                                            ("reference/configuration/", "clustering.selection_criterion")])
+def test_docs_pages_render_with_their_links_and_images(browser, docs_site, page, expected):
+    browser.get(f"{docs_site}/{page}")
+    _wait_for(browser, lambda: browser.execute_script("return document.readyState") == "complete", what=page)
+    assert expected in _page_text(browser)
+    browser.save_screenshot(str(OUTPUT / f"docs-{page.strip('/').replace('/', '-')}.png"))
+    images = browser.execute_script("return Array.from(document.images).map(i => [i.src, i.complete, i.naturalWidth])")
+    assert all(complete and width > 0 for _, complete, width in images), images
+    links = browser.execute_script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)")
+    internal = {link.split("#")[0] for link in links if link.startswith(docs_site)}
+    assert len(internal) > 5, internal  # the navigation at least
+    for link in sorted(internal):
+        with urllib.request.urlopen(link, timeout=10) as answer:  # a broken internal link raises HTTPError 404
+            assert answer.status == 200, link
