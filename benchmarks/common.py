@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -40,12 +41,25 @@ def gemm_gflops(size: int = 2048, repeats: int = 20, dtype: str = "float32") -> 
     return 2 * size**3 / best / 1e9
 
 
+@functools.cache
+def measured_on() -> dict:
+    """When and on what a table was measured: the date and this machine's GEMM peak beside every figure (the docs'
+    figures page shows both; machines here differ 3x from day to day)."""
+    import datetime
+    import os
+
+    return {"date": datetime.date.today().isoformat(), "gemm_gflops": round(gemm_gflops(), 1),
+            "cores": len(os.sched_getaffinity(0))}
+
+
 def report(name: str, rows: list[tuple[str, float, str]], out_dir: str | Path = "results/bench") -> None:
-    """Print `rows` (metric, value, note) as a table and save them to `{out_dir}/{name}.json`."""
+    """Print `rows` (metric, value, note) as a table and save them to `{out_dir}/{name}.json`, with `_measured`
+    (measured_on)."""
     width = max(len(metric) for metric, _, _ in rows)
     print(f"\n{name}")
     for metric, value, note in rows:
         print(f"  {metric:<{width}}  {value:>12.4g}  {note}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps({m: v for m, v, _ in rows}, indent=2) + "\n")
+    table = {**{m: v for m, v, _ in rows}, "_measured": measured_on()}
+    (out / f"{name}.json").write_text(json.dumps(table, indent=2) + "\n")

@@ -66,3 +66,25 @@ def test_every_make_target_is_documented_in_the_command_line_reference():
     documented = dict(reference.make_targets())
     assert set(phony) <= set(documented), sorted(set(phony) - set(documented))
     assert all(documented[target] for target in phony)
+
+
+def test_the_figures_page_renders_what_the_files_hold(tmp_path):
+    import json
+
+    import pandas as pd
+
+    results = tmp_path / "results"
+    (results / "tables").mkdir(parents=True)
+    (results / "bench").mkdir()
+    pd.DataFrame({"dataset": ["d", "d"], "backbone": ["b", "b"], "method": ["kmeans", "kmeans"], "k": [3, 3],
+                  "acc": [0.5, 0.7]}).to_parquet(results / "tables" / "clustering.parquet")
+    (results / "bench" / "heads.json").write_text(json.dumps(
+        {"step_ms": 12.5, "_measured": {"date": "2026-12-06", "gemm_gflops": 190.0, "cores": 2}}))
+    (results / "bench" / "load.json").write_text(json.dumps({"sqlite": {"p95_ms": 6000.0}}))
+    page = reference.figures_page(results, REPO / "benchmarks")
+    assert "| d | b | kmeans | 3 | 0.600 | 2 |" in page  # the mean over the two seeds, computed from the file
+    assert "| step_ms | 12.5 |" in page and "measured 2026-12-06 on 2 cores, GEMM peak 190 GFLOP/s" in page
+    assert "| sqlite · p95_ms | 6000 |" in page
+    assert "Target met: **" in page  # the committed selection benchmark
+    empty = reference.figures_page(tmp_path / "nothing", tmp_path / "nothing")
+    assert "`make demo` writes" in empty and "`make bench` writes" in empty

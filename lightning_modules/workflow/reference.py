@@ -165,8 +165,82 @@ def commands_page() -> str:
     return "\n".join(parts) + "\n"
 
 
+def _bench_table(name: str, table: dict) -> list[str]:
+    measured = table.get("_measured")
+    when = (f"measured {measured['date']} on {measured['cores']} cores, GEMM peak {measured['gemm_gflops']:.0f} "
+            f"GFLOP/s" if measured else "written before tables recorded their date and GEMM peak")
+    flat = {f"{group} · {metric}": value for group, values in table.items() if isinstance(values, dict)
+            and group != "_measured" for metric, value in values.items()}  # a table per setting (tracking_load)
+    rows = [(metric, value) for metric, value in {**table, **flat}.items() if isinstance(value, (int, float))
+            and not isinstance(value, bool)]
+    return [f"### `{name}`", "", f"`results/bench/{name}.json`, {when}.", "", "| metric | value |", "|---|---|",
+            *[f"| {_cell(metric)} | {value:.4g} |" for metric, value in rows], ""]
+
+
+def _mtime(path: Path) -> str:
+    import datetime
+
+    return datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
+
+
+def figures_page(results: Path = REPO / "results", committed: Path = REPO / "benchmarks") -> str:
+    """The figures of the last runs in this checkout, read from the files the demo and the benchmarks write (none
+    typed): the demo's clustering and ledger tables, every `make bench` table with its date and GEMM peak, and the
+    committed selection and ledger-calibration benchmarks."""
+    import pandas as pd
+
+    parts = ["# Figures from the last runs", "", "Rendered when the docs are built, from the files the runs wrote in "
+             "this checkout, never typed: rebuild the docs after a run to update them. Machines here differ about 3x "
+             "in speed from day to day, so a time is shown with the GEMM peak measured beside it.", ""]
+    tables = results / "tables"
+    parts += ["## The demo (`make demo`)", ""]
+    if (tables / "clustering.parquet").exists():
+        runs = pd.read_parquet(tables / "clustering.parquet")
+        mean = runs.groupby(["dataset", "backbone", "method", "k"])["acc"].agg(["mean", "count"]).reset_index()
+        parts += [f"`{tables.relative_to(results.parent)}/clustering.parquet`, written {_mtime(tables / 'clustering.parquet')}: "
+                  f"{len(runs)} runs; mean ACC over seeds.", "", "| dataset | backbone | method | K | mean ACC | seeds |",
+                  "|---|---|---|---|---|---|"]
+        parts += [f"| {r.dataset} | {r.backbone} | {r.method} | {r.k} | {r['mean']:.3f} | {r['count']} |"
+                  for _, r in mean.iterrows()]
+        parts.append("")
+    else:
+        parts += ["No demo has run in this checkout: `make demo` writes `results/tables/`.", ""]
+    if (tables / "claims.parquet").exists():
+        claims = pd.read_parquet(tables / "claims.parquet")
+        columns = [c for c in ("claim", "verdict", "statement") if c in claims.columns]
+        parts += [f"The claims ledger (`claims.parquet`, written {_mtime(tables / 'claims.parquet')}):", "",
+                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        parts += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for _, row in claims.iterrows()]
+        parts.append("")
+    parts += ["## Benchmarks (`make bench`)", ""]
+    bench = sorted(path for path in (results / "bench").glob("*.json") if path.stem != "summary")
+    if not bench:
+        parts += ["No benchmark has run in this checkout: `make bench` writes `results/bench/`.", ""]
+    for path in bench:
+        table = json.loads(path.read_text())
+        if isinstance(table, dict):
+            parts += _bench_table(path.stem, table)
+    selection = committed / "selection.json"
+    if selection.exists():
+        record = json.loads(selection.read_text())
+        held = record["default_on_held_out"]
+        parts += ["## K without labels (`benchmarks/selection.py`, committed)", "",
+                  f"The default criterion `{record['default']}` was chosen on the development half of the benchmark's "
+                  f"data sets ({_cell(record['chosen_on'])}); on the held-out half:", "",
+                  "| measure | held out | target |", "|---|---|---|"]
+        for measure, target in record["target"].items():
+            parts.append(f"| {measure} | {held[measure]:.3f} | ≤ {target:.3f} |")
+        parts += ["", f"Target met: **{'yes' if record['target_met'] else 'no'}**.", ""]
+    calibration = committed / "ledger_calibration.json"
+    if calibration.exists():
+        record = json.loads(calibration.read_text())
+        parts += ["## How often the claims ledger errs (`benchmarks/ledger_calibration.py`, committed)", "",
+                  _cell(record["summary"]).replace("\\|", "|"), ""]
+    return "\n".join(parts)
+
+
 PAGES = {"configuration": configuration_page, "registries": registries_page, "layout": layout_page,
-         "commands": commands_page}
+         "commands": commands_page, "figures": figures_page}
 
 
 def on_files(files, config):  # noqa: ARG001 - MkDocs' hook signature
