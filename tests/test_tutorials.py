@@ -42,6 +42,6 @@ def run_page(page: Path, folder: Path) -> None:
                                          f"{done.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("page", ["own-features.md"])
+@pytest.mark.parametrize("page", ["own-features.md", "own-images.md"])
 def test_the_tutorial_runs_as_written(page, tmp_path):
     run_page(TUTORIALS / page, tutorial_project(tmp_path))
