@@ -203,15 +203,17 @@ def docs_site(tmp_path_factory):
     server.shutdown()
 
 
-@pytest.mark.parametrize("page, expected", [("tutorials/own-features/", "make run CONFIG=my-sweep.yaml"),
+@pytest.mark.parametrize("page, expected", [("", "make demo"),  # the home page, with the report's picture
+                                            ("tutorials/own-features/", "make run CONFIG=my-sweep.yaml"),
                                             ("reference/configuration/", "clustering.selection_criterion")])
 def test_docs_pages_render_with_their_links_and_images(browser, docs_site, page, expected):
     browser.get(f"{docs_site}/{page}")
     _wait_for(browser, lambda: browser.execute_script("return document.readyState") == "complete", what=page)
     assert expected in _page_text(browser)
-    browser.save_screenshot(str(OUTPUT / f"docs-{page.strip('/').replace('/', '-')}.png"))
+    browser.save_screenshot(str(OUTPUT / f"docs-{page.strip('/').replace('/', '-') or 'home'}.png"))
     images = browser.execute_script("return Array.from(document.images).map(i => [i.src, i.complete, i.naturalWidth])")
     assert all(complete and width > 0 for _, complete, width in images), images
+    assert page or any("clustering-report.png" in source for source, _, _ in images)
     links = browser.execute_script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)")
     internal = {link.split("#")[0] for link in links if link.startswith(docs_site)}
     assert len(internal) > 5, internal  # the navigation at least
