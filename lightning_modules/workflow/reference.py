@@ -26,7 +26,7 @@ def _type(node: dict) -> str:
     kind = node.get("type", "enum" if "enum" in node else "object" if "properties" in node else "")
     kind = " or ".join(kind) if isinstance(kind, list) else kind
     if "enum" in node:
-        kind += (": " if kind != "enum" else ": ") + ", ".join(f"`{value}`" for value in node["enum"])
+        kind += ": " + ", ".join(f"`{value}`" for value in node["enum"])
     if node.get("type") == "array" and isinstance(node.get("items"), dict) and "enum" in node["items"]:
         kind += " of " + ", ".join(f"`{value}`" for value in node["items"]["enum"])
     return kind
@@ -235,7 +235,7 @@ def figures_page(results: Path = REPO / "results", committed: Path = REPO / "ben
     if calibration.exists():
         record = json.loads(calibration.read_text())
         parts += ["## How often the claims ledger errs (`benchmarks/ledger_calibration.py`, committed)", "",
-                  _cell(record["summary"]).replace("\\|", "|"), ""]
+                  " ".join(record["summary"].split()), ""]
     return "\n".join(parts)
 
 
