@@ -24,7 +24,8 @@ CLAIMS_CONFIG ?= config/claims.yaml
 install: $(INSTALLED)
 
 # Installs from the lock (envs/requirements-$(ACCELERATOR).txt: every package pinned with its hashes), then this
-# project without dependencies, then `pip check`. ACCELERATOR=gpu on GPU nodes: faiss-gpu instead of faiss-cpu.
+# project without dependencies, then `pip check`, then numba's compilations for UMAP and t-SNE into its cache (once,
+# not in every job). ACCELERATOR=gpu on GPU nodes: faiss-gpu instead of faiss-cpu.
 ACCELERATOR ?= cpu
 LOCK := envs/requirements-$(ACCELERATOR).txt
 PIP_VERSION := 26.3
@@ -36,6 +37,7 @@ $(INSTALLED): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e . 2>&1 | $(QUIET_PIP)
 	$(BIN)/python -m pip check
 	$(BIN)/python envs/lock.py check --installed $(ACCELERATOR)
+	$(BIN)/python -m lightning_modules.workflow.warm  # numba's compilations for UMAP and t-SNE, once (~25 s)
 	touch $@
 
 # Re-resolve the locks after an edit of pyproject.toml's requirements (uv keeps every pin still allowed; `uv pip

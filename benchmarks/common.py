@@ -54,12 +54,12 @@ def measured_on() -> dict:
 
 def report(name: str, rows: list[tuple[str, float, str]], out_dir: str | Path = "results/bench") -> None:
     """Print `rows` (metric, value, note) as a table and save them to `{out_dir}/{name}.json`, with `_measured`
-    (measured_on)."""
+    (measured_on) and the notes (`_notes`: the docs show them beside the values)."""
     width = max(len(metric) for metric, _, _ in rows)
     print(f"\n{name}")
     for metric, value, note in rows:
         print(f"  {metric:<{width}}  {value:>12.4g}  {note}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = {**{m: v for m, v, _ in rows}, "_measured": measured_on()}
+    table = {**{m: v for m, v, _ in rows}, "_measured": measured_on(), "_notes": {m: n for m, _, n in rows if n}}
     (out / f"{name}.json").write_text(json.dumps(table, indent=2) + "\n")

@@ -184,8 +184,9 @@ def test_mlflow_ui_lists_the_sweeps_runs_under_its_parent_run(browser, demo, mlf
 
 
 @pytest.fixture(scope="module")
-def docs_site(tmp_path_factory):
-    """The docs site as `make docs` builds it, served on 127.0.0.1 (MkDocs' directory URLs need a server)."""
+def docs_site(tmp_path_factory, demo):
+    """The docs site as `make docs` builds it after this demo (its figures rendered from the demo's files), served
+    on 127.0.0.1 (MkDocs' directory URLs need a server)."""
     import functools
     import http.server
     import threading
@@ -194,7 +195,7 @@ def docs_site(tmp_path_factory):
     site = tmp_path_factory.mktemp("docs") / "site"
     done = subprocess.run([str(Path(sys.executable).with_name("mkdocs")), "build", "--strict", "--quiet",
                            "--site-dir", str(site)], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "CLUSTERLAB_DOCS_RESULTS": str(demo)})
     assert done.returncode == 0, done.stderr[-3000:]
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -205,6 +206,7 @@ def docs_site(tmp_path_factory):
 
 @pytest.mark.parametrize("page, expected", [("", "make demo"),  # the home page, with the report's picture
                                             ("tutorials/own-features/", "make run CONFIG=my-sweep.yaml"),
+                                            ("demo/", "Mean ACC over seeds"),  # figures from this demo's files
                                             ("reference/configuration/", "clustering.selection_criterion")])
 def test_docs_pages_render_with_their_links_and_images(browser, docs_site, page, expected):
     browser.get(f"{docs_site}/{page}")
@@ -220,3 +222,25 @@ def test_docs_pages_render_with_their_links_and_images(browser, docs_site, page,
     for link in sorted(internal):
         with urllib.request.urlopen(link, timeout=10) as answer:  # a broken internal link raises HTTPError 404
             assert answer.status == 200, link
+
+
+def test_the_demo_pages_figures_come_from_this_demo(browser, docs_site, demo):
+    """Every figure of the demo's page is rendered from the files this demo wrote: none says it has not run."""
+    browser.get(f"{docs_site}/demo/")
+    text = _page_text(browser)
+    assert "Not run in this checkout yet" not in text
+    import pandas as pd
+
+    clustering = pd.read_parquet(demo / "tables" / "clustering.parquet")
+    temi = clustering[(clustering.dataset == "digits") & (clustering.method == "temi") & (clustering.k == 10)]
+    assert f"{temi.acc.mean():.3f}" in text  # the mean over seeds, as the file gives it
+
+
+@pytest.mark.parametrize("page", ["claims-ledger.md", "reproduce.md"])
+def test_the_tutorials_that_read_a_sweep_run_on_this_demo(page, demo, tmp_path):
+    """The tutorials that start from a finished sweep run as written on this one (the others run in make test)."""
+    from test_tutorials import TUTORIALS, run_page, tutorial_project
+
+    project = tutorial_project(tmp_path)
+    (project / "results").symlink_to(demo)
+    run_page(TUTORIALS / page, project)

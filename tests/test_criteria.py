@@ -119,3 +119,21 @@ def test_the_benchmark_runs_and_the_schema_default_is_its_choice(tmp_path, monke
     committed = json.loads(benchmark.RESULT.read_text())
     assert len(committed["development"]) + len(committed["held_out"]) >= 30
     assert schema_defaults("clustering")["selection_criterion"] == committed["default"]
+
+
+def test_umaps_compilations_are_cached_on_disk_for_the_next_job():
+    """core.compiled switches numba's cache on for umap-learn's jitted functions (declared without cache=True), so a
+    job loads them instead of compiling again; a second call finds nothing left to switch on."""
+    import umap  # noqa: F401 - its modules must be imported to be found
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    from lightning_modules.core.compiled import cache_compilations
+    from lightning_modules.clustering.criteria import UmapSilhouette
+
+    UmapSilhouette.project(np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32))  # switches it on
+    assert cache_compilations("umap", "pynndescent") == 0
+    from umap import umap_ as umap_module
+
+    jitted = [value for value in vars(umap_module).values() if isinstance(value, CPUDispatcher)]
+    assert jitted and not any(isinstance(function._cache, NullCache) for function in jitted)

@@ -1,6 +1,8 @@
 """Cluster-conditioned diffusion: the generation metrics against formulas and scipy, the denoiser, its
 checkpoint resumption, and the conditioning checks."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -276,3 +278,47 @@ def test_report_summary_intervals_and_verdict():
     assert "beats unconditional fd_classifier: class" in sentence
     assert "within noise: clusters-kmeans-k5" in sentence and "Holm over 2 tests" in sentence
     assert "no unconditional runs" in verdict(runs[runs.seed == 0], "fd_classifier")
+
+
+def test_the_loss_is_logged_on_the_steps_lightning_writes_to_the_logger(tmp_path):
+    """The denoiser calls self.log only on logging steps (it costs a tenth of a small CPU step): the logger gets
+    every one Lightning schedules (every log_every_n_steps-th step), and the last step's loss is logged too, for the
+    job log's last step line."""
+    import csv
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+
+    from lightning_modules.diffusion.model import EDMDenoiser, ImagesDataModule
+
+    images = np.random.default_rng(0).random((64, 1, 8, 8)).astype(np.float32)
+    model = EDMDenoiser((1, 8, 8), MLP, n_classes=None, batch_size=8)
+    logger = CSVLogger(tmp_path)
+    trainer = pl.Trainer(max_steps=12, log_every_n_steps=5, logger=logger, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    logged = []
+    original = model.log
+    model.log = lambda *args, **kwargs: (logged.append(model.global_step), original(*args, **kwargs))
+    trainer.fit(model, datamodule=ImagesDataModule(images, None, 8))
+    with open(Path(logger.log_dir) / "metrics.csv") as table:
+        written = [int(row["step"]) for row in csv.DictReader(table) if row.get("train/loss")]
+    assert written == [4, 9]  # Lightning's steps count from 0: the 5th and the 10th
+    assert logged == [4, 9, 11] and "train/loss" in trainer.callback_metrics
+
+
+def test_batches_gathered_at_once_are_the_batches_tensordataset_gives():
+    """core.batches: one indexing operation per batch returns what TensorDataset's per-sample fetch and collate did,
+    in the same seeded order, so a run's batches (and its results) are unchanged."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_modules.diffusion.model import ImagesDataModule
+
+    images = np.random.default_rng(0).random((50, 1, 8, 8)).astype(np.float32)
+    labels = np.arange(50) % 3
+    gathered = list(ImagesDataModule(images, labels, 8, seed=3).train_dataloader())
+    reference = ImagesDataModule(images, labels, 8, seed=3)  # its generator, fresh
+    per_sample = list(DataLoader(TensorDataset(reference.x, reference.y), batch_size=8, shuffle=True, drop_last=True,
+                                 generator=reference.generators["order"]))
+    assert len(gathered) == len(per_sample) == 6
+    for (x, y), (x_ref, y_ref) in zip(gathered, per_sample):
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)

@@ -1,11 +1,13 @@
 """The docs site builds without a warning, and its generated reference pages cover what they claim to: every key a
-real config uses, every registered name, every kind of result, every `make` target."""
+real config uses, every registered name, every kind of result, every `make` target; result figures are rendered
+from the runs' files, never typed."""
 
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -77,14 +79,74 @@ def test_the_figures_page_renders_what_the_files_hold(tmp_path):
     (results / "tables").mkdir(parents=True)
     (results / "bench").mkdir()
     pd.DataFrame({"dataset": ["d", "d"], "backbone": ["b", "b"], "method": ["kmeans", "kmeans"], "k": [3, 3],
-                  "acc": [0.5, 0.7]}).to_parquet(results / "tables" / "clustering.parquet")
+                  "seed": [0, 1], "acc": [0.5, 0.7], "nmi": [0.4, 0.6]}).to_parquet(
+        results / "tables" / "clustering.parquet")
     (results / "bench" / "heads.json").write_text(json.dumps(
         {"step_ms": 12.5, "_measured": {"date": "2026-12-06", "gemm_gflops": 190.0, "cores": 2}}))
     (results / "bench" / "load.json").write_text(json.dumps({"sqlite": {"p95_ms": 6000.0}}))
     page = reference.figures_page(results, REPO / "benchmarks")
-    assert "| d | b | kmeans | 3 | 0.600 | 2 |" in page  # the mean over the two seeds, computed from the file
+    assert "| d / b | kmeans | 0.600 | 2 |" in page  # the mean over the two seeds, computed from the file
     assert "| step_ms | 12.5 |" in page and "measured 2026-12-06 on 2 cores, GEMM peak 190 GFLOP/s" in page
     assert "| sqlite · p95_ms | 6000 |" in page
-    assert "Target met: **" in page  # the committed selection benchmark
+    assert "Target on the held-out half" in page  # the committed selection benchmark
     empty = reference.figures_page(tmp_path / "nothing", tmp_path / "nothing")
     assert "`make demo` writes" in empty and "`make bench` writes" in empty
+
+
+def test_result_figures_are_rendered_from_files_not_typed(tmp_path):
+    """No page types a result: no table cell that is a bare measured number and no confidence interval in the text
+    (code excluded: settings are typed there); figures come from `<!-- figure: NAME -->` markers, and every marker
+    names a figure that renders (here from empty folders: then it names the command that writes its file)."""
+    from lightning_modules.workflow.doc_figures import render
+
+    typed = []
+    for page in sorted((REPO / "docs").rglob("*.md")):
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for number, line in enumerate(text.splitlines(), start=1):
+            prose = re.sub(r"`[^`]*`", "", line)
+            cells = [cell.strip() for cell in prose.strip("|").split("|")] if line.startswith("|") else []
+            if any(re.fullmatch(r"[−-]?\d[\d,]*\.\d+( ?[a-zA-Z%×]+)?( \[.*\])?", cell) for cell in cells) or \
+                    re.search(r"\[\s*[−+-]?\d*\.\d+\s*,\s*[−+-]?\d*\.\d+\s*\]", prose):
+                typed.append(f"{page.relative_to(REPO)}:{number}: {line.strip()[:100]}")
+        for name in reference.FIGURE_MARKER.findall(page.read_text()):
+            assert "writes" in render(name, tmp_path / "results", tmp_path / "committed"), name
+    assert not typed, "typed result figures (use a <!-- figure: ... --> marker):\n" + "\n".join(typed)
+
+
+def test_each_figure_renders_what_its_file_holds(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from lightning_modules.workflow.doc_figures import render
+
+    tables = tmp_path / "results" / "tables"
+    tables.mkdir(parents=True)
+    runs = pd.DataFrame({"dataset": "d", "backbone": "b", "method": ["kmeans"] * 3 + ["temi"] * 3, "k": 3,
+                         "seed": [0, 1, 2] * 2, "acc": [0.5, 0.6, 0.7, 0.6, 0.8, 0.7], "nmi": 0.5})
+    runs.to_parquet(tables / "clustering.parquet")
+    clustering = render("demo-clustering", tmp_path / "results")
+    assert "| d / b | temi | 0.700 | 3 |" in clustering and "written" in clustering  # the mean over the seeds
+    assert "temi +0.100 [" in render("demo-comparisons", tmp_path / "results")  # paired on the seeds
+    bench = tmp_path / "results" / "bench"
+    bench.mkdir()
+    (bench / "heads.json").write_text(json.dumps({"step_ms": 12.5, "_notes": {"step_ms": "one step"},
+                                                  "_measured": {"date": "2026-12-06", "gemm_gflops": 190.0,
+                                                                "cores": 2}}))
+    table = render("bench-heads", tmp_path / "results")
+    assert "| step_ms | 12.5 | one step |" in table and "measured 2026-12-06 on 2 cores, GEMM peak 190" in table
+    assert "`python -m benchmarks.scale` writes" in render("bench-scale-200k", tmp_path / "results")
+    with pytest.raises(KeyError, match="no figure 'demo-nothing'"):
+        render("demo-nothing")
+
+
+def test_every_rule_is_in_the_stages_reference_with_what_it_runs():
+    listed = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--list-rules"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split()
+    page = reference.stages_page()
+    documented = {rule["name"] for rules in reference.workflow_rules().values() for rule in rules}
+    assert documented == set(listed) - {"all"}  # `all` computes nothing: it asks for every result
+    for rules in reference.workflow_rules().values():
+        for rule in rules:
+            assert f"### `{rule['name']}`" in page and f"`workflow/scripts/{rule['script'].name}`" in page
+    assert "TEMI-official-BMVC2023" in page  # a method's official code, from its docstring

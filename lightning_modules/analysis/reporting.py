@@ -88,7 +88,7 @@ def headline_tables(results_dir: str | Path) -> dict:
             if (folder / f"{name}.parquet").exists()}
 
 
-def _diffusion_score(runs) -> str:
+def diffusion_score(runs) -> str:
     """The FD a diffusion headline reports: the classifier-feature FD where the sweep computed it."""
     return "fd_classifier" if "fd_classifier" in runs else next(c for c in runs if c.startswith("fd_"))
 
@@ -106,7 +106,7 @@ def headlines(tables: dict) -> list[str]:
     if "selection" in tables:
         pick = tables["selection"].iloc[0]
         lines.append(f"clustering: label-free pick ({pick.criterion}) on {pick.dataset}/{pick.backbone}: {pick.method} "
-                     f"K = {pick.k}, ACC {pick.acc:.3f} (best run {pick.best_acc:.3f}, {pick.best_acc_run})")
+                     f"K = {pick.k:g}, ACC {pick.acc:.3f} (best run {pick.best_acc:.3f}, {pick.best_acc_run})")
     if "ood" in tables:
         ood = tables["ood"]
         for pair, group in ood[ood.attack_style.isna()].groupby("ood"):
@@ -118,7 +118,7 @@ def headlines(tables: dict) -> list[str]:
         from lightning_modules.diffusion.summary import verdict
 
         runs = tables["diffusion"]
-        score = _diffusion_score(runs)
+        score = diffusion_score(runs)
         lines.append(f"diffusion ({score}): {verdict(runs, score)}")
     if "claims" in tables:
         lines.append("claims: " + ", ".join(f"{count} {verdict}" for verdict, count in
@@ -143,7 +143,7 @@ def headline_metrics(tables: dict) -> dict[str, float]:
             metrics[f"best_auroc.{pair}"] = auroc
     if "diffusion" in tables:
         runs = tables["diffusion"]
-        score = _diffusion_score(runs)
+        score = diffusion_score(runs)
         for dataset, fd in runs.groupby(["dataset", "cond"])[score].mean().groupby("dataset").min().items():
             metrics[f"best_{score}.{dataset}"] = fd
     if "claims" in tables:

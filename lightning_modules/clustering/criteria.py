@@ -133,18 +133,25 @@ class UmapSilhouette(Criterion):
     def __init__(self):
         self.maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id of the sample's array -> (positions, map)
 
+    @classmethod
+    def project(cls, x: np.ndarray) -> np.ndarray:
+        """The UMAP of the rows `x` the silhouette is computed on."""
+        import warnings
+
+        import umap
+
+        from lightning_modules.core.compiled import cache_compilations
+
+        cache_compilations("umap", "pynndescent")  # compiled once, not in every job
+        with warnings.catch_warnings():  # the seed is deliberate: UMAP's note that it runs single-threaded
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            return umap.UMAP(n_neighbors=cls.N_NEIGHBORS, min_dist=0.0, n_components=cls.COMPONENTS,
+                             random_state=0).fit_transform(x)
+
     def reduced(self, run: RunView) -> tuple[np.ndarray, np.ndarray]:
         if id(run.x) not in self.maps:
-            import warnings
-
-            import umap
-
             positions = subsample(len(run.x), self.ROWS)
-            with warnings.catch_warnings():  # the seed is deliberate: UMAP's note that it runs single-threaded
-                warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-                reduced = umap.UMAP(n_neighbors=self.N_NEIGHBORS, min_dist=0.0, n_components=self.COMPONENTS,
-                                    random_state=0).fit_transform(run.x[positions])
-            self.maps[id(run.x)] = positions, reduced
+            self.maps[id(run.x)] = positions, self.project(run.x[positions])
         return self.maps[id(run.x)]
 
     def score_run(self, run: RunView) -> float:

@@ -33,7 +33,9 @@ class ShuffledTensors(SeededDataModule):
         self.x, self.y, self.batch_size, self.drop_last = x, y, min(batch_size, len(x)), drop_last
 
     def train_dataloader(self):
-        from torch.utils.data import DataLoader, TensorDataset
+        from torch.utils.data import DataLoader
 
-        return DataLoader(TensorDataset(self.x, self.y), batch_size=self.batch_size, shuffle=True,
-                          drop_last=self.drop_last, generator=self.generators["order"])
+        from lightning_modules.core.batches import TensorRows, whole_batches
+
+        return DataLoader(TensorRows(self.x, self.y), batch_size=self.batch_size, shuffle=True,
+                          drop_last=self.drop_last, generator=self.generators["order"], collate_fn=whole_batches)

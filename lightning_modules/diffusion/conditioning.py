@@ -8,16 +8,19 @@ from lightning_modules.data import DatasetSplit
 
 
 def no_conditioning(data: DatasetSplit, assignments=None, k=None):
+    """Unconditional: EDM's own model, the baseline every condition is compared with."""
     return None, None
 
 
 def class_conditioning(data: DatasetSplit, assignments=None, k=None):
+    """The true classes as labels (uses labels): the supervised reference of C-EDM's comparison."""
     if (data.labels < 0).any() or not data.label_names:
         raise ValueError("diffusion conditioning 'class' needs labels, and this data set has none")
     return data.labels, len(data.label_names)
 
 
 def cluster_conditioning(data: DatasetSplit, assignments: np.ndarray | None = None, k: int | None = None):
+    """A clustering run's assignments as labels: C-EDM's cluster conditioning ("visual groups", no labels)."""
     if assignments is None or k is None:
         raise ValueError("diffusion conditioning on clusters needs a clustering run's assignments and its K")
     if len(assignments) != len(data):

@@ -34,18 +34,21 @@ def score_samples(samples: np.ndarray, real: np.ndarray, floor: np.ndarray, netw
 
 
 def inception_network(metrics: dict, backbone: dict, classifier_dir, device: str):
+    """The standard FID Inception network (torch-fidelity's weights file): the papers' FID."""
     from lightning_modules.diffusion.features import InceptionFeatures
 
     return InceptionFeatures(metrics.get("inception_weights"), device=device)
 
 
 def classifier_network(metrics: dict, backbone: dict, classifier_dir, device: str):
+    """A small CNN trained once on the data set's labelled training split: an "Inception" for images it does not fit."""
     from lightning_modules.diffusion.features import ClassifierFeatures
 
     return ClassifierFeatures(classifier_dir, device=device)
 
 
 def backbone_network(metrics: dict, backbone: dict, classifier_dir, device: str):
+    """The sweep's own backbone's embeddings."""
     from lightning_modules.backbones import build_from_entry
     from lightning_modules.embeddings.extract import embed_images
 

@@ -2,9 +2,9 @@
 
 Methods: t-SNE through openTSNE (the default) and UMAP through umap-learn, both with their default settings.
 `benchmarks/embedding_map.py` (docs/demo.md) measured equal trustworthiness (0.99 on the digits, 0.998 at 100k points);
-openTSNE needs no JIT compilation, which costs UMAP ~15 s in every fresh job (the demo's case), while UMAP was 1.4x
-faster at 100k points. Above `max_points` rows the map is of a random sample (its rows are saved beside the
-coordinates): a map of millions of points is one ink blot anyway.
+openTSNE needs no JIT compilation, which cost UMAP ~15 s in every fresh job before its compilations were
+cached (`core.compiled`), while UMAP was 1.4x faster at 100k points. Above `max_points` rows the map is of a random
+sample (its rows are saved beside the coordinates): a map of millions of points is one ink blot anyway.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ def _opentsne(x: np.ndarray, seed: int, threads: int) -> np.ndarray:
 def _umap(x: np.ndarray, seed: int, threads: int) -> np.ndarray:
     import umap
 
+    from lightning_modules.core.compiled import cache_compilations
+
+    cache_compilations("umap", "pynndescent")  # compiled once, not in every job
     return umap.UMAP(n_components=2, random_state=seed, n_jobs=threads).fit_transform(x)
 
 

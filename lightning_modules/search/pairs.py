@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_modules.core.batches import whole_batches
 from lightning_modules.core.io import gather_rows
 from lightning_modules.search.rows import float_rows
 
@@ -66,12 +67,8 @@ class NeighbourPairsAndNegatives(NeighbourPairs):
         return anchors, neighbours, self.as_tensor(gather_rows(self.negatives, np.sort(negative)))
 
 
-def _as_batch(batch):
-    return batch  # __getitems__ already returns whole tensors
-
-
 def pairs_loader(pairs: NeighbourPairs, batch_size: int, order: torch.Generator) -> DataLoader:
     """Shuffled batches of pairs in `order`; the last partial batch is dropped (a handful of samples would skew
     batch statistics); no worker processes (one indexing operation per batch: workers would only add overhead)."""
-    return DataLoader(pairs, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=_as_batch,
+    return DataLoader(pairs, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=whole_batches,
                       generator=order, num_workers=0)

@@ -1,7 +1,8 @@
 """The docs' reference pages, generated at build time from the code and the schema, never written by hand:
 the configuration (config/schema.yaml with the registries' settings filled in), the plug-in registries, the results
-layout and the `make` targets. `mkdocs.yml` names this file as a hook: MkDocs calls `on_files` and the pages
-appear under `reference/` in the built site (`make docs`).
+layout, the `make` targets and the figures of the last runs. `mkdocs.yml` names this file as a hook: MkDocs calls
+`on_files` and the pages appear under `reference/` in the built site (`make docs`); `on_page_markdown` puts each
+page's result figures in (`doc_figures`).
 
     python -m lightning_modules.workflow.reference configuration   # one page on stdout
 """
@@ -104,6 +105,11 @@ def _first_line(target: str) -> str:
     spec = importlib.util.find_spec(module_name)
     tree = ast.parse(Path(spec.origin).read_text())
     node = next((n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name == attribute), tree)
+    trains = [statement.value.value for statement in getattr(node, "body", []) if isinstance(statement, ast.Assign)
+              and any(getattr(name, "id", None) == "module_path" for name in statement.targets)
+              and isinstance(statement.value, ast.Constant)]
+    if not ast.get_docstring(node) and trains:  # a head's estimator: its LightningModule's module says what it is
+        return _first_line(trains[0].partition(":")[0] + ":")
     text = ast.get_docstring(node) or ast.get_docstring(tree) or ""
     return text.split("\n\n")[0]
 
@@ -123,6 +129,78 @@ def registries_page() -> str:
             info = ", ".join(f"{key}: {value}" for key, value in declared.items())
             parts.append(f"| `{name}` | `{entry.target}` | {_cell(info)} | {_cell(_first_line(entry.target))} |")
         parts.append("")
+    return "\n".join(parts)
+
+
+# which plug-in kinds each stage's rules choose from (the registries page lists every entry's settings)
+STAGE_REGISTRIES = {"embed": ("dataset source", "backbone"), "cluster": ("clustering method", "selection criterion"),
+                    "ood": ("OOD scorer", "probe label source"),
+                    "diffusion": ("diffusion conditioning", "diffusion network", "feature network")}
+PLUMBING = ("lightning_modules.services.job_server", "lightning_modules.core.jobs",
+            "lightning_modules.services.tracking")
+
+
+def workflow_rules(rules_dir: Path = REPO / "workflow" / "rules") -> dict[str, list[dict]]:
+    """Per rule file (a stage): each rule's name, leading comment and script, read from the Snakemake source."""
+    stages = {}
+    for path in sorted(rules_dir.glob("*.smk")):
+        rules = []
+        for block in re.split(r"^(?=(?:rule|checkpoint) \w+:)", path.read_text(), flags=re.MULTILINE)[1:]:
+            name = re.match(r"(?:rule|checkpoint) (\w+):", block).group(1)
+            lead = []
+            for line in block.splitlines()[1:]:  # the comment lines right under the rule's name
+                if not line.startswith("    #"):
+                    break
+                lead.append(line.strip()[1:].strip())
+            script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
+            rules.append({"name": name, "comment": " ".join(lead),
+                          "script": (path.parent / script.group(1)).resolve() if script else None})
+        if rules:
+            stages[path.stem] = rules
+    return stages
+
+
+def _calls(script: Path) -> list[str]:
+    """`module:function` targets a job script imports from the platform, the plumbing every job shares left out."""
+    targets = []
+    for module, names in re.findall(r"^from (lightning_modules[\w.]*) import ([\w, ]+)$", script.read_text(), re.M):
+        if module not in PLUMBING:
+            targets += [f"{module}:{name.strip()}" for name in names.split(",")]
+    return targets
+
+
+def stages_page() -> str:
+    """A section per stage (rule file): what each rule computes, the function it runs with that function's and its
+    module's docstring leads (which name the official code followed), and the plug-ins the stage chooses from."""
+    registries = _registries()
+    parts = ["# Stages", "", "Generated from `workflow/rules/*.smk` and the code each rule's script runs, when the docs "
+             "are built: per stage, what each rule computes and the function it calls, with that function's and its "
+             "module's own description (where a method follows an official implementation, its docstring names the "
+             "file), and the plug-ins the stage chooses from ([every entry's settings](registries.md)). The order is "
+             "alphabetical; the DAG runs embed → knn → cluster → ood / diffusion → report → claims, with tracking "
+             "around them.", ""]
+    for stage, rules in workflow_rules().items():
+        parts += [f"## {stage}", "", f"`workflow/rules/{stage}.smk`", ""]
+        for rule in rules:
+            parts += [f"### `{rule['name']}`", ""]
+            if rule["comment"]:
+                parts += [rule["comment"], ""]
+            if rule["script"] is None:
+                continue
+            parts += [f"Runs `workflow/scripts/{rule['script'].name}`."]
+            for target in _calls(rule["script"]):
+                module = target.partition(":")[0]
+                function_lead, module_lead = _first_line(target), _first_line(f"{module}:")
+                parts += ["", f"- `{target}`: {' '.join(function_lead.split())}"]
+                if module_lead and module_lead != function_lead:
+                    parts += [f"  (`{module}`: {' '.join(module_lead.split())})"]
+            parts.append("")
+        for kind in STAGE_REGISTRIES.get(stage, ()):
+            registry = registries[kind]
+            parts += [f"**{kind[0].upper() + kind[1:]}s** this stage chooses from:", ""]
+            parts += [f"- `{name}`: {' '.join(_first_line(registry.entry(name).target).split())}"
+                      for name in registry.names()]
+            parts.append("")
     return "\n".join(parts)
 
 
@@ -165,82 +243,40 @@ def commands_page() -> str:
     return "\n".join(parts) + "\n"
 
 
-def _bench_table(name: str, table: dict) -> list[str]:
-    measured = table.get("_measured")
-    when = (f"measured {measured['date']} on {measured['cores']} cores, GEMM peak {measured['gemm_gflops']:.0f} "
-            f"GFLOP/s" if measured else "written before tables recorded their date and GEMM peak")
-    flat = {f"{group} · {metric}": value for group, values in table.items() if isinstance(values, dict)
-            and group != "_measured" for metric, value in values.items()}  # a table per setting (tracking_load)
-    rows = [(metric, value) for metric, value in {**table, **flat}.items() if isinstance(value, (int, float))
-            and not isinstance(value, bool)]
-    return [f"### `{name}`", "", f"`results/bench/{name}.json`, {when}.", "", "| metric | value |", "|---|---|",
-            *[f"| {_cell(metric)} | {value:.4g} |" for metric, value in rows], ""]
+def figures_page(results: Path | None = None, committed: Path | None = None) -> str:
+    """Every result figure, rendered from the files the demo and the benchmarks wrote (`doc_figures`)."""
+    from lightning_modules.workflow.doc_figures import COMMITTED, RESULTS, render
 
-
-def _mtime(path: Path) -> str:
-    import datetime
-
-    return datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
-
-
-def figures_page(results: Path = REPO / "results", committed: Path = REPO / "benchmarks") -> str:
-    """The figures of the last runs in this checkout, read from the files the demo and the benchmarks write (none
-    typed): the demo's clustering and ledger tables, every `make bench` table with its date and GEMM peak, and the
-    committed selection and ledger-calibration benchmarks."""
-    import pandas as pd
-
+    results, committed = results or RESULTS, committed or COMMITTED
+    sections = [("The demo's headlines (`make demo`)", "demo-headlines"), ("Mean ACC", "demo-clustering"),
+                ("Who beats k-means", "demo-comparisons"), ("The label-free pick", "demo-selection"),
+                ("The upper cluster bound", "demo-bound"), ("OOD detection", "demo-ood"),
+                ("Cluster-conditioned diffusion", "demo-diffusion"), ("The claims ledger", "demo-ledger"),
+                ("Benchmarks (`make bench`)", "bench"),
+                ("K without labels (`benchmarks/selection.py`, committed)", "selection-benchmark"),
+                ("How often the claims ledger errs (`benchmarks/ledger_calibration.py`, committed)",
+                 "ledger-calibration")]
     parts = ["# Figures from the last runs", "", "Rendered when the docs are built, from the files the runs wrote in "
              "this checkout, never typed: rebuild the docs after a run to update them. Machines here differ about 3x "
-             "in speed from day to day, so a time is shown with the GEMM peak measured beside it.", ""]
-    tables = results / "tables"
-    parts += ["## The demo (`make demo`)", ""]
-    if (tables / "clustering.parquet").exists():
-        runs = pd.read_parquet(tables / "clustering.parquet")
-        mean = runs.groupby(["dataset", "backbone", "method", "k"])["acc"].agg(["mean", "count"]).reset_index()
-        parts += [f"`{tables.relative_to(results.parent)}/clustering.parquet`, written {_mtime(tables / 'clustering.parquet')}: "
-                  f"{len(runs)} runs; mean ACC over seeds.", "", "| dataset | backbone | method | K | mean ACC | seeds |",
-                  "|---|---|---|---|---|---|"]
-        parts += [f"| {r.dataset} | {r.backbone} | {r.method} | {r.k} | {r['mean']:.3f} | {r['count']} |"
-                  for _, r in mean.iterrows()]
-        parts.append("")
-    else:
-        parts += ["No demo has run in this checkout: `make demo` writes `results/tables/`.", ""]
-    if (tables / "claims.parquet").exists():
-        claims = pd.read_parquet(tables / "claims.parquet")
-        columns = [c for c in ("claim", "verdict", "statement") if c in claims.columns]
-        parts += [f"The claims ledger (`claims.parquet`, written {_mtime(tables / 'claims.parquet')}):", "",
-                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        parts += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for _, row in claims.iterrows()]
-        parts.append("")
-    parts += ["## Benchmarks (`make bench`)", ""]
-    bench = sorted(path for path in (results / "bench").glob("*.json") if path.stem != "summary")
-    if not bench:
-        parts += ["No benchmark has run in this checkout: `make bench` writes `results/bench/`.", ""]
-    for path in bench:
-        table = json.loads(path.read_text())
-        if isinstance(table, dict):
-            parts += _bench_table(path.stem, table)
-    selection = committed / "selection.json"
-    if selection.exists():
-        record = json.loads(selection.read_text())
-        held = record["default_on_held_out"]
-        parts += ["## K without labels (`benchmarks/selection.py`, committed)", "",
-                  f"The default criterion `{record['default']}` was chosen on the development half of the benchmark's "
-                  f"data sets ({_cell(record['chosen_on'])}); on the held-out half:", "",
-                  "| measure | held out | target |", "|---|---|---|"]
-        for measure, target in record["target"].items():
-            parts.append(f"| {measure} | {held[measure]:.3f} | ≤ {target:.3f} |")
-        parts += ["", f"Target met: **{'yes' if record['target_met'] else 'no'}**.", ""]
-    calibration = committed / "ledger_calibration.json"
-    if calibration.exists():
-        record = json.loads(calibration.read_text())
-        parts += ["## How often the claims ledger errs (`benchmarks/ledger_calibration.py`, committed)", "",
-                  " ".join(record["summary"].split()), ""]
+             "in speed from day to day, so a time is shown with the GEMM peak measured beside it. The other pages "
+             "show the same figures where they explain them.", ""]
+    for title, name in sections:
+        parts += [f"## {title}", "", render(name, results, committed), ""]
     return "\n".join(parts)
 
 
-PAGES = {"configuration": configuration_page, "registries": registries_page, "layout": layout_page,
-         "commands": commands_page, "figures": figures_page}
+PAGES = {"configuration": configuration_page, "registries": registries_page, "stages": stages_page,
+         "layout": layout_page, "commands": commands_page, "figures": figures_page}
+
+
+FIGURE_MARKER = re.compile(r"^<!-- figure: ([a-z0-9_-]+) -->$", re.MULTILINE)
+
+
+def on_page_markdown(markdown, page, config, files):  # noqa: ARG001 - MkDocs' hook signature
+    """MkDocs hook: each `<!-- figure: NAME -->` line becomes that figure, rendered from its file now."""
+    from lightning_modules.workflow.doc_figures import render
+
+    return FIGURE_MARKER.sub(lambda match: render(match.group(1)), markdown)
 
 
 def on_files(files, config):  # noqa: ARG001 - MkDocs' hook signature
