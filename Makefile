@@ -90,9 +90,10 @@ reconcile: $(INSTALLED)
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) --allowed-rules reconcile_tracking --forcerun reconcile_tracking -- $(RESULTS)/tracking/reconciled.json
 	@cat $(RESULTS)/tracking/reconciled.json
 
-# The test suite (~15 min here); the SLURM, browser, GPU and load tests are their own targets
+# The test suite, its 25 slowest tests listed at the end (~15 min here); the SLURM, browser, GPU and load tests are
+# their own targets
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 # The documentation site from docs/ into site/ (MkDocs with Material), its reference pages generated from the schema,
 # the registries, the layout and this Makefile (lightning_modules/workflow/reference.py); warnings are errors

@@ -309,3 +309,24 @@ def test_top_two_is_a_stable_sort_s_first_two_columns_ties_included():
     expected = np.argsort(-probabilities, axis=1, kind="stable")[:, :2]
     np.testing.assert_array_equal(top_two(probabilities), expected)
     assert top_two(probabilities).dtype == np.int32
+
+
+@pytest.mark.parametrize("shape, dim", [((1797, 10), -1), ((16, 64, 10), -1), ((7, 3), 0), ((5, 40), -1), ((1, 1), -1)])
+def test_the_short_dimension_softmax_is_torchs_softmax(shape, dim):
+    """core.softmax takes a softmax over fewer than 16 entries over a leading dimension (torch's last-dimension
+    kernel is slow there): the same values as torch's and its gradients to float rounding; the soft cross-entropy
+    is F.cross_entropy with probability targets."""
+    import torch.nn.functional as F
+
+    from lightning_modules.core.softmax import log_softmax, soft_cross_entropy, softmax
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    assert torch.allclose(log_softmax(x, dim), x.log_softmax(dim), atol=1e-6)
+    assert torch.allclose(softmax(x, dim), x.softmax(dim), atol=1e-7)
+    weights = torch.rand(shape)
+    ours, = torch.autograd.grad((log_softmax(x, dim) * weights).sum(), x)
+    torchs, = torch.autograd.grad((x.log_softmax(dim) * weights).sum(), x)
+    assert torch.allclose(ours, torchs, atol=1e-5)
+    if len(shape) == 2:
+        targets = torch.rand(shape).softmax(1)
+        assert torch.allclose(soft_cross_entropy(x, targets), F.cross_entropy(x, targets), atol=1e-6)

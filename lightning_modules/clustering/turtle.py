@@ -18,22 +18,23 @@ import logging
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from lightning_modules.core.softmax import soft_cross_entropy, softmax
 
 log = logging.getLogger(__name__)
 
 
 def task_labels(encoders, spaces: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The labelling (mean of the spaces' softmaxes) and each space's softmax."""
-    per_space = [F.softmax(encoder(z), dim=1) for encoder, z in zip(encoders, spaces)]
+    per_space = [softmax(encoder(z), 1) for encoder, z in zip(encoders, spaces)]
     return sum(per_space) / len(per_space), per_space
 
 
 def outer_loss(classifiers, encoders, spaces: list[torch.Tensor], gamma: float):
     """Σ_s CE(W_s z_s (no gradient), labels) − γ Σ_s H(mean_batch softmax_s): the task encoder's loss."""
     labels, per_space = task_labels(encoders, spaces)
-    prediction_error = sum(F.cross_entropy(classifier(z).detach(), labels) for classifier, z in zip(classifiers, spaces))
+    prediction_error = sum(soft_cross_entropy(classifier(z).detach(), labels) for classifier, z in zip(classifiers, spaces))
     entropy = sum(torch.special.entr(p.mean(0)).sum() for p in per_space)
     return prediction_error - gamma * entropy, prediction_error, entropy
 
@@ -103,7 +104,7 @@ class TURTLE:
                 targets, _ = task_labels(encoders, spaces_batch)
             for _ in range(self.inner_steps):
                 inner_optimiser.zero_grad()
-                loss = sum(F.cross_entropy(c(z), targets) for c, z in zip(classifiers, spaces_batch))
+                loss = sum(soft_cross_entropy(c(z), targets) for c, z in zip(classifiers, spaces_batch))
                 loss.backward()
                 inner_optimiser.step()
             optimiser.zero_grad()

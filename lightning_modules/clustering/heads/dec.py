@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lightning_modules.clustering.heads.base import ClusteringHead
+from lightning_modules.core.softmax import log_softmax
 
 
 def student_t_logits(x: torch.Tensor, centroids: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -20,7 +21,7 @@ def student_t_logits(x: torch.Tensor, centroids: torch.Tensor, alpha: float = 1.
 def dec_head_losses(logits: torch.Tensor, prior_weight: float = 1.0) -> torch.Tensor:
     """(H, B, K) -> (H,): KL(P || Q) with the DEC target P ∝ q^2 / f (f = soft cluster frequency),
     plus prior_weight * KL(mean_b q || uniform)."""
-    log_q = logits.log_softmax(-1)
+    log_q = log_softmax(logits)
     q = log_q.exp()
     with torch.no_grad():
         target = q.pow(2) / q.sum(1, keepdim=True)

@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from lightning_modules.clustering.heads.base import ClusteringHead, MultiHead
+from lightning_modules.core.softmax import log_softmax
 
 
 def scan_head_losses(logits_x, logits_y, entropy_weight: float):
     """(H, B, K) logits of anchors and neighbours -> (H,) losses:
     mean_b -log <p(x), p(x')>  -  entropy_weight * H(mean_b p(x)). As in SCAN's code, -log is capped at 100
     (nn.BCELoss clamps its log at -100) and the entropy reads probabilities clamped at 1e-8 (its `entropy`)."""
-    log_p_x, log_p_y = logits_x.log_softmax(-1), logits_y.log_softmax(-1)
+    log_p_x, log_p_y = log_softmax(logits_x), log_softmax(logits_y)
     consistency = -torch.logsumexp(log_p_x + log_p_y, dim=-1).clamp_min(-100).mean(-1)
     mean_p = log_p_x.exp().mean(1).clamp_min(1e-8)
     entropy = -(mean_p * mean_p.log()).sum(-1)
@@ -27,7 +28,7 @@ def self_label_head_losses(logits, threshold: float = 0.99):
     probability > threshold are labelled with it; cross-entropy against those labels, each cluster weighted
     by the inverse of its share of the confident samples (class-balanced). A head with no confident
     sample contributes 0."""
-    log_p = logits.log_softmax(-1)
+    log_p = log_softmax(logits)
     with torch.no_grad():
         confidence, pseudo_labels = log_p.exp().max(-1)
         confident = (confidence > threshold).to(log_p.dtype)

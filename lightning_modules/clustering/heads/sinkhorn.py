@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from lightning_modules.clustering.heads.base import ClusteringHead, MultiHead
+from lightning_modules.core.softmax import log_softmax
 
 
 @torch.no_grad()
@@ -35,8 +36,8 @@ class Sinkhorn(ClusteringHead):
         scores_x, scores_y = self.student(torch.cat([anchors, neighbours])).chunk(2, dim=1)
         target_x = sinkhorn_targets(scores_x.detach(), hp.epsilon, hp.sinkhorn_iterations)
         target_y = sinkhorn_targets(scores_y.detach(), hp.epsilon, hp.sinkhorn_iterations)
-        log_p_x = (scores_x / hp.temperature).log_softmax(-1)
-        log_p_y = (scores_y / hp.temperature).log_softmax(-1)
+        log_p_x = log_softmax(scores_x / hp.temperature)
+        log_p_y = log_softmax(scores_y / hp.temperature)
         return -((target_y * log_p_x).sum(-1) + (target_x * log_p_y).sum(-1)).mean(-1) / 2
 
     def cluster_logits(self, x, head=None):

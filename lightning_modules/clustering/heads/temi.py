@@ -10,6 +10,7 @@ import logging
 import torch
 
 from lightning_modules.clustering.heads.base import ClusteringHead, MultiHead
+from lightning_modules.core.softmax import log_softmax, softmax
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,8 @@ def temi_head_losses(student_x, student_y, teacher_x, teacher_y, cluster_prior, 
     loss_h = mean_b -w_b/2 [ log sum_k (q_s(k|x) q_t(k|x'))^beta / p~_h(k) + (x <-> x') ],
     w_b = sum_k q_t(k|x) q_t(k|x') averaged over heads. Returns (H,).
     """
-    log_s_x, log_s_y = (student_x / temperature).log_softmax(-1), (student_y / temperature).log_softmax(-1)
-    log_t_x, log_t_y = (teacher_x / temperature).log_softmax(-1), (teacher_y / temperature).log_softmax(-1)
+    log_s_x, log_s_y = log_softmax(student_x / temperature), log_softmax(student_y / temperature)
+    log_t_x, log_t_y = log_softmax(teacher_x / temperature), log_softmax(teacher_y / temperature)
     weight = (log_t_x.exp() * log_t_y.exp()).sum(-1).mean(0)  # (B,)
     log_prior = cluster_prior.log()[:, None, :]
 
@@ -36,7 +37,7 @@ def temi_pair_losses(student, teacher, cluster_prior, prior_momentum: float, bet
     """(H, 2B, K) student and teacher logits of the anchors then their neighbours -> ((H,) losses, (H, K) the
     prior updated with this batch), the prior updated *before* the loss uses it (the official
     `MultiHeadWeightProbBase.compute_weight` runs first): an EMA of the teacher's batch-mean probabilities."""
-    batch_mean = (teacher / temperature).softmax(-1).mean(1)
+    batch_mean = softmax(teacher / temperature).mean(1)
     prior = torch.add(cluster_prior * prior_momentum, batch_mean, alpha=1 - prior_momentum)
     (student_x, student_y), (teacher_x, teacher_y) = student.chunk(2, dim=1), teacher.chunk(2, dim=1)
     return temi_head_losses(student_x, student_y, teacher_x, teacher_y, prior, beta, temperature), prior
