@@ -90,7 +90,7 @@ reconcile: $(INSTALLED)
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) --allowed-rules reconcile_tracking --forcerun reconcile_tracking -- $(RESULTS)/tracking/reconciled.json
 	@cat $(RESULTS)/tracking/reconciled.json
 
-# The test suite, its 25 slowest tests listed at the end (~15 min here); the SLURM, browser, GPU and load tests are
+# The test suite, its 25 slowest tests listed at the end (~12.5 min here); the SLURM, browser, GPU and load tests are
 # their own targets
 test: $(INSTALLED)
 	$(BIN)/python -m pytest --durations=25
