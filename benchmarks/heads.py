@@ -6,7 +6,7 @@
   head size (128/64) and the paper's (512/256); target <= 3.
 - N = 100k, d = 384 synthetic embeddings (FLOP-bound): TEMI training samples/s and the fraction of the fp32
   GEMM peak, counting student forward + backward (taken as 2x forward, the usual convention) and teacher
-  forward; target >= 50%.
+  forward, with the step compiled as the workflow runs a run of this size (target >= 70%), and eager beside it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ class _EpochTimer:
 
 
 def train_temi(x, neighbours, n_clusters, n_heads, batch_size, epochs, hidden_dim, bottleneck_dim,
-               limit_batches=None) -> list[float]:
-    """Seconds per epoch of TEMI training through the same DataModule/LightningModule/Trainer the workflow uses."""
+               limit_batches=None, compiled=False) -> list[float]:
+    """Seconds per epoch of TEMI training through the same DataModule/LightningModule/Trainer the workflow uses;
+    `compiled`: with the step compiled as one graph, as the workflow runs large CPU runs (the compilation falls in
+    the first epoch)."""
     import pytorch_lightning as pl
 
     from lightning_modules.clustering.heads.data import EmbeddingPairsDataModule
@@ -47,6 +49,8 @@ def train_temi(x, neighbours, n_clusters, n_heads, batch_size, epochs, hidden_di
     timer = _EpochTimer()
     module = TEMI(x.shape[1], n_clusters, n_heads=n_heads, hidden_dim=hidden_dim, bottleneck_dim=bottleneck_dim,
                   batch_size=batch_size)
+    if compiled:
+        module.compile_step()
     trainer = pl.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=False, callbacks=[timer.callback],
                          limit_train_batches=limit_batches)
@@ -97,13 +101,19 @@ def main() -> None:
     neighbours = rng.integers(0, n, (n, 10), dtype=np.int32)  # throughput does not depend on which neighbours
     steps = 6 if args.quick else 20
     started = time.perf_counter()
-    times = train_temi(x, neighbours, n_clusters, heads, batch, 2, 512, 256, limit_batches=steps)
-    seconds = times[1]  # the second epoch: warmed up
     flops = temi_step_flops(batch, dims, n_clusters, heads, 512, 256) * steps
+    # the workflow compiles the step of a run this large (estimator.COMPILE_MIN_LOSS_ENTRIES: a 100k-row run of 13
+    # epochs or more); eager beside it
+    seconds = {mode: train_temi(x, neighbours, n_clusters, heads, batch, 2, 512, 256, limit_batches=steps,
+                                compiled=mode == "compiled")[1]  # the second epoch: warmed up (and compiled)
+               for mode in ("compiled", "eager")}
     rows += [
-        ("temi_100k_samples_per_s", steps * batch / seconds, f"N={n}, d={dims}, K={n_clusters}, H={heads}, batch {batch}"),
-        ("temi_gflops", flops / seconds / 1e9, "student fwd+bwd (3x) + teacher fwd (1x)"),
-        ("temi_pct_peak", 100 * flops / seconds / 1e9 / peak, "target >= 50"),
+        ("temi_100k_samples_per_s", steps * batch / seconds["compiled"],
+         f"N={n}, d={dims}, K={n_clusters}, H={heads}, batch {batch}, the step compiled as the workflow runs it"),
+        ("temi_gflops", flops / seconds["compiled"] / 1e9, "student fwd+bwd (3x) + teacher fwd (1x)"),
+        ("temi_pct_peak", 100 * flops / seconds["compiled"] / 1e9 / peak, "target >= 70"),
+        ("temi_eager_pct_peak", 100 * flops / seconds["eager"] / 1e9 / peak,
+         "the same step eager (runs below the compile threshold)"),
         ("bench_seconds", time.perf_counter() - started, "the 100k part"),
     ]
     report("heads", rows)
