@@ -105,11 +105,11 @@ def _first_line(target: str) -> str:
     spec = importlib.util.find_spec(module_name)
     tree = ast.parse(Path(spec.origin).read_text())
     node = next((n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name == attribute), tree)
-    trains = [statement.value.value for statement in getattr(node, "body", []) if isinstance(statement, ast.Assign)
-              and any(getattr(name, "id", None) == "module_path" for name in statement.targets)
-              and isinstance(statement.value, ast.Constant)]
-    if not ast.get_docstring(node) and trains:  # a head's estimator: its LightningModule's module says what it is
-        return _first_line(trains[0].partition(":")[0] + ":")
+    trained = [statement.value.value for statement in getattr(node, "body", []) if isinstance(statement, ast.Assign)
+               and any(getattr(name, "id", None) == "module_path" for name in statement.targets)
+               and isinstance(statement.value, ast.Constant)]
+    if not ast.get_docstring(node) and trained:  # a head's estimator: its LightningModule's module says what it is
+        return _first_line(trained[0].partition(":")[0] + ":")
     text = ast.get_docstring(node) or ast.get_docstring(tree) or ""
     return text.split("\n\n")[0]
 
@@ -197,7 +197,7 @@ def stages_page() -> str:
             parts.append("")
         for kind in STAGE_REGISTRIES.get(stage, ()):
             registry = registries[kind]
-            parts += [f"**{kind[0].upper() + kind[1:]}s** this stage chooses from:", ""]
+            parts += [f"**{kind[0].upper() + kind[1:]}** plug-ins this stage chooses from:", ""]
             parts += [f"- `{name}`: {' '.join(_first_line(registry.entry(name).target).split())}"
                       for name in registry.names()]
             parts.append("")
