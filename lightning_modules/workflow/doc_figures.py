@@ -13,6 +13,7 @@ import datetime
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from lightning_modules.core.checks import results_dir_of
@@ -28,11 +29,14 @@ def number(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
 
 
+def text_cell(text) -> str:
+    """Text for a Markdown table cell: one line, pipes escaped."""
+    return re.sub(r"\s+", " ", str(text)).replace("|", "\\|").strip()
+
+
 def cell(value) -> str:
-    """A value as one Markdown table cell: numbers by `number`, pipes escaped."""
-    if isinstance(value, float):
-        return number(value)
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """A value as one Markdown table cell: numbers by `number`, text by `text_cell`."""
+    return number(value) if isinstance(value, float) else text_cell(value)
 
 
 def _written(path: Path) -> str:

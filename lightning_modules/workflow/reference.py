@@ -14,13 +14,10 @@ import re
 import sys
 from pathlib import Path
 
+from lightning_modules.workflow.doc_figures import text_cell
+
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = "reference"  # the site folder the pages appear in
-
-
-def _cell(text) -> str:
-    """Text for a Markdown table cell: one line, pipes escaped."""
-    return re.sub(r"\s+", " ", str(text)).replace("|", "\\|").strip()
 
 
 def _type(node: dict) -> str:
@@ -67,7 +64,8 @@ def _rows(node: dict, path: str, rows: list, root: dict) -> None:
 
 def _table(rows) -> str:
     lines = ["| key | type | default | what it is |", "|---|---|---|---|"]
-    lines += [f"| `{_cell(key)}` | {_cell(kind)} | {_cell(default)} | {_cell(text)} |" for key, kind, default, text in rows]
+    lines += [f"| `{text_cell(key)}` | {text_cell(kind)} | {text_cell(default)} | {text_cell(text)} |"
+              for key, kind, default, text in rows]
     return "\n".join(lines)
 
 
@@ -78,7 +76,7 @@ def configuration_page() -> str:
     schema = assembled_schema()
     rows: list = []
     _rows(schema, "", rows, schema)
-    parts = ["# Configuration", "", _cell(schema.get("description", "")), "",
+    parts = ["# Configuration", "", text_cell(schema.get("description", "")), "",
              "Generated from `config/schema.yaml` and the plug-ins' `SETTINGS` when the docs are built. A sweep's "
              "config is checked against it before any job runs (`make dry-run` shows the mistakes, one line each). "
              "`<name>` stands for a name of your choosing (a dataset's, a group's).", "", _table(rows), ""]
@@ -127,7 +125,8 @@ def registries_page() -> str:
             declared = {**entry.info, **({"settings": sorted(entry.declared["SETTINGS"])}
                                          if "SETTINGS" in entry.declared else {})}
             info = ", ".join(f"{key}: {value}" for key, value in declared.items())
-            parts.append(f"| `{name}` | `{entry.target}` | {_cell(info)} | {_cell(_first_line(entry.target))} |")
+            parts.append(f"| `{name}` | `{entry.target}` | {text_cell(info)} | "
+                         f"{text_cell(_first_line(entry.target))} |")
         parts.append("")
     return "\n".join(parts)
 
@@ -208,7 +207,7 @@ def layout_page() -> str:
     """Every kind of result and its folder under the results directory."""
     from lightning_modules.core import layout
 
-    parts = ["# Results layout", "", _cell(layout.__doc__.split("\n\n")[0]), "",
+    parts = ["# Results layout", "", text_cell(layout.__doc__.split("\n\n")[0]), "",
              "Generated from `lightning_modules/core/layout.py` when the docs are built.", "",
              "| result | folder under `results/` | fields |", "|---|---|---|"]
     for record in sorted(layout.RECORDS, key=lambda r: r.FOLDER):
@@ -239,7 +238,7 @@ def make_targets(makefile: Path = REPO / "Makefile") -> list[tuple[str, str]]:
 def commands_page() -> str:
     parts = ["# Command line", "", "Generated from the Makefile's comments when the docs are built. Every target "
              "installs the locked environment first (`.venv`).", "", "| command | what it does |", "|---|---|"]
-    parts += [f"| `make {target}` | {_cell(text)} |" for target, text in make_targets()]
+    parts += [f"| `make {target}` | {text_cell(text)} |" for target, text in make_targets()]
     return "\n".join(parts) + "\n"
 
 
