@@ -10,7 +10,7 @@ from benchmarks.selection import method_views
 from conftest import gaussian_blobs
 from lightning_modules.clustering import SELECTION_CRITERIA
 from lightning_modules.clustering.criteria import (KeptClustersKnee, MeanRank, Parsimonious, PredictionStrength,
-                                                   disagreement, same_cluster_chance, subsample)
+                                                   VotedPick, disagreement, same_cluster_chance, subsample)
 from lightning_modules.clustering.selection import configuration_scores, regret
 
 
@@ -33,7 +33,7 @@ def test_the_true_k_scores_best(mixture, criterion):
 
 
 @pytest.mark.parametrize("criterion", ["knn_agreement_corrected", "silhouette", "umap_silhouette",
-                                       "prediction_strength"])
+                                       "prediction_strength", "largest_of_picks"])
 def test_the_pick_is_the_true_k(mixture, criterion):
     k, _, picks = mixture
     assert picks.loc[criterion, "k"] == k
@@ -87,6 +87,26 @@ def test_the_knee_of_the_kept_clusters_by_hand():
     assert scores[5:].isna().all()
 
 
+def test_the_voted_picks_by_hand():
+    """s picks K = 4 (row 1), t K = 16 (row 3), u K = 2 of method b (row 4; its first best, tied with row 5), w has no
+    score. The largest of s and t: K = 16; of s and u: K = 4; the median of s, t, u: K = 4; equal K goes to the more
+    voted configuration."""
+    nan = float("nan")
+    table = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 2, "k": [2, 4, 8, 16, 2, 4],
+                          "s": [0.1, 0.9, 0.5, 0.2, 0.0, 0.3], "t": [0.0, 0.1, 0.2, 0.3, 0.0, 0.1],
+                          "u": [0.0, 0.0, 0.0, 0.0, 1.0, 1.0], "w": [nan] * 6})
+    assert VotedPick("s", "t").pick(table, "x") == 3
+    assert VotedPick("s", "u", "w").pick(table, "x") == 1  # w does not vote
+    assert VotedPick("s", "t", "u", rule="median").pick(table, "x") == 1
+    assert VotedPick("s", "t").score_table(table).tolist() == [0, 1, 0, 1, 0, 0]
+    tied = table.assign(v=[0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # b at K = 4 (row 5) beside s's a at K = 4 (row 1)
+    assert VotedPick("s", "v", "s").pick(tied, "x") == 1  # K 4 both; a's has two votes
+    assert VotedPick("v", "s").pick(tied, "x") == 1  # one vote each: the first configuration
+    assert VotedPick("w").pick(table, "x") == 0  # nothing voted: the first configuration
+    with pytest.raises(ValueError, match="odd"):
+        VotedPick("s", "t", rule="median")
+
+
 def test_the_parsimony_rule_and_the_mean_rank_by_hand():
     table = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 2, "k": [2, 4, 8, 16, 2, 4],
                           "s": [0.1, 0.85, 0.9, 1.0, 0.5, 0.95], "t": [4.0, 3.0, 2.0, 1.0, 0.0, 5.0]})
@@ -114,8 +134,10 @@ def test_the_benchmark_runs_and_the_schema_default_is_its_choice(tmp_path, monke
     monkeypatch.setattr(sys, "argv", ["selection", "--quick"])
     benchmark.main()
     record = json.loads((tmp_path / "selection-quick.json").read_text())
-    assert {pick["dataset"] for pick in record["picks"]} == {"digits-012", "iris", "mixture-k5-r1-sep0.3"}
+    assert {pick["dataset"] for pick in record["picks"]} == {"digits-012", "iris", "mixture-k5-r1-sep0.3",
+                                                              benchmark.fresh_benchmarks()[0].name}
     assert set(record["development"]).isdisjoint(record["held_out"])
+    assert record["held_out"] == [benchmark.fresh_benchmarks()[0].name]  # measured on the fresh draw
     committed = json.loads(benchmark.RESULT.read_text())
     assert len(committed["development"]) + len(committed["held_out"]) >= 30
     assert schema_defaults("clustering")["selection_criterion"] == committed["default"]

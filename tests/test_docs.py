@@ -88,7 +88,7 @@ def test_the_figures_page_renders_what_the_files_hold(tmp_path):
     assert "| d / b | kmeans | 0.600 | 2 |" in page  # the mean over the two seeds, computed from the file
     assert "| step_ms | 12.5 |" in page and "measured 2026-12-06 on 2 cores, GEMM peak 190 GFLOP/s" in page
     assert "| sqlite · p95_ms | 6000 |" in page
-    assert "Target on the held-out half" in page  # the committed selection benchmark
+    assert "Target on data not chosen on" in page  # the committed selection benchmark
     empty = reference.figures_page(tmp_path / "nothing", tmp_path / "nothing")
     assert "`make demo` writes" in empty and "`make bench` writes" in empty
 
@@ -150,3 +150,21 @@ def test_every_rule_is_in_the_stages_reference_with_what_it_runs():
         for rule in rules:
             assert f"### `{rule['name']}`" in page and f"`workflow/scripts/{rule['script'].name}`" in page
     assert "TEMI-official-BMVC2023" in page  # a method's official code, from its docstring
+
+
+def test_the_readmes_k_without_labels_table_is_the_committed_benchmarks():
+    """README's table of the label-free criteria on the selection benchmark's fresh draw holds the numbers of
+    benchmarks/selection.json, rounded as printed: it cannot go stale."""
+    import json
+
+    record = json.loads((REPO / "benchmarks" / "selection.json").read_text())
+    rows = {row["criterion"]: row for row in record["held_out_table"] + record["held_out_candidates"]}
+    readme = (REPO / "README.md").read_text()
+    found = re.findall(r"^\| `(\w+)`[^|]*\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+)% \|$", readme, flags=re.MULTILINE)
+    assert {name for name, *_ in found} == {record["default"], "agreement_generalisation"}
+    assert f"`{record['default']}` (the default)" in readme
+    for name, mean, worst, log_ratio, exact in found:
+        row = rows[name]
+        assert (mean, worst, log_ratio, exact) == (f"{row['mean_acc_regret']:.3f}", f"{row['worst_acc_regret']:.3f}",
+                                                   f"{row['median_abs_log_ratio']:.2f}", f"{row['share_k_exact']:.0%}"[:-1])
+    assert f"{len(record['held_out'])} fresh data sets" in readme

@@ -35,6 +35,7 @@ SELECTION_CRITERIA.register("gap", f"{_CRITERIA}:GapStatistic")
 SELECTION_CRITERIA.register("kept_clusters_knee", f"{_CRITERIA}:KeptClustersKnee")
 SELECTION_CRITERIA.register("consensus", f"{_CRITERIA}:Consensus")
 SELECTION_CRITERIA.register("agreement_generalisation", f"{_CRITERIA}:AgreementGeneralisation")
+SELECTION_CRITERIA.register("largest_of_picks", f"{_CRITERIA}:LargestOfPicks")
 
 GRID_KEYS = ("k", "seeds", "datasets", "spaces")  # a method's own grid in config; not estimator parameters
 

@@ -310,6 +310,47 @@ class AgreementGeneralisation(MeanRank):
     OF = ("knn_agreement_corrected", "generalisation")
 
 
+class VotedPick(Criterion):
+    """Several criteria each pick a configuration (their best score); this picks among those picks by K — the one
+    of the most clusters (`rule="largest"`) or the middle one (`"median"`, for an odd number of criteria). Criteria
+    that stop short err towards too few clusters, and seldom at the same data sets (stability on long tails, the
+    silhouette on overlapping classes), so the larger of their picks corrects one with the other. Its score column
+    counts each configuration's votes."""
+
+    table_level = True
+    OF: tuple[str, ...] = ()
+    RULE = "largest"
+
+    def __init__(self, *of: str, rule: str | None = None):
+        self.of, self.rule = of or self.OF, rule or self.RULE
+        if self.rule not in ("largest", "median") or (self.rule == "median" and len(self.of) % 2 == 0):
+            raise ValueError(f"rule {self.rule!r} over {len(self.of)} criteria: 'largest', or 'median' of an odd number")
+
+    def votes(self, table: pd.DataFrame) -> list:
+        """Each criterion's pick (the first row of its best score), those without any score left out."""
+        return [table[name].idxmax() for name in self.of if table[name].replace(-np.inf, np.nan).notna().any()]
+
+    def score_table(self, table: pd.DataFrame) -> pd.Series:
+        return pd.Series(self.votes(table), dtype=object).value_counts().reindex(table.index, fill_value=0).astype(float)
+
+    def pick(self, table: pd.DataFrame, name: str) -> int:
+        votes = self.votes(table)
+        if not votes:
+            return int(table.index[0])
+        # by K; among equal K the more voted, then the first configuration
+        picks = sorted(votes, key=lambda index: (table.loc[index, "k"], votes.count(index), -index))
+        return int(picks[-1] if self.rule == "largest" else picks[len(picks) // 2])
+
+
+class LargestOfPicks(VotedPick):
+    """The largest K of the picks of TURTLE's generalisation score, stability across seeds and the UMAP silhouette:
+    the candidate of lowest mean ACC regret on the first draw of benchmarks/selection.py's data sets (its family:
+    every criterion, each with a parsimony rule, the mean rank of every pair, the voted picks of every pair and
+    triple), measured on its fresh draw. Stability needs two or more seeds; with one, the other two vote."""
+
+    OF = ("generalisation", "stability", "umap_silhouette")
+
+
 class Parsimonious(Criterion):
     """Another criterion's scores with a parsimony rule for the pick: the method of the best score, and of its K
     the smallest whose score is within `tolerance` x (that method's range of scores) of its best — the 1-SE rule's

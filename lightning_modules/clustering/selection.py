@@ -4,8 +4,8 @@ Every finished run of one (dataset, backbone) is seen by criteria that use no la
 registry, lightning_modules/clustering/criteria.py), per configuration (method, K) over its seeds; each criterion
 picks the configuration it rates best. Only then are labels read: the regret of a pick is how much lower its NMI
 (and ACC, where defined) is than the best configuration's in hindsight. No criterion sees a label; the regret is
-the cost of not having them. The default criterion (`clustering.selection_criterion`) was chosen on the
-development half of benchmarks/selection.py's data sets and is measured on the other half.
+the cost of not having them. The default criterion (`clustering.selection_criterion`) was chosen on the first
+draw of benchmarks/selection.py's data sets and is measured on its fresh draw.
 The methods' own losses are not criteria: a TEMI loss and a k-means inertia, or losses at different K, are not on
 one scale."""
 
