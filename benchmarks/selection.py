@@ -3,8 +3,8 @@
 
     .venv/bin/python -m benchmarks.selection [--quick | --rescore]
 
-The first draw (35 data sets): digits and class subsets of it (K 3 to 10), long-tailed digits (largest / smallest 10 and 100), a
-coarse grouping of the digits (K = 3: labels of groups of digits), digits through `random/256` features;
+The first draw (35 data sets): digits and class subsets of it (K 3 to 10), long-tailed digits (largest / smallest 10
+and 100), a coarse grouping of the digits (K = 3: labels of groups of digits), digits through `random/256` features;
 scikit-learn's wine, breast cancer and iris (standardised); the registered `synthetic` source as frozen-backbone-like
 tables — L2-normalised, anisotropic Gaussian mixtures in 384 dimensions with K in {5, 10, 20, 50, 100}, balanced or
 long-tailed (ratio 10), class centres spread 0.6 or 0.3 (k-means finds ACC 0.35 to 0.99 at the true K). On each,
@@ -205,9 +205,9 @@ def method_views(x: np.ndarray, ks: list[int], methods=("kmeans",), sample_seed:
     return views, assignments
 
 
-def candidates(votes: bool = True) -> dict[str, Criterion]:
-    """The family the default is chosen from, beyond the registered criteria (see the module's docstring); `votes`:
-    with the voted picks of two and three criteria (criteria.VotedPick), added at the second stage."""
+def candidates() -> dict[str, Criterion]:
+    """The family the default is chosen from, beyond the registered criteria (see the module's docstring; the first
+    stage's is the same without the voted picks)."""
     plain = [name for name in SELECTION_CRITERIA.names()
              if not SELECTION_CRITERIA.get(name).table_level and SELECTION_CRITERIA.get(name).pick is Criterion.pick]
     registered = {(kind, frozenset(SELECTION_CRITERIA.get(name).OF)) for name in SELECTION_CRITERIA.names()
@@ -215,10 +215,9 @@ def candidates(votes: bool = True) -> dict[str, Criterion]:
     family: dict[str, Criterion] = {f"{base}@{t:g}": Parsimonious(base, t) for base in plain for t in TOLERANCES}
     family.update({f"{a}+{b}": MeanRank(a, b) for a, b in combinations(plain, 2)
                    if (MeanRank, frozenset((a, b))) not in registered})  # a registered one is scored under its name
-    if votes:
-        family.update({f"largest:{'+'.join(of)}": VotedPick(*of, rule="largest") for size in (2, 3)
-                       for of in combinations(plain, size) if (VotedPick, frozenset(of)) not in registered})
-        family.update({f"median:{'+'.join(of)}": VotedPick(*of, rule="median") for of in combinations(plain, 3)})
+    family.update({f"largest:{'+'.join(of)}": VotedPick(*of, rule="largest") for size in (2, 3)
+                   for of in combinations(plain, size) if (VotedPick, frozenset(of)) not in registered})
+    family.update({f"median:{'+'.join(of)}": VotedPick(*of, rule="median") for of in combinations(plain, 3)})
     return family
 
 
@@ -335,7 +334,8 @@ def conclude(picks: pd.DataFrame, configurations: list[dict], seconds: float) ->
         "development_table": on_development.reset_index().to_dict("records"),
         "held_out_table": on_held_out[registered].reset_index().to_dict("records"),
         "held_out_candidates": on_held_out[~registered].reset_index().to_dict("records"),
-        "picks": picks.drop(columns=[c for c in picks if c.startswith("best_") and c.endswith("_run")]).to_dict("records"),
+        "picks": picks.drop(columns=[c for c in picks if c.startswith("best_") and c.endswith("_run")])
+                      .to_dict("records"),
         "configurations": configurations,
         "seconds": seconds,
     }

@@ -324,7 +324,8 @@ class VotedPick(Criterion):
     def __init__(self, *of: str, rule: str | None = None):
         self.of, self.rule = of or self.OF, rule or self.RULE
         if self.rule not in ("largest", "median") or (self.rule == "median" and len(self.of) % 2 == 0):
-            raise ValueError(f"rule {self.rule!r} over {len(self.of)} criteria: 'largest', or 'median' of an odd number")
+            raise ValueError(f"rule {self.rule!r} over {len(self.of)} criteria: 'largest', or 'median' of an odd "
+                             "number")
 
     def votes(self, table: pd.DataFrame) -> list:
         """Each criterion's pick (the first row of its best score), those without any score left out."""
