@@ -258,13 +258,11 @@ def selection_benchmark(results: Path = RESULTS, committed: Path = COMMITTED) ->
         f"regret {first['default_on_held_out']['mean_acc_regret']:.3f} and median |log K̂/K| "
         f"{first['default_on_held_out']['median_abs_log_ratio']:.2f} on the other {len(first['held_out'])}: "
         f"{'met' if first['target_met'] else 'not met'}.", "",
-        *_protocol_spread(record.get("split_spread"))])
+        *_protocol_spread(record["split_spread"])])
 
 
-def _protocol_spread(spread: dict | None) -> list[str]:
+def _protocol_spread(spread: dict) -> list[str]:
     """The selection protocol over random halvings, and the family's best in hindsight (benchmarks.selection)."""
-    if spread is None:
-        return []
     regret, log_ratio, best = (spread["held_out_mean_acc_regret"], spread["held_out_median_abs_log_ratio"],
                                spread["best_in_hindsight"])
     chosen = ", ".join(f"`{name}` {share:.0%}" for name, share in spread["defaults_chosen"].items())
