@@ -37,15 +37,19 @@ include: "workflow/rules/claims.smk"
 
 
 # Local runs: jobs fork from one warm process with the heavy imports done (lightning_modules/services/job_server.py);
-# a tiny job then starts in ~0.3 s instead of 2-7 s. Cluster jobs (and --no-hooks) start on their own.
+# a tiny job then starts in ~0.3 s instead of 2-7 s. Cluster jobs (and --no-hooks) start on their own. A server
+# this workflow's environment already points at (one for many sweeps, as the test session starts) is used as it is.
 JOB_SERVER = {}
 
 
 onstart:
-    if config["job_server"] and workflow.local_exec and workflow.is_main_process:
-        from lightning_modules.services import job_server
+    from lightning_modules.services import job_server
 
+    if not (config["job_server"] and workflow.local_exec and workflow.is_main_process):
+        job_server.point_jobs_at(None)  # these jobs start on their own, even where the environment names a server
+    elif not job_server.serving():
         JOB_SERVER["process"] = job_server.start(files.log("job_server"))
+        job_server.point_jobs_at(JOB_SERVER["process"])
 
 
 onsuccess:

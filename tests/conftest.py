@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -65,8 +66,38 @@ def run_copy(copy: Path, workdir: Path, config: dict, timeout: int = 600) -> sub
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
+_SWEEPS_JOB_SERVER = {}
+
+
+def sweep_environment() -> dict:
+    """The environment the tests' sweeps run in: one warm job server for all of them, started by the first (its
+    imports take ~9 s, paid once a session instead of once a sweep). Sweeps of a project copy start their own."""
+    from lightning_modules.services import job_server
+
+    if "process" not in _SWEEPS_JOB_SERVER:
+        _SWEEPS_JOB_SERVER["log"] = Path(tempfile.mkdtemp(prefix="clusterlab-test-jobs-")) / "job_server.log"
+        _SWEEPS_JOB_SERVER["process"] = job_server.start(_SWEEPS_JOB_SERVER["log"])
+    process = _SWEEPS_JOB_SERVER["process"]
+    return {**os.environ, **(process.environment if process is not None else {})}
+
+
+def sweep_job_server_log() -> Path:
+    return _SWEEPS_JOB_SERVER["log"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    from lightning_modules.services import job_server
+
+    job_server.stop(_SWEEPS_JOB_SERVER.pop("process", None))
+    if "log" in _SWEEPS_JOB_SERVER:
+        shutil.rmtree(_SWEEPS_JOB_SERVER.pop("log").parent, ignore_errors=True)
+
+
 def run_workflow(workdir, *extra, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(snakemake_command(workdir, *extra), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(snakemake_command(workdir, *extra), capture_output=True, text=True, timeout=timeout,
+                          env=sweep_environment())
 
 
 def finished_sweep(workdir, config: dict):

@@ -47,10 +47,7 @@ def server(tmp_path_factory, scripts):
     folder = tmp_path_factory.mktemp("job-server")
     process = job_server.start(folder / "server.log", wait_s=30, scripts=scripts)
     assert process is not None, (folder / "server.log").read_text()
-    environment = dict(os.environ)
-    for name in (job_server.SOCKET_VARIABLE, job_server.PREFIX_VARIABLE):
-        os.environ.pop(name)  # only the jobs these tests start hand over; pytest's own subprocesses don't
-    yield process, environment
+    yield process, {**os.environ, **process.environment}  # only the jobs these tests start hand over
     job_server.stop(process)
     assert not Path(process.address).parent.exists()
 
@@ -105,11 +102,28 @@ def test_a_handed_over_job_runs_in_the_server_with_the_clients_streams_directory
 
 def test_without_a_server_or_in_another_environment_the_job_runs_in_its_own_process(server, script, tmp_path):
     process, environment = server
-    for changed in ({job_server.SOCKET_VARIABLE: ""}, {job_server.PREFIX_VARIABLE: "/some/conda/env"},
+    another_copy = f"{sys.prefix}{os.pathsep}{tmp_path / 'project'}"  # the same Python, another lightning_modules
+    for changed in ({job_server.SOCKET_VARIABLE: ""}, {job_server.SERVES_VARIABLE: "/some/conda/env"},
+                    {job_server.SERVES_VARIABLE: another_copy},
                     {job_server.SOCKET_VARIABLE: str(tmp_path / "no-server.sock")}):
         result = _run(script, {**environment, **changed}, tmp_path, CODE="2")
         assert result.returncode == 2, result.stderr
         assert f"parent={process.pid} " not in result.stdout and "parent=" in result.stdout
+
+
+def test_a_workflow_uses_a_live_server_its_environment_names_for_it_and_starts_its_own_otherwise(server, tmp_path,
+                                                                                                   monkeypatch):
+    process, environment = server
+    for name in (job_server.SOCKET_VARIABLE, job_server.SERVES_VARIABLE):
+        monkeypatch.setenv(name, environment[name])
+    assert job_server.serving()
+    monkeypatch.setenv(job_server.SERVES_VARIABLE, f"{sys.prefix}{os.pathsep}{tmp_path / 'project'}")
+    assert not job_server.serving()  # a server for another copy of the project
+    monkeypatch.setenv(job_server.SERVES_VARIABLE, environment[job_server.SERVES_VARIABLE])
+    monkeypatch.setenv(job_server.SOCKET_VARIABLE, str(tmp_path / "gone.sock"))
+    assert not job_server.serving()  # a server that is not there any more
+    job_server.point_jobs_at(None)
+    assert job_server.SOCKET_VARIABLE not in os.environ and job_server.SERVES_VARIABLE not in os.environ
 
 
 def test_a_killed_client_takes_its_job_with_it(server, script, tmp_path):
@@ -139,9 +153,7 @@ def test_every_workflow_script_hands_its_job_over_before_importing_anything_else
 def test_a_job_dies_with_a_killed_server_and_its_client_says_so(scripts, script, tmp_path):
     """A killed Snakemake process group takes its server down with SIGKILL: no job may run on unseen."""
     process = job_server.start(tmp_path / "server.log", wait_s=30, scripts=scripts)
-    environment = dict(os.environ)
-    for name in (job_server.SOCKET_VARIABLE, job_server.PREFIX_VARIABLE):
-        os.environ.pop(name)
+    environment = {**os.environ, **process.environment}
     try:
         client, job = _start_job(script, environment, tmp_path, stderr=subprocess.PIPE, text=True)
         process.kill()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import SMALL_HEAD, finished_sweep, run_workflow
+from conftest import SMALL_HEAD, finished_sweep, run_workflow, sweep_job_server_log
 from lightning_modules.analysis.claims.ledger import VERDICTS
 from lightning_modules.analysis.reporting import end_message
 from lightning_modules.services.tracking import PARENT_TAG, ROLE_TAG
@@ -52,6 +52,11 @@ def test_table_has_one_row_per_run(sweep):
     assert table.loc[table.method == "temi", "selected_head"].isin([0, 1]).all()
     bounds = pd.read_parquet(sweep / "results" / "tables" / "cluster_bounds.parquet")
     assert len(bounds) == 1 and bounds.k_trained[0] == 30 and 1 <= bounds.bound[0] <= 30
+
+
+def test_the_sweep_ran_its_jobs_in_the_test_sessions_job_server_and_started_none(sweep):
+    assert not (sweep / "results" / "logs" / "job_server.log").exists()
+    assert "modules preloaded" in sweep_job_server_log().read_text()
 
 
 def test_artifacts_follow_the_documented_layout(sweep):

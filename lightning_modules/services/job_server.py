@@ -6,8 +6,10 @@ script hands its job over in its first line (`hand_over()`): the server forks a 
 imported already, gives it the job's working directory, environment, stdin/stdout/stderr and thread budget, runs
 the job's script there and sends its exit status back. Each job is still its own process, with its own log,
 exit status, outputs and MLflow run; when Snakemake kills a job, the client passes the signal on, and a client
-that dies takes its child with it. Without a server (cluster jobs, jobs in a conda environment, `job_server:
-false`, a server that failed to start) the script just goes on in its own process.
+that dies takes its child with it. Without a server (cluster jobs, jobs in a conda environment or of another copy
+of the project, `job_server: false`, a server that failed to start) the script just goes on in its own process.
+One server can serve several sweeps: a workflow whose environment already points at a live server for it uses that
+one (the test session starts one for all its sweeps: its imports cost ~9 s a sweep otherwise).
 
 Why not multiprocessing's forkserver: it serves the process that started it, and Snakemake starts every job as
 a new process.
@@ -44,8 +46,9 @@ from pathlib import Path
 from lightning_modules.core.project import ROOT
 
 SOCKET_VARIABLE = "CLUSTERLAB_JOB_SERVER"
-# the server's sys.prefix: a job in another environment (a conda env) must not run in this one
-PREFIX_VARIABLE = "CLUSTERLAB_JOB_SERVER_PREFIX"
+# whom the server serves (served_by()): a job in another environment (a conda env) or of another copy of the
+# project (another lightning_modules) must not run in this one's preloaded modules
+SERVES_VARIABLE = "CLUSTERLAB_JOB_SERVER_SERVES"
 # Libraries the jobs import inside their functions, on top of the modules the job scripts import (read from
 # workflow/scripts). Importing them starts no thread and opens no file or device.
 LIBRARIES = ("numpy", "torch", "pytorch_lightning", "pytorch_lightning.loggers", "torchmetrics", "sklearn.cluster",
@@ -65,10 +68,22 @@ SNAKEMAKE_PREAMBLE_END = "######## snakemake preamble end #########\n"  # what S
 _in_server = False  # set in the server, so the forked jobs run their script instead of handing it over again
 
 
+def served_by() -> str:
+    """What a server started from this process serves: this Python environment and this copy of the project."""
+    return f"{sys.prefix}{os.pathsep}{ROOT}"
+
+
+def serving() -> bool:
+    """Whether this process's environment already points jobs at a server for them (one started for several
+    sweeps, as the test session does): the workflow then uses it instead of starting its own."""
+    address = os.environ.get(SOCKET_VARIABLE)
+    return bool(address) and os.path.exists(address) and os.environ.get(SERVES_VARIABLE) == served_by()
+
+
 def hand_over() -> None:
     """Run this job script in the warm job server and exit with its status; return where there is none."""
     address = os.environ.get(SOCKET_VARIABLE)
-    if _in_server or not address or os.environ.get(PREFIX_VARIABLE) != sys.prefix:
+    if _in_server or not address or os.environ.get(SERVES_VARIABLE) != served_by():
         return
     script = os.path.abspath(sys.argv[0])  # the file Python runs (Snakemake sets __file__ to the original)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -374,8 +389,9 @@ class JobServer:
 
 
 def start(log_path: str | os.PathLike, wait_s: float = 10.0, scripts: Path = JOB_SCRIPTS) -> subprocess.Popen | None:
-    """Start a server for this (Snakemake) process and point the jobs it starts at it, through the environment;
-    None where it could not start (the jobs then run on their own). It runs the job scripts in `scripts`."""
+    """Start a server for the jobs of this process; None where it could not start (the jobs then run on their
+    own). It runs the job scripts in `scripts`. Jobs hand over to it where their environment has the server's
+    `environment` (the Snakefile exports it to the jobs it starts)."""
     folder = tempfile.mkdtemp(prefix="clusterlab-jobs-")  # mode 0700: the server checks it
     address = os.path.join(folder, "server.sock")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -384,15 +400,24 @@ def start(log_path: str | os.PathLike, wait_s: float = 10.0, scripts: Path = JOB
                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                   env={**os.environ, **SINGLE_THREADED})
     server.address = address
+    server.environment = {SOCKET_VARIABLE: address, SERVES_VARIABLE: served_by()}
     deadline = time.monotonic() + wait_s
     while not os.path.exists(address):
         if server.poll() is not None or time.monotonic() > deadline:
             stop(server)
             return None
         time.sleep(0.05)
-    os.environ[SOCKET_VARIABLE] = address
-    os.environ[PREFIX_VARIABLE] = sys.prefix
     return server
+
+
+def point_jobs_at(server: subprocess.Popen | None) -> None:
+    """The jobs this process starts from now on hand over to `server` (they inherit its environment); with None,
+    to no server."""
+    if server is None:
+        for name in (SOCKET_VARIABLE, SERVES_VARIABLE):
+            os.environ.pop(name, None)
+    else:
+        os.environ.update(server.environment)
 
 
 def stop(server: subprocess.Popen | None) -> None:
