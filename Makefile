@@ -17,6 +17,8 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 # a sweep's ledger of the papers' findings (config/claims.yaml: the CPU sweep designed to decide them; ~40 min)
 CLAIMS_CONFIG ?= config/claims.yaml
+# make test's pytest-xdist workers (0: none, the tests in one process)
+TEST_WORKERS ?= 2
 
 .PHONY: docs lock run demo dry-run claims report reproduce test test-gpu test-slurm test-browser bench bench-scale reliability mlflow-ui mlflow-server reconcile clean install wordnet
 
@@ -90,10 +92,11 @@ reconcile: $(INSTALLED)
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) --allowed-rules reconcile_tracking --forcerun reconcile_tracking -- $(RESULTS)/tracking/reconciled.json
 	@cat $(RESULTS)/tracking/reconciled.json
 
-# The test suite, its 25 slowest tests listed at the end (~12.5 min here); the SLURM, browser, GPU and load tests are
-# their own targets
+# The test suite, its 25 slowest tests listed at the end; the SLURM, browser, GPU and load tests are their own targets.
+# Two workers (pytest-xdist), each test file on one of them, so a file's sweep fixture runs once (TEST_WORKERS=0:
+# one test after the other in one process)
 test: $(INSTALLED)
-	$(BIN)/python -m pytest --durations=25
+	$(BIN)/python -m pytest --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # The documentation site from docs/ into site/ (MkDocs with Material), its reference pages generated from the schema,
 # the registries, the layout and this Makefile (lightning_modules/workflow/reference.py); warnings are errors
