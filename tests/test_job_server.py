@@ -193,6 +193,45 @@ def test_only_the_workflows_job_scripts_run_in_the_server(server, scripts, tmp_p
     assert "job server: " in result.stderr and "is not one of the workflow's job scripts" in result.stderr
 
 
+def test_a_refusal_that_comes_before_the_client_has_sent_everything_is_read_as_a_refusal(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """The server may answer (refuse and close) while the client is still sending: under load a client once took
+    that for an unreachable server (Broken pipe). Here the server answers after the first send, every time."""
+    import threading
+
+    folder = tmp_path / "private"
+    folder.mkdir(mode=0o700)
+    address = str(folder / "server.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(1)
+
+    def refuse():
+        connection, _ = listener.accept()
+        _, fds, _, _ = socket.recv_fds(connection, 4096, 3)  # the first send: the request's start, the streams
+        for fd in fds:
+            os.close(fd)
+        connection.sendall(b"refused for a reason of its own\n")
+        connection.close()
+
+    server = threading.Thread(target=refuse)
+    server.start()
+    first_send = socket.send_fds
+
+    def send_and_let_the_server_answer(connection, buffers, fds):
+        sent = first_send(connection, buffers, fds)
+        server.join(timeout=30)
+        return sent
+
+    monkeypatch.setattr(job_server.socket, "send_fds", send_and_let_the_server_answer)
+    monkeypatch.setenv(job_server.SOCKET_VARIABLE, address)
+    monkeypatch.setenv(job_server.SERVES_VARIABLE, job_server.served_by())
+    monkeypatch.setenv("PADDING", "x" * 8192)  # more to send after the first 4,096 bytes
+    job_server.hand_over()  # returns: the job goes on in this process
+    assert "job server: for a reason of its own; this job runs in its own process" in capsys.readouterr().err
+    listener.close()
+
+
 def _raw_client(address: str) -> socket.socket:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.settimeout(30)

@@ -91,8 +91,12 @@ def hand_over() -> None:
         connection.connect(address)
         request = (json.dumps({"script": script, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)})
                    + "\n").encode()
-        socket.send_fds(connection, [request[:4096]], [0, 1, 2])  # the streams go with the first bytes
-        connection.sendall(request[4096:])
+        sent = socket.send_fds(connection, [request[:4096]], [0, 1, 2])  # the streams go with the first bytes
+        try:
+            if sent < len(request):  # (a send that wrote less than the first 4096 bytes included)
+                connection.sendall(request[sent:])
+        except BrokenPipeError:
+            pass  # the server refused before it had read everything: its answer, already sent, says why
         reply = connection.makefile("r")
         answer = reply.readline()
     except OSError as error:
