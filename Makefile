@@ -93,10 +93,10 @@ reconcile: $(INSTALLED)
 	@cat $(RESULTS)/tracking/reconciled.json
 
 # The test suite, its 25 slowest tests listed at the end; the SLURM, browser, GPU and load tests are their own targets.
-# Two workers (pytest-xdist), each test file on one of them, so a file's sweep fixture runs once (TEST_WORKERS=0:
-# one test after the other in one process)
+# Two workers (pytest-xdist), each test file on one of them, so a file's sweep fixture runs once; files handed out in
+# collection order, the slowest first (tests/conftest.py SLOWEST_FILES). TEST_WORKERS=0: one test after the other.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # The documentation site from docs/ into site/ (MkDocs with Material), its reference pages generated from the schema,
 # the registries, the layout and this Makefile (lightning_modules/workflow/reference.py); warnings are errors

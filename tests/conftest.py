@@ -74,6 +74,18 @@ def run_copy(copy: Path, workdir: Path, config: dict, timeout: int = 600) -> sub
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
+# The slowest test files (`make test`'s --durations, 2026-12), longest first. pytest-xdist hands whole files to
+# its workers in collection order: started first, the long ones no longer leave one worker running alone at the end.
+SLOWEST_FILES = ("test_layout.py", "test_workflow.py", "test_bad_inputs.py", "test_tutorials.py", "test_workflow_ood.py",
+                 "test_job_server.py", "test_resume.py", "test_full_disk.py", "test_claims.py",
+                 "test_postgres_tracking.py", "test_plugins.py", "test_turtle.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: place for place, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
 _SWEEPS_JOB_SERVER = {}
 
 
