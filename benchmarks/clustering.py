@@ -58,51 +58,66 @@ def ivf_against_exact(x, k=50, n_queries=10_000):
     return exact_s, ivf_s, recall, ivf.nlist, ivf.nprobe
 
 
-def kmeans_pair(x, k=100, iterations=20, seed=0, repeats=1):
-    """Ours and scikit-learn's Lloyd from the same start, alternating `repeats` times; the best time of each."""
-    from sklearn.cluster import KMeans
+def same_start(x, k=100, seed=0) -> np.ndarray:
+    return x[np.random.default_rng(seed).choice(len(x), k, replace=False)]
 
+
+def ours_kmeans(x, start, iterations=20):
+    """(seconds, fitted) of our Lloyd from `start` for `iterations` iterations."""
     from lightning_modules.clustering.kmeans import LloydKMeans
 
-    start = x[np.random.default_rng(seed).choice(len(x), k, replace=False)]
-    ours_s, theirs_s = [], []
-    for _ in range(repeats):
-        seconds, ours = timed(lambda: LloydKMeans(k, max_iter=iterations, tol=0).fit(x, init_centroids=start))
-        ours_s.append(seconds)
+    return timed(lambda: LloydKMeans(len(start), max_iter=iterations, tol=0).fit(x, init_centroids=start))
+
+
+def kmeans_rounds(x, k=100, iterations=20, rounds=5) -> dict[str, np.ndarray]:
+    """Ours and scikit-learn's Lloyd from the same start, the assignment GEMM alone (the ceiling) and the GEMM peak,
+    measured one after the other in each of `rounds` rounds. A ratio is taken within its round and the median over
+    rounds reported: this machine's speed drifts by tens of percent within minutes, so a ratio of two measurements
+    minutes apart would measure the drift."""
+    from sklearn.cluster import KMeans
+
+    from benchmarks.common import gemm_gflops
+
+    start = same_start(x, k)
+    measured = {name: [] for name in ("peak", "ours_s", "ours_inertia", "sklearn_s", "sklearn_inertia", "ceiling_s")}
+    for _ in range(rounds):
+        measured["peak"].append(gemm_gflops())
+        seconds, ours = ours_kmeans(x, start, iterations)
+        measured["ours_s"].append(seconds)
+        measured["ours_inertia"].append(ours.inertia_)
         seconds, theirs = timed(lambda: KMeans(k, init=start, n_init=1, max_iter=iterations, tol=0,
                                                algorithm="lloyd").fit(x))
-        theirs_s.append(seconds)
-    return min(ours_s), ours.inertia_, min(theirs_s), theirs.inertia_
+        measured["sklearn_s"].append(seconds)
+        measured["sklearn_inertia"].append(theirs.inertia_)
+        measured["ceiling_s"].append(assignment_gemm_seconds(x, start, iterations))
+    return {name: np.array(values) for name, values in measured.items()}
 
 
-def assignment_gemm_seconds(x, k=100, iterations=20, seed=0, repeats=3) -> float:
+def assignment_gemm_seconds(x, start, iterations=20) -> float:
     """The ceiling of Lloyd's arithmetic on this machine: the assignment GEMM alone, as the loop computes it (the
-    rows split over the cores, single-threaded BLAS, 1,024-row chunks against the K centroids), with no argmin and
-    no sums; best of `repeats`."""
+    rows split over the cores, single-threaded BLAS, 1,024-row chunks against the K centroids of `start`), with no
+    argmin and no sums."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
     from lightning_modules.clustering.kmeans import CHUNK_ROWS, _worker_count
 
-    centroids_t = np.ascontiguousarray(-2 * x[np.random.default_rng(seed).choice(len(x), k, replace=False)].T)
+    centroids_t = np.ascontiguousarray(-2 * start.T)
     workers = _worker_count()
     bounds = np.linspace(0, len(x), workers + 1).astype(int)
 
     def rows(lo: int, hi: int) -> None:
-        out = np.empty((CHUNK_ROWS, k), dtype=np.float32)
-        for start in range(lo, hi, CHUNK_ROWS):
-            chunk = x[start:min(start + CHUNK_ROWS, hi)]
+        out = np.empty((CHUNK_ROWS, len(start)), dtype=np.float32)
+        for first in range(lo, hi, CHUNK_ROWS):
+            chunk = x[first:min(first + CHUNK_ROWS, hi)]
             np.matmul(chunk, centroids_t, out=out[:len(chunk)])
 
-    best = float("inf")
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        for _ in range(repeats):
-            started = time.perf_counter()
-            for _ in range(iterations):
-                list(pool.map(lambda bound: rows(*bound), zip(bounds[:-1], bounds[1:])))
-            best = min(best, time.perf_counter() - started)
-    return best
+        started = time.perf_counter()
+        for _ in range(iterations):
+            list(pool.map(lambda bound: rows(*bound), zip(bounds[:-1], bounds[1:])))
+        return time.perf_counter() - started
 
 
 def kmeans_defaults(x, k=100, seed=0):
@@ -184,19 +199,27 @@ def main() -> None:
 
     if "kmeans" in measure:
         n = 10_000 if args.quick else 100_000
-        step(f"k-means on {n:,} x {dims}, K 100: ours and scikit-learn's Lloyd from one start, best of 3, then defaults")
+        step(f"k-means on {n:,} x {dims}, K 100: ours and scikit-learn's Lloyd from one start, 5 rounds, then defaults")
         x = rng.standard_normal((n, dims), dtype=np.float32)
-        ours_s, ours_inertia, theirs_s, theirs_inertia = kmeans_pair(x, 100, iterations, repeats=3)
+        measured = kmeans_rounds(x, 100, iterations, rounds=5)
         flops = 2 * n * 100 * dims * iterations  # the assignment GEMMs dominate
-        rows += [("kmeans_seconds", ours_s, f"N={n}, d={dims}, K=100, {iterations} Lloyd iterations, same start, "
-                                            "best of 3"),
-                 ("kmeans_speedup_vs_sklearn", theirs_s / ours_s, f"sklearn lloyd: {theirs_s:.2f} s, best of 3"),
-                 ("kmeans_inertia_ratio", ours_inertia / theirs_inertia, "ours / sklearn (no subsampling)"),
-                 ("kmeans_pct_peak", 100 * flops / ours_s / 1e9 / peak, "")]
-        ceiling_s = assignment_gemm_seconds(x, 100, iterations)
-        rows += [("kmeans_gemm_ceiling_pct_peak", 100 * flops / ceiling_s / 1e9 / peak,
+        pct_peak = 100 * flops / measured["ours_s"] / 1e9 / measured["peak"]
+        ceiling_pct_peak = 100 * flops / measured["ceiling_s"] / 1e9 / measured["peak"]
+        rows += [("kmeans_seconds", float(np.median(measured["ours_s"])),
+                  f"N={n}, d={dims}, K=100, {iterations} Lloyd iterations, same start; medians of 5 rounds, each ratio "
+                  "within its round"),
+                 ("kmeans_speedup_vs_sklearn", float(np.median(measured["sklearn_s"] / measured["ours_s"])),
+                  f"sklearn lloyd: {np.median(measured['sklearn_s']):.2f} s; per round "
+                  + " ".join(f"{ratio:.2f}" for ratio in measured["sklearn_s"] / measured["ours_s"])),
+                 ("kmeans_inertia_ratio", float(np.max(measured["ours_inertia"] / measured["sklearn_inertia"])),
+                  "ours / sklearn (no subsampling)"),
+                 ("kmeans_pct_peak", float(np.median(pct_peak)),
+                  f"GEMM peak of each round {', '.join(f'{peak:.0f}' for peak in measured['peak'])}; per round "
+                  + " ".join(f"{pct:.1f}" for pct in pct_peak)),
+                 ("kmeans_gemm_ceiling_pct_peak", float(np.median(ceiling_pct_peak)),
                   "the assignment GEMM alone, as the loop chunks it on both cores: what Lloyd's arithmetic allows"),
-                 ("kmeans_pct_of_ceiling", 100 * ceiling_s / ours_s, "the ceiling's time / ours")]
+                 ("kmeans_pct_of_ceiling", float(np.median(100 * measured["ceiling_s"] / measured["ours_s"])),
+                  "the ceiling's time / ours")]
         ours_s, ours_inertia, theirs_s, theirs_inertia = kmeans_defaults(x, 100)
         rows += [("kmeans_defaults_seconds", ours_s, "ours end to end: one k-means++ start, up to 100 iterations"),
                  ("kmeans_defaults_sklearn_seconds", theirs_s, "sklearn KMeans() end to end: k-means++ init, lloyd"),
@@ -205,7 +228,7 @@ def main() -> None:
 
     sizes = [10_000, 30_000] if args.quick else [10_000, 30_000, 100_000] + ([300_000] if args.full else [])
     scaling = {"kNN graph": ("knn", lambda x: knn_seconds(x, k_nn)),
-               "k-means": ("kmeans", lambda x: kmeans_pair(x, 100, iterations)[0])}
+               "k-means": ("kmeans", lambda x: ours_kmeans(x, same_start(x), iterations)[0])}
     scaling = {name: (what, action) for name, (what, action) in scaling.items() if what in measure}
     times = {name: [] for name in scaling}
     for size in sizes:

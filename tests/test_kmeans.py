@@ -86,6 +86,35 @@ def test_threads_and_chunks_give_scikit_learns_lloyd():
     assert ours.inertia_ == pytest.approx(reference.inertia_, rel=1e-5)
 
 
+def test_per_cluster_sums_add_each_row_to_its_cluster_in_row_order():
+    from lightning_modules.clustering.nearest import add_rows_to_clusters
+
+    rng = np.random.default_rng(2)
+    rows = rng.standard_normal((300, 7)).astype(np.float32)
+    labels = rng.choice([0, 2, 5], size=300, p=[0.8, 0.15, 0.05])  # uneven; clusters 1, 3, 4 empty
+    sums = np.full((6, 7), 1.5, dtype=np.float32)  # added to, not overwritten
+    add_rows_to_clusters(rows, labels, sums)
+    expected = np.full((6, 7), 1.5, dtype=np.float32)
+    for row, label in zip(rows, labels):  # float32, one row after the other: the same roundings
+        expected[label] += row
+    np.testing.assert_array_equal(sums, expected)
+    assert (sums[[1, 3, 4]] == 1.5).all()
+    add_rows_to_clusters(rows[:0], labels[:0], sums)  # no rows: nothing changes
+    np.testing.assert_array_equal(sums, expected)
+
+
+def test_a_float16_memory_map_gives_the_labels_of_its_float32_copy(tmp_path):
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(mean, 1.0, (1500, 8)) for mean in range(4)]).astype(np.float16)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    start = x[rng.choice(len(x), 6, replace=False)].astype(np.float32)
+    on_disk = LloydKMeans(6, max_iter=10, tol=0).fit(mapped, init_centroids=start)
+    in_memory = LloydKMeans(6, max_iter=10, tol=0).fit(x.astype(np.float32), init_centroids=start)
+    np.testing.assert_array_equal(on_disk.labels_, in_memory.labels_)
+    np.testing.assert_allclose(on_disk.cluster_centers_, in_memory.cluster_centers_, rtol=1e-6, atol=1e-6)
+
+
 def test_top2_are_the_two_nearest_centroids(digits_pixels):
     x, _ = digits_pixels
     model = LloydKMeans(10, seed=0, n_init=1).fit(x)

@@ -4,9 +4,10 @@ Why our own loop on CPU: faiss's CPU k-means searches every point against the ce
 second pass over the data to update them, which ran at ~50% of this machine's GEMM peak and 0.8x
 scikit-learn's Lloyd speed (benchmarks/clustering.py). The loop below does what scikit-learn's Cython does:
 the rows are split across threads with single-threaded BLAS, and each thread walks its rows in chunks that
-stay in cache from the GEMM against the centroids to the argmin; the per-cluster sums are one sparse one-hot
-product per chunk. It imports neither torch nor faiss on CPU, so a k-means job starts fast. On a GPU,
-faiss's k-means is the well-kept choice and is used as it is.
+stay in cache from the GEMM against the centroids to the argmin and to the per-cluster sums (`nearest.py`,
+compiled by numba, imported on the first fit: 0.6 s that a job importing the registry need not pay). It imports
+neither torch nor faiss on CPU, so a k-means job starts fast. On a GPU, faiss's k-means is the well-kept choice
+and is used as it is.
 
 Out of core: the data may be a memory map (float16 on disk); every chunk is converted to float32 on its own, so
 no full float32 copy is ever made (the conversion costs ~1% of an iteration's GEMM at K = 100).
@@ -54,32 +55,26 @@ class _Assigner:
         return nearest, partial, totals
 
     def _rows(self, lo, hi, minus_twice_centroids_t, centroid_norms, count, distances, sums):
+        from lightning_modules.clustering.nearest import add_rows_to_clusters
+
         nearest = np.empty((hi - lo, count), dtype=np.int64)
         partial = np.empty(hi - lo, dtype=np.float32) if distances else None
         totals = np.zeros((len(centroid_norms), self.x.shape[1]), dtype=np.float32) if sums else None
-        # float32 rows are used in place, so the sums are one sparse product over the thread's rows (a product
-        # per 1,024-row chunk cost ~8% of a pass); other dtypes are converted, and summed, chunk by chunk
-        in_place = self.x.dtype == np.float32
+        chunk = np.empty((min(CHUNK_ROWS, hi - lo), len(centroid_norms)), dtype=np.float32)
         for start in range(lo, hi, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, hi)
             rows, out = np.asarray(self.x[start:stop], dtype=np.float32), slice(start - lo, stop - lo)
-            if not in_place:
-                release_rows(self.x, slice(start, stop))
-            chunk = rows @ minus_twice_centroids_t
-            chunk += centroid_norms
+            distance = np.matmul(rows, minus_twice_centroids_t, out=chunk[:stop - start])
+            distance += centroid_norms
             for rank in range(count):  # repeated argmins: cheaper than a partial sort for count <= 2
-                nearest[out, rank] = chunk.argmin(axis=1)
+                nearest[out, rank] = distance.argmin(axis=1)
                 if rank == 0 and distances:
-                    partial[out] = np.take_along_axis(chunk, nearest[out, :1], axis=1)[:, 0]
+                    partial[out] = np.take_along_axis(distance, nearest[out, :1], axis=1)[:, 0]
                 if rank < count - 1:
-                    np.put_along_axis(chunk, nearest[out, rank:rank + 1], np.inf, axis=1)
-            if sums and not in_place:
-                totals += cluster_sums(nearest[out, 0], rows, len(centroid_norms))
-        if sums and in_place:
-            totals += cluster_sums(nearest[:, 0], self.x[lo:hi], len(centroid_norms))
-            release_rows(self.x, slice(lo, hi))
-        elif in_place:
-            release_rows(self.x, slice(lo, hi))
+                    np.put_along_axis(distance, nearest[out, rank:rank + 1], np.inf, axis=1)
+            if sums:
+                add_rows_to_clusters(rows, nearest[out, 0], totals)
+            release_rows(self.x, slice(start, stop))  # after the last use: float32 rows of a memory map are a view
         return nearest, partial, totals
 
 
