@@ -42,23 +42,23 @@ class _Assigner:
         self.ranges = list(zip(bounds[:-1], bounds[1:]))
 
     def __call__(self, centroids: np.ndarray, count: int = 1, distances: bool = False, sums: bool = False):
-        """(N, count) nearest centroids, nearest first; with `distances`, |x - c|^2 - |x|^2 to the nearest
-        (N,); with `sums`, the per-cluster sums of the rows (K, D) for the update step."""
+        """(N, count) nearest centroids, nearest first; with `distances`, the float64 squared distance |x - c|^2
+        to the nearest (N,); with `sums`, the per-cluster sums of the rows (K, D) for the update step."""
         minus_twice_centroids_t = np.ascontiguousarray(-2.0 * centroids.T)
         centroid_norms = np.einsum("ij,ij->i", centroids, centroids)
         parts = list(self.pool.map(
             lambda lo_hi: self._rows(*lo_hi, minus_twice_centroids_t, centroid_norms, count, distances, sums),
             self.ranges))
         nearest = np.concatenate([part[0] for part in parts])
-        partial = np.concatenate([part[1] for part in parts]) if distances else None
+        squared = np.concatenate([part[1] for part in parts]) if distances else None
         totals = np.sum([part[2] for part in parts], axis=0) if sums else None
-        return nearest, partial, totals
+        return nearest, squared, totals
 
     def _rows(self, lo, hi, minus_twice_centroids_t, centroid_norms, count, distances, sums):
         from lightning_modules.clustering.nearest import add_rows_to_clusters
 
         nearest = np.empty((hi - lo, count), dtype=np.int64)
-        partial = np.empty(hi - lo, dtype=np.float32) if distances else None
+        squared = np.empty(hi - lo, dtype=np.float64) if distances else None
         totals = np.zeros((len(centroid_norms), self.x.shape[1]), dtype=np.float32) if sums else None
         chunk = np.empty((min(CHUNK_ROWS, hi - lo), len(centroid_norms)), dtype=np.float32)
         for start in range(lo, hi, CHUNK_ROWS):
@@ -68,14 +68,15 @@ class _Assigner:
             distance += centroid_norms
             for rank in range(count):  # repeated argmins: cheaper than a partial sort for count <= 2
                 nearest[out, rank] = distance.argmin(axis=1)
-                if rank == 0 and distances:
-                    partial[out] = np.take_along_axis(distance, nearest[out, :1], axis=1)[:, 0]
+                if rank == 0 and distances:  # |x|^2 added in float64 while the rows are in cache
+                    squared[out] = np.take_along_axis(distance, nearest[out, :1], axis=1)[:, 0]
+                    squared[out] += np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
                 if rank < count - 1:
                     np.put_along_axis(distance, nearest[out, rank:rank + 1], np.inf, axis=1)
             if sums:
                 add_rows_to_clusters(rows, nearest[out, 0], totals)
             release_rows(self.x, slice(start, stop))  # after the last use: float32 rows of a memory map are a view
-        return nearest, partial, totals
+        return nearest, squared, totals
 
 
 def cluster_sums(labels: np.ndarray, rows: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -94,12 +95,6 @@ def _float_rows(x: np.ndarray, index, dtype=np.float32) -> np.ndarray:
     if isinstance(index, slice):
         release_rows(x, index)
     return rows
-
-
-def _squared_norms(x: np.ndarray) -> np.ndarray:
-    """(N,) float64 squared row norms, by chunks."""
-    return np.concatenate([np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64)
-                           for chunk in (_float_rows(x, rows) for rows in row_chunks(len(x), 65536))])
 
 
 def _mean_variance(x: np.ndarray) -> float:
@@ -126,8 +121,7 @@ def lloyd(assign: _Assigner, centroids: np.ndarray, max_iter: int, tol: float, s
         labels = nearest[:, 0]
         counts = np.bincount(labels, minlength=len(centroids))
         if not counts.all():
-            _, partial, _ = assign(centroids, distances=True)  # rare: the distances only when a cluster is empty
-            distances = partial + _squared_norms(x)
+            _, distances, _ = assign(centroids, distances=True)  # rare: the distances only when a cluster is empty
             for empty, farthest in zip(np.flatnonzero(counts == 0), np.argsort(-distances)):
                 row = _float_rows(x, farthest)
                 sums[labels[farthest]] -= row
@@ -240,10 +234,10 @@ class LloydKMeans:
                 self.cluster_centers_ = self._fit_faiss_gpu(train, starts)
             else:
                 self.cluster_centers_ = self._best_of(starts, _Assigner(train, pool, workers))
-            self.top2_, partial, _ = _Assigner(x, pool, workers)(self.cluster_centers_, count=2, distances=True)
+            self.top2_, squared, _ = _Assigner(x, pool, workers)(self.cluster_centers_, count=2, distances=True)
         self.top2_ = self.top2_.astype(np.int32)
         self.labels_ = self.top2_[:, 0].copy()
-        self.inertia_ = float(np.sum(partial, dtype=np.float64) + _squared_norms(x).sum())
+        self.inertia_ = float(np.sum(squared))
         return self
 
     def _starts(self, train: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
@@ -268,7 +262,7 @@ class LloydKMeans:
         runs = [lloyd(assign, start, self.max_iter, self.tol, self.spherical) for start in starts]
         if len(runs) == 1:
             return runs[0]
-        inertias = [float(np.sum(assign(centroids, distances=True)[1], dtype=np.float64)) for centroids in runs]
+        inertias = [float(np.sum(assign(centroids, distances=True)[1])) for centroids in runs]
         if self.verbose:
             print(f"k-means: inertia of each restart {[round(value, 4) for value in inertias]}")
         return runs[int(np.argmin(inertias))]
