@@ -23,25 +23,20 @@ def report_title(notebook) -> str:
     return "clusterlab report"
 
 
-def render_report(template: str | Path, out_notebook: str | Path, out_html: str | Path, parameters: dict,
-                  kernel_name: str = "python3") -> None:
+def render_report(template: str | Path, out_notebook: str | Path, out_html: str | Path, parameters: dict) -> None:
+    """Execute the template with `parameters` (in this process: `notebook_engine`) and export it to HTML."""
     import nbformat
     import papermill
     from nbconvert import HTMLExporter
 
+    from lightning_modules.analysis.notebook_engine import ENGINE_NAME
     from lightning_modules.core.io import atomic_path
 
     started = time.perf_counter()
     log.info("report %s on %s", Path(template).name, ", ".join(f"{name}={value}" for name, value in parameters.items()))
     with atomic_path(out_notebook) as tmp_notebook:
-        papermill.execute_notebook(
-            str(template), str(tmp_notebook), parameters=parameters, kernel_name=kernel_name,
-            progress_bar=False, cwd=str(Path.cwd()),
-            # the kernel's own log, not the notebook's: its note that it talks TCP on localhost, and the
-            # "KeyboardInterrupt caught in kernel" every clean shutdown causes (jupyter_client interrupts a
-            # kernel before asking it to shut down). A failing cell still fails the job through papermill.
-            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-        )
+        papermill.execute_notebook(str(template), str(tmp_notebook), parameters=parameters, engine_name=ENGINE_NAME,
+                                   kernel_name="python3", progress_bar=False, cwd=str(Path.cwd()))
         executed = nbformat.read(tmp_notebook, as_version=4)
         # the page shows answers, not code (the executed notebook beside it keeps the code), under the
         # template's own heading as its title

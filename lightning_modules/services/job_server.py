@@ -55,8 +55,9 @@ LIBRARIES = ("numpy", "torch", "pytorch_lightning", "pytorch_lightning.loggers",
              "sklearn.metrics", "sklearn.linear_model", "scipy.optimize", "faiss", "pandas", "snakemake.script",
              # MLflow with its SQLite store (SQLAlchemy, alembic: 0.5 s a job otherwise) and git for run sources
              "mlflow", "mlflow.store.tracking.sqlalchemy_store", "alembic.command", "sqlalchemy.dialects.sqlite", "git",
-             "papermill", "nbconvert")  # the report jobs
+             "papermill", "nbconvert", "lightning_modules.analysis.notebook_engine")  # the report jobs
 JOB_SCRIPTS = ROOT / "workflow" / "scripts"
+REPORT_TEMPLATES = ROOT / "reports"  # their cells run in the report jobs (analysis.notebook_engine)
 MAX_MESSAGE = 1 << 20
 REQUEST_TIMEOUT_S = 10.0  # a client that has not sent its whole request by then is dropped
 # The server's own environment while it imports: no library starts a thread pool (OpenBLAS, OpenMP) or
@@ -137,6 +138,21 @@ def script_modules(folder: Path = JOB_SCRIPTS) -> list[str]:
         for node in ast.walk(ast.parse(script.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lightning_modules"):
                 modules.add(node.module)
+    return sorted(modules)
+
+
+def report_modules(folder: Path = REPORT_TEMPLATES) -> list[str]:
+    """Every module the report templates' code cells import (pandas, seaborn, the project's summaries, ...)."""
+    modules = set()
+    for template in sorted(folder.glob("*.ipynb")):
+        for cell in json.loads(template.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            for node in ast.walk(ast.parse("".join(cell["source"]))):
+                if isinstance(node, ast.Import):
+                    modules.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    modules.add(node.module)
     return sorted(modules)
 
 
@@ -247,7 +263,7 @@ class JobServer:
         self.pid = os.getpid()
 
     def preload(self) -> list[str]:
-        modules = [*LIBRARIES, *script_modules()]
+        modules = [*LIBRARIES, *script_modules(), *report_modules()]
         for module in modules:
             importlib.import_module(module)
         import torch
