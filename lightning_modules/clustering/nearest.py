@@ -21,3 +21,9 @@ def add_rows_to_clusters(rows, labels, sums):  # pragma: no cover - compiled
         total, row = sums[labels[i]], rows[i]
         for column in range(row.shape[0]):
             total[column] += row[column]
+
+
+# The signature k-means calls it with, loaded from numba's cache (compiled on a miss) when this module is imported:
+# the job server imports it, so the jobs it forks start with the machine code in memory (loading it in each job, and
+# numba's compiler with it, cost ~0.6 s a k-means job)
+add_rows_to_clusters.compile((numba.float32[:, ::1], numba.int64[::1], numba.float32[:, ::1]))

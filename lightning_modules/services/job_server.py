@@ -55,7 +55,8 @@ LIBRARIES = ("numpy", "torch", "pytorch_lightning", "pytorch_lightning.loggers",
              "sklearn.metrics", "sklearn.linear_model", "scipy.optimize", "faiss", "pandas", "snakemake.script",
              # MLflow with its SQLite store (SQLAlchemy, alembic: 0.5 s a job otherwise) and git for run sources
              "mlflow", "mlflow.store.tracking.sqlalchemy_store", "alembic.command", "sqlalchemy.dialects.sqlite", "git",
-             "papermill", "nbconvert", "lightning_modules.analysis.notebook_engine")  # the report jobs
+             "papermill", "nbconvert", "lightning_modules.analysis.notebook_engine",  # the report jobs
+             "lightning_modules.clustering.nearest")  # k-means' compiled loop, loaded from numba's cache
 JOB_SCRIPTS = ROOT / "workflow" / "scripts"
 REPORT_TEMPLATES = ROOT / "reports"  # their cells run in the report jobs (analysis.notebook_engine)
 MAX_MESSAGE = 1 << 20
