@@ -150,6 +150,19 @@ def test_every_workflow_script_hands_its_job_over_before_importing_anything_else
     assert "lightning_modules.clustering.run" in job_server.script_modules()
 
 
+def test_the_server_preloads_what_the_report_templates_import(tmp_path):
+    """The reports' cells run in their jobs (analysis.notebook_engine): their imports are the server's to preload."""
+    import json
+
+    modules = job_server.report_modules()
+    assert {"seaborn", "matplotlib.pyplot", "pandas", "lightning_modules.clustering.summary"} <= set(modules)
+    template = {"cells": [{"cell_type": "markdown", "source": ["import not_a_module\n"]},
+                          {"cell_type": "code", "source": ["import os.path as p, json\n", "from .relative import x\n",
+                                                           "from pathlib import Path\n"]}]}
+    (tmp_path / "report.ipynb").write_text(json.dumps(template))
+    assert job_server.report_modules(tmp_path) == ["json", "os.path", "pathlib"]  # code cells only, absolute only
+
+
 def test_a_job_dies_with_a_killed_server_and_its_client_says_so(scripts, script, tmp_path):
     """A killed Snakemake process group takes its server down with SIGKILL: no job may run on unseen."""
     process = job_server.start(tmp_path / "server.log", wait_s=30, scripts=scripts)
