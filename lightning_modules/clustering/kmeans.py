@@ -5,8 +5,8 @@ second pass over the data to update them, which ran at ~50% of this machine's GE
 scikit-learn's Lloyd speed (benchmarks/clustering.py). The loop below does what scikit-learn's Cython does:
 the rows are split across threads with single-threaded BLAS, and each thread walks its rows in chunks that
 stay in cache from the GEMM against the centroids to the argmin and to the per-cluster sums (`nearest.py`,
-compiled by numba, imported on the first fit: 0.6 s that a job importing the registry need not pay). It imports
-neither torch nor faiss on CPU, so a k-means job starts fast. On a GPU, faiss's k-means is the well-kept choice
+compiled by numba; imported on the first fit, as numba and the cached machine code cost ~1 s that a job importing
+the registry need not pay, and preloaded by the job server). It imports neither torch nor faiss on CPU. On a GPU, faiss's k-means is the well-kept choice
 and is used as it is.
 
 Out of core: the data may be a memory map (float16 on disk); every chunk is converted to float32 on its own, so

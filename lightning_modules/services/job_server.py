@@ -27,6 +27,7 @@ is left after the imports.
 from __future__ import annotations
 
 import ast
+import gc
 import importlib
 import json
 import os
@@ -275,6 +276,10 @@ class JobServer:
         if len(threads) > 1:
             raise RuntimeError(f"the job server runs {len(threads)} threads after its imports ({', '.join(threads)}); "
                                "forking it would be unsafe")
+        # The preloaded objects leave the garbage collector's generations (Python's advice for fork without exec):
+        # a job's full collection would otherwise walk them all and copy every page they lie on (~860k objects:
+        # 0.55 s and 225 MB of copy-on-write faults per collection, measured in a forked child)
+        gc.freeze()
         return modules
 
     def serve(self) -> None:
