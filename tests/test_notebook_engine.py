@@ -68,3 +68,18 @@ def test_a_failing_cell_stops_the_notebook_with_papermills_error(tmp_path):
     assert [output.output_type for output in failed.outputs] == ["stream", "error"]
     assert "1 / 0" in "\n".join(failed.outputs[1].traceback)
     assert never.outputs == [] and never.execution_count is None
+
+
+def test_the_report_templates_are_valid_notebooks_without_warnings():
+    """nbformat 4.5 gives every cell an id: a template without one printed a MissingIDFieldWarning into each report
+    job's log."""
+    import warnings
+
+    from lightning_modules.services.job_server import REPORT_TEMPLATES
+
+    templates = sorted(REPORT_TEMPLATES.glob("*.ipynb"))
+    assert len(templates) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for template in templates:
+            nbformat.validate(nbformat.read(template, as_version=4))
