@@ -10,7 +10,7 @@ from conftest import REPO
 from lightning_modules.core import layout
 from lightning_modules.core.layout import ClusteringRun, DiffusionRun, OodRun
 from lightning_modules.workflow.config import validate_config
-from lightning_modules.workflow.files import SMALL_JOBS, SweepFiles
+from lightning_modules.workflow.files import LONG_CHAIN_PRIORITY, SMALL_JOBS, SweepFiles
 
 
 class Wildcards(SimpleNamespace):
@@ -65,6 +65,13 @@ def test_a_cluster_conditioned_diffusion_run_reads_its_clustering_and_the_bound_
     assert f"results/{DiffusionRun('digits', 'clusters-kmeans-k13', 0).file('metrics.json')}" in runs  # the bound
     params = files.diffusion_run_params(Wildcards(dataset="digits", cond="none"))
     assert params["seeds"] == [0, 1, 2]  # seeds in one job
+
+
+def test_the_clustering_runs_diffusion_conditions_on_are_scheduled_with_its_chain(files):
+    conditioned = Wildcards(dataset="digits", backbone="pixels", method="kmeans", k="20", seed="0")
+    assert files.cluster_priority(conditioned) == LONG_CHAIN_PRIORITY
+    for other in ({"seed": "1"}, {"method": "temi"}, {"dataset": "digits-lt10"}, {"backbone": "pixels+random-256"}):
+        assert files.cluster_priority(Wildcards(**{**vars(conditioned), **other})) == 0, other
 
 
 def test_rule_logs_and_outputs_come_from_the_layout(files):

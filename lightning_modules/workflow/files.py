@@ -29,7 +29,10 @@ from lightning_modules.workflow.sweep import clustering_runs, diffusion_runs, oo
 # groups
 SMALL_JOBS = "small-cpu"
 # the upper cluster bound -> diffusion chain is a sweep's longest: started first, its jobs overlap the many short
-# clustering and OOD jobs instead of running after them (the demo's last minute was diffusion alone)
+# clustering and OOD jobs instead of running after them (the demo's last minute was diffusion alone). The jobs such a
+# chain waits on share it (the kNN graphs, the clustering runs a diffusion condition reads: Snakemake's scheduler,
+# which favours jobs with large inputs, ran them late, the demo's upper bound 57 s in), and so does the selection
+# the figures and reports wait on (it waited 24 s behind another data set's runs)
 LONG_CHAIN_PRIORITY = 10
 # the store's first job runs before any other: the sweep's parent run starts with it (its duration is the sweep's),
 # and without a priority Snakemake's scheduler, which favours jobs with large inputs, would start it last
@@ -122,6 +125,16 @@ class SweepFiles:
         run = ClusteringRun(wildcards.dataset, wildcards.backbone, wildcards.method, int(wildcards.k),
                             int(wildcards.seed))
         return {} if run in self.table_clusterings else {ROLE_TAG: "helper"}
+
+    def cluster_priority(self, wildcards) -> int:
+        """LONG_CHAIN_PRIORITY for a run of a method and seed that diffusion conditions on (at any K: a few short
+        runs more than it reads), 0 for the others."""
+        clusters = self.diffusion.get("clusters") or {}
+        read_by_diffusion = (wildcards.dataset in self.diffusion.get("datasets", [])
+                             and wildcards.backbone == backbone_slug(self.diffusion_backbone["spec"])
+                             and wildcards.method in clusters.get("methods", [])
+                             and int(wildcards.seed) == clusters.get("seed"))
+        return LONG_CHAIN_PRIORITY if read_by_diffusion else 0
 
     def cluster_group(self, wildcards) -> str | None:
         return SMALL_JOBS if METHODS.entry(wildcards.method).info.get("small") else None

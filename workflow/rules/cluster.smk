@@ -15,6 +15,7 @@ rule cluster:
     group:
         files.cluster_group
     threads: 1  # small jobs: two single-threaded ones beat one using both cores
+    priority: files.cluster_priority
     resources:
         **job_resources(config, "cluster"),
     conda:
@@ -60,6 +61,7 @@ rule select_clustering:
     params:
         criterion=config["clustering"]["selection_criterion"],
     threads: 1
+    priority: LONG_CHAIN_PRIORITY  # the figures and the reports wait on it
     conda:
         "../../envs/compute.yaml"
     script:

@@ -11,7 +11,8 @@ rule knn_graph:
         files.log("knn_graph", KnnGraph, "{split}.k{n}"),
     params:
         search={key: config["knn"][key] for key in ("query_batch", "index", "nlist", "nprobe", "recall_queries")},
-    threads: 2
+    threads: config["knn"]["threads"]
+    priority: LONG_CHAIN_PRIORITY  # every head and the upper bound wait on it
     resources:
         **job_resources(config, "knn_graph"),
     conda:
