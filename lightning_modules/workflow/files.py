@@ -29,11 +29,11 @@ from lightning_modules.workflow.sweep import clustering_runs, diffusion_runs, oo
 # groups
 SMALL_JOBS = "small-cpu"
 # the upper cluster bound -> diffusion chain is a sweep's longest: started first, its jobs overlap the many short
-# clustering and OOD jobs instead of running after them (the demo's last minute was diffusion alone). The jobs such a
-# chain waits on share it (the kNN graphs, the clustering runs a diffusion condition reads: Snakemake's scheduler,
-# which favours jobs with large inputs, ran them late, the demo's upper bound 57 s in), and so do the selection
-# the figures and reports wait on (it waited 24 s behind another data set's runs) and the reports (the demo's
-# diffusion report, ready 230 s before the end, ran last, alone)
+# clustering and OOD jobs instead of running after them (the demo's last minute was diffusion alone). What the chain
+# waits on shares it (the embeddings, the kNN graphs, the clustering runs a diffusion condition reads), as does the
+# selection that the figures and reports wait on: Snakemake's scheduler, which favours jobs with large inputs, ran
+# these sub-second jobs late (the demo's upper bound started 57 s in, its digits-lt10 branch 196 s in, a selection
+# waited 24 s behind another data set's runs)
 LONG_CHAIN_PRIORITY = 10
 # the store's first job runs before any other: the sweep's parent run starts with it (its duration is the sweep's),
 # and without a priority Snakemake's scheduler, which favours jobs with large inputs, would start it last

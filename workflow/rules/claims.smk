@@ -34,7 +34,6 @@ rule claims_report:
     params:
         # the ledger's measured error rates (benchmarks/ledger_calibration.py), shown at the report's end
         calibration_path=os.path.join(workflow.basedir, "benchmarks", "ledger_calibration.json"),
-    priority: LONG_CHAIN_PRIORITY  # as soon as its tables exist, not left for the sweep's end
     conda:
         "../../envs/reporting.yaml"
     script:

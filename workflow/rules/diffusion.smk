@@ -71,7 +71,6 @@ rule diffusion_report:
         files.log("diffusion_report"),
     params:
         results_dir=os.path.abspath(files.results_dir),
-    priority: LONG_CHAIN_PRIORITY  # as soon as its tables exist, not left for the sweep's end
     conda:
         "../../envs/reporting.yaml"
     script:

@@ -14,6 +14,7 @@ rule embed:
         # changed files on disk change this parameter, and Snakemake re-runs the job and everything after it
         files_fingerprint=lambda wc: files_fingerprint(files.datasets[wc.dataset]),
     threads: config["embed"]["threads"]
+    priority: LONG_CHAIN_PRIORITY  # everything after waits on it (the demo's digits-lt10 branch started 196 s in)
     resources:
         **job_resources(config, "embed"),
     conda:

@@ -94,7 +94,6 @@ rule ood_report:
         datasets=canonical(files.datasets),  # the failure cases' images
         pairs=canonical(files.ood_pairs),
         eval_split=config["ood"]["eval_split"],
-    priority: LONG_CHAIN_PRIORITY  # as soon as its tables exist, not left for the sweep's end
     conda:
         "../../envs/reporting.yaml"
     script:

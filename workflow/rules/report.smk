@@ -31,7 +31,6 @@ rule clustering_report:
         html=report(files.output(Report, "clustering.html"), caption="../report/clustering.rst", category="Reports"),
     log:
         files.log("clustering_report"),
-    priority: LONG_CHAIN_PRIORITY  # as soon as its tables exist, not left for the sweep's end
     conda:
         "../../envs/reporting.yaml"
     script:
