@@ -159,3 +159,24 @@ def test_umaps_compilations_are_cached_on_disk_for_the_next_job():
 
     jitted = [value for value in vars(umap_module).values() if isinstance(value, CPUDispatcher)]
     assert jitted and not any(isinstance(function._cache, NullCache) for function in jitted)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_umap_silhouettes_map_is_umaps_own_bit_for_bit(digits_pixels, dtype):
+    """UmapSilhouette hands UMAP the distances precomputed in one compiled loop (umap_input.py) instead of UMAP's
+    Python call per pair: the map is the one UMAP computes from the rows itself."""
+    import warnings
+
+    import umap
+
+    from lightning_modules.clustering.criteria import UmapSilhouette
+
+    x = digits_pixels[0][np.random.default_rng(1).choice(len(digits_pixels[0]), 300, replace=False)].astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing new to warn about either
+        ours = UmapSilhouette.project(x)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        own = umap.UMAP(n_neighbors=UmapSilhouette.N_NEIGHBORS, min_dist=0.0, n_components=UmapSilhouette.COMPONENTS,
+                        random_state=0).fit_transform(x)
+    np.testing.assert_array_equal(ours, own)

@@ -140,13 +140,15 @@ class UmapSilhouette(Criterion):
 
         import umap
 
+        from lightning_modules.clustering.umap_input import umap_distances
         from lightning_modules.core.compiled import cache_compilations
 
         cache_compilations("umap", "pynndescent")  # compiled once, not in every job
         with warnings.catch_warnings():  # the seed is deliberate: UMAP's note that it runs single-threaded
             warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            warnings.filterwarnings("ignore", message="using precomputed metric", category=UserWarning)  # no inverse
             return umap.UMAP(n_neighbors=cls.N_NEIGHBORS, min_dist=0.0, n_components=cls.COMPONENTS,
-                             random_state=0).fit_transform(x)
+                             random_state=0, metric="precomputed").fit_transform(umap_distances(x))
 
     def reduced(self, run: RunView) -> tuple[np.ndarray, np.ndarray]:
         if id(run.x) not in self.maps:
