@@ -116,8 +116,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def run_workflow(workdir, *extra, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(snakemake_command(workdir, *extra), capture_output=True, text=True, timeout=timeout,
-                          env=sweep_environment())
+    """`snakemake_command`, run in a fork of a process that has imported Snakemake (tests/forks.py)."""
+    import forks
+
+    return forks.run(forks.SNAKEMAKE, snakemake_command(workdir, *extra)[1:], sweep_environment(), timeout)
 
 
 def finished_sweep(workdir, config: dict):

@@ -2,12 +2,15 @@
 outputs, in the same order, the same figures; a failing cell stops the notebook with papermill's error; nothing of
 one notebook (names, matplotlib's settings) reaches the next."""
 
+import sys
+
 import matplotlib
 import nbformat
 import papermill
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from lightning_modules.analysis import notebook_engine
 from lightning_modules.analysis.notebook_engine import ENGINE_NAME
 
 CELLS = [
@@ -56,6 +59,8 @@ def test_nothing_of_one_notebook_reaches_the_next(tmp_path):
     second = run(tmp_path, [new_code_cell("'frame' in dir(), 'rows' in dir()")], ENGINE_NAME, "second")
     assert second.cells[0].outputs[0].data["text/plain"] == "(False, False)"
     assert second.cells[0].execution_count == 1
+    # the process's own __main__ stays (IPython puts its namespace there; multiprocessing reads __main__)
+    assert sys.modules["__main__"] is not notebook_engine._shell().user_module
 
 
 def test_a_failing_cell_stops_the_notebook_with_papermills_error(tmp_path):

@@ -1,11 +1,10 @@
 import logging
 import socket
-import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+import forks
 from lightning_modules.services import tracking
 from lightning_modules.services.tracking import ARTIFACT_TAG, default_tracking_uri, init_tracking, log_run, result_runs
 
@@ -94,11 +93,10 @@ for run in range(3):
 def test_eight_parallel_jobs_log_every_run_to_sqlite(tmp_path):
     uri = default_tracking_uri(tmp_path)
     init_tracking(uri, "parallel")  # what the workflow's init_tracking rule does before the fan-out
-    workers = [subprocess.Popen([sys.executable, "-c", LOGGER_SCRIPT, uri, str(w)], stderr=subprocess.PIPE, text=True)
-               for w in range(8)]
+    workers = [forks.Fork(LOGGER_SCRIPT, [uri, str(w)]) for w in range(8)]  # eight processes, their imports shared
     for worker in workers:
-        _, stderr = worker.communicate(timeout=300)
-        assert worker.returncode == 0, stderr[-2000:]
+        done = worker.wait(timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
     experiment = MlflowClient(uri).get_experiment_by_name("parallel")
     runs = result_runs(MlflowClient(uri), experiment.experiment_id)
     assert sorted(r.info.run_name for r in runs) == sorted(f"w{w}-r{r}" for w in range(8) for r in range(3))

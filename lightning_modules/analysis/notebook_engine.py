@@ -96,7 +96,11 @@ def _shell() -> _ReportShell:
         config = Config()
         config.HistoryManager.enabled = False  # no SQLite history under ~/.ipython, shared by concurrent jobs
         config.InteractiveShell.colors = "nocolor"
+        main = sys.modules["__main__"]
         shell = _ReportShell.instance(config=config)
+        # IPython puts its namespace in as the process's __main__; the process keeps its own (multiprocessing
+        # reads it to start a process; the cells run in the shell's namespace either way)
+        sys.modules["__main__"] = main
         shell.enable_matplotlib("inline")
     return _ReportShell.instance()
 
