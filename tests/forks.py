@@ -34,10 +34,10 @@ _context.set_forkserver_preload(PRELOAD)
 
 
 class Fork:
-    """`python -c code *args` in `environment` and the current folder, started in a fork (subprocess.Popen's part
-    the tests use)."""
+    """`python -c code *args` in `environment` and folder `cwd` (default: the current one), started in a fork
+    (the part of subprocess.Popen the tests use)."""
 
-    def __init__(self, code: str, args: list[str], environment: dict | None = None):
+    def __init__(self, code: str, args: list[str], environment: dict | None = None, cwd=None):
         self.args = ["python", "-c", code, *args]
         self._folder = tempfile.TemporaryDirectory(prefix="fork-")
         self._streams = [os.path.join(self._folder.name, name) for name in ("stdout", "stderr")]
@@ -45,7 +45,7 @@ class Fork:
             open(path, "w").close()
         _start_forkserver()
         self._process = _context.Process(target=_python, args=(code, args, dict(environment or os.environ),
-                                                               *self._streams))
+                                                               str(cwd or os.getcwd()), *self._streams))
         self._process.start()
 
     def wait(self, timeout: float | None = None) -> subprocess.CompletedProcess:
@@ -65,14 +65,15 @@ class Fork:
         return subprocess.CompletedProcess(self.args, self._process.exitcode, *output)
 
 
-def run(code: str, args: list[str], environment: dict | None = None, timeout: float | None = None):
-    return Fork(code, args, environment).wait(timeout)
+def run(code: str, args: list[str], environment: dict | None = None, timeout: float | None = None, cwd=None):
+    return Fork(code, args, environment, cwd).wait(timeout)
 
 
-def _python(code: str, args: list[str], environment: dict, stdout: str, stderr: str) -> None:
+def _python(code: str, args: list[str], environment: dict, cwd: str, stdout: str, stderr: str) -> None:
     os.setsid()  # a timeout kills it together with the processes it started
     os.environ.clear()
     os.environ.update(environment)
+    os.chdir(cwd)
     for fd, path in ((1, stdout), (2, stderr)):
         stream = os.open(path, os.O_WRONLY)
         os.dup2(stream, fd)

@@ -6,7 +6,8 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE
+import forks
+from conftest import REPO
 from lightning_modules.clustering import METHODS
 from lightning_modules.core.checks import ConfigError
 from lightning_modules.workflow.config import validate_config
@@ -141,11 +142,8 @@ def test_snakemake_stops_before_any_job_with_one_line(tmp_path, default_config):
     default_config["clustering"]["k"] = [1]
     config_file = tmp_path / "bad.yaml"
     config_file.write_text(yaml.safe_dump(default_config))
-    result = subprocess.run(
-        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-         str(config_file), "--cores", "1"],
-        capture_output=True, text=True, timeout=120,
-    )
+    result = forks.run(forks.SNAKEMAKE, ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+                                         str(config_file), "--cores", "1"], timeout=120)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "config error: clustering.k[0] = 1 is too small; allowed: values >= 2"
@@ -335,8 +333,7 @@ def test_imagenet21k_config_dry_run_lists_its_jobs_within_a_minute(tmp_path):
     assert config["knn"]["index"] == "ivf"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     started = time.perf_counter()
-    done = subprocess.run([SNAKEMAKE, "-n", "--configfile", str(tmp_path / "config.yaml")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = forks.run(forks.SNAKEMAKE, ["-n", "--configfile", str(tmp_path / "config.yaml")], cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert time.perf_counter() - started < 60
     listed = done.stdout + done.stderr

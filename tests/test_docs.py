@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import forks
 from conftest import REPO
 from lightning_modules.workflow import reference
 
@@ -141,8 +142,9 @@ def test_each_figure_renders_what_its_file_holds(tmp_path):
 
 
 def test_every_rule_is_in_the_stages_reference_with_what_it_runs():
-    listed = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--list-rules"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split()
+    done = forks.run(forks.SNAKEMAKE, ["--list-rules"], cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    listed = done.stdout.split()
     page = reference.stages_page()
     documented = {rule["name"] for rules in reference.workflow_rules().values() for rule in rules}
     assert documented == set(listed) - {"all"}  # `all` computes nothing: it asks for every result

@@ -20,7 +20,8 @@ from slurm_cluster import free_port
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     results, port = tmp_path_factory.mktemp("tracking"), free_port()
-    command = [sys.executable, "-m", "lightning_modules.services.tracking_server", "--results", str(results), "--port", str(port)]
+    command = [sys.executable, "-m", "lightning_modules.services.tracking_server", "--results", str(results),
+               "--port", str(port), "--workers", "1"]  # one server process is enough for these requests
     with serving(command, port) as (uri, process):
         yield uri, results, process
 
