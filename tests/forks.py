@@ -3,11 +3,12 @@ import.
 
 A fresh interpreter spends seconds on imports before it does anything: ~2 s for a `snakemake` command (its CLI,
 its plugins, pandas for the SLURM plugin, jsonschema, the Snakefile's modules), ~3 s for a process that logs to
-MLflow; the tests start about a hundred such processes. `run` and `start` run the code in a new process that
-multiprocessing's forkserver forks from a process that imported PRELOAD once per test process: each still has its
-own process (and process group), arguments, environment, working folder, streams and exit status, and nothing
-one does is left for the next. The command-line scripts themselves are still run by the tests of the tutorials,
-the demo, SLURM and the project copies (whose jobs import another copy of the code).
+MLflow; the tests start about a hundred such processes. `Fork` (and `run`, which waits for it) runs the code in a
+new process that multiprocessing's forkserver forks from a process that imported PRELOAD once per test process
+(`SNAKEMAKE` is what the `snakemake` script runs): each still has its own process (and process group), arguments,
+environment, working folder, streams and exit status, and nothing one does is left for the next. The command-line
+scripts themselves are still run by the tests of the tutorials, the demo, SLURM and the project copies (whose jobs
+import another copy of the code).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ PRELOAD = ["snakemake.cli", "snakemake.api", "snakemake.report.html_reporter", "
            "lightning_modules.workflow.config", "lightning_modules.workflow.files", "lightning_modules.analysis.published",
            "mlflow", "mlflow.store.tracking.sqlalchemy_store", "alembic.command", "sqlalchemy.dialects.sqlite",
            "lightning_modules.services.tracking"]
-SNAKEMAKE = "import sys; from snakemake.cli import main; sys.exit(main())"  # what the `snakemake` script runs
+SNAKEMAKE = "import sys; from snakemake.cli import main; sys.exit(main())"
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PRELOAD)
