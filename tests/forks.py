@@ -25,8 +25,8 @@ from lightning_modules.services.job_server import SINGLE_THREADED  # the forkser
 
 PRELOAD = ["snakemake.cli", "snakemake.api", "snakemake.report.html_reporter", "snakemake_logger_plugin_rich.handler",
            "snakemake_executor_plugin_slurm", "smart_open", "jsonschema", "rich.console", "yte",
-           "lightning_modules.workflow.config", "lightning_modules.workflow.files", "lightning_modules.analysis.published",
-           "mlflow", "mlflow.store.tracking.sqlalchemy_store", "alembic.command", "sqlalchemy.dialects.sqlite",
+           "lightning_modules.workflow.config", "lightning_modules.workflow.files",
+           "lightning_modules.analysis.published", "mlflow", "mlflow.store.tracking.sqlalchemy_store", "alembic.command", "sqlalchemy.dialects.sqlite",
            "lightning_modules.services.tracking"]
 SNAKEMAKE = "import sys; from snakemake.cli import main; sys.exit(main())"
 
